@@ -1,0 +1,50 @@
+"""Atomic file writes: a temp file in the same directory, fsync, then ``os.replace``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    with open_atomic(path, mode) as f:
+        f.write(data)
+
+
+def write_text(path: Path, text: str, mode: int = 0o644) -> None:
+    write_bytes(path, text.encode("utf-8"), mode)
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only if the block finishes without error.
+
+    The temp file is created with ``mode`` from the start (0600 for secrets), so a key is never
+    readable by others, not even for a moment.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Debian packages the tests use as real peers: CNCF distribution, skopeo, PostgreSQL, Chromium,
+# and the Rust toolchain with the wasm32-wasi standard library (for the Rust example).
+set -euo pipefail
+
+need=()
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null || need+=(chromium)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+[ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] || need+=(rustc cargo)
+ls /usr/lib/rustlib/wasm32-wasi >/dev/null 2>&1 || need+=(libstd-rust-dev-wasm32)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
