@@ -16,7 +16,9 @@ TESTVECTORS = SHARED / "testvectors"
 
 pytest_plugins = [
     "tests.fixtures.examples",
-    "tests.fixtures.servers",
+    "tests.fixtures.registry",
+    "tests.fixtures.distribution",
+    "tests.fixtures.hosts",
 ]
 
 
