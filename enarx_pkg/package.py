@@ -62,6 +62,7 @@ class Descriptor:
             raise InputError(f"{where}.mediaType: expected a media type string")
         if not isinstance(dg, str) or not digest.is_valid(dg):
             digest.parse(str(dg))  # raises the precise error
+            raise InputError(f"{where}.digest: malformed digest {dg!r}")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InputError(f"{where}.size: expected a non-negative integer, got {size!r}")
         ann = obj.get("annotations") or {}
@@ -261,7 +262,7 @@ class Layout:
         """Find a manifest by tag or digest; with no ref, the one package manifest in the layout."""
         entries = self.index()
         if ref is None:
-            mains = {m.digest: m for m in entries if m.artifact_type is None or m.artifact_type != MEDIA_SIGSTORE_BUNDLE}
+            mains = {m.digest: m for m in entries if m.artifact_type != MEDIA_SIGSTORE_BUNDLE}
             mains = {d: m for d, m in mains.items() if not self._is_referrer(m)}
             if len(mains) != 1:
                 raise NotFoundError(

@@ -8,7 +8,9 @@ import os
 import sys
 from typing import Any
 
-import click
+import typer
+import typer.main
+from typer.core import TyperGroup
 
 from enarx_pkg import __version__
 
@@ -34,30 +36,47 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
+class LazyGroup(TyperGroup):
+    """Lists commands from ``COMMANDS`` and imports a command's module only when it is invoked."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in COMMANDS:
             return None
         module_name, attr, _ = COMMANDS[cmd_name]
-        import typer.main
-
         app = getattr(importlib.import_module(module_name), attr)
         command = typer.main.get_command(app)
         command.name = cmd_name
         return command
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-V", prog_name="enarx-pkg")
-def cli() -> None:
+app = typer.Typer(
+    cls=LazyGroup,
+    rich_markup_mode=None,
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"enarx-pkg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def cli(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
     """Build, sign, publish and deploy confidential WebAssembly workloads.
 
     Exit codes: 0 ok, 2 usage, 65 invalid input, 66 not found, 69 registry/host/network failure,
@@ -71,17 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     from enarx_pkg.errors import Error
 
     args = sys.argv[1:] if argv is None else argv
+    from typer._click.exceptions import ClickException
+
+    root = typer.main.get_command(app)
     try:
-        rv = cli.main(args=args, prog_name="enarx-pkg", standalone_mode=False)
+        rv = root.main(args=args, prog_name="enarx-pkg", standalone_mode=False)
     except Error as exc:
         _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args)
         return int(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug in enarx-pkg, not the user's fault: say so, briefly
