@@ -1,0 +1,55 @@
+"""The root command: help lists every command, version, usage errors and the one error handler."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from enarx_pkg import __version__
+from enarx_pkg._cli import main as cli_main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "enarx_pkg", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_every_command() -> None:
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in cli_main.COMMANDS:
+        assert f"  {name} " in out.stdout
+
+
+def test_version() -> None:
+    out = run_cli("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"enarx-pkg {__version__}"
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    out = run_cli("frobnicate")
+    assert out.returncode == 2
+    assert "No such command" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_help_does_not_import_command_modules() -> None:
+    code = (
+        "import sys\nfrom enarx_pkg._cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "names = ('wasmtime', 'cryptography', 'httpx', 'sigstore', 'rich', 'jsonschema')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == ""
+
+
+@pytest.mark.parametrize("name", sorted(cli_main.COMMANDS))
+def test_every_command_has_help(name: str) -> None:
+    out = run_cli(name, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage:" in out.stdout
