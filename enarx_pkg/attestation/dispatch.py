@@ -1,0 +1,64 @@
+"""Route evidence to its verifier, and guess the TEE of an unlabelled file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from enarx_pkg.attestation._errors import MalformedEvidence
+from enarx_pkg.errors import UsageError
+
+if TYPE_CHECKING:
+    from enarx_pkg.attestation.claims import Claims
+    from enarx_pkg.attestation.collateral import Collateral
+
+
+def verify(
+    tee: str,
+    evidence: bytes,
+    *,
+    certs: Sequence[bytes] = (),
+    collateral: Collateral | None = None,
+    at: datetime | None = None,
+) -> Claims:
+    """Verify ``evidence`` as ``tee`` (``auto`` detects it)."""
+    if tee == "auto":
+        tee = detect(evidence)
+    if tee == "sim":
+        from enarx_pkg.attestation.sim import verify_sim
+
+        return verify_sim(evidence, at=at)
+    if tee == "snp":
+        from enarx_pkg.attestation.snp import verify_snp
+
+        return verify_snp(evidence, certs=certs, at=at)
+    if tee in ("tdx", "sgx"):
+        from enarx_pkg.attestation.dcap import verify_quote
+
+        claims = verify_quote(evidence, certs=certs, collateral=collateral, at=at)
+        if claims.tee != tee:
+            raise MalformedEvidence("quote.tee_type", f"evidence is a {claims.tee} quote, not {tee}")
+        return claims
+    if tee == "cca":
+        from enarx_pkg.attestation.cca import verify_cca
+
+        return verify_cca(evidence, certs=certs)
+    raise UsageError(f"unknown TEE {tee!r}: expected one of auto, snp, tdx, sgx, cca, sim")
+
+
+def detect(evidence: bytes) -> str:
+    """Best guess at the evidence type from its leading bytes."""
+    from enarx_pkg.attestation.sim import MAGIC
+
+    if evidence.startswith(MAGIC):
+        return "sim"
+    if evidence[:3] == b"\xd9\x01\x8f":  # CBOR tag 399
+        return "cca"
+    is_dcap = evidence[1:2] == b"\x00" and evidence[2:4] in (b"\x02\x00", b"\x03\x00")
+    if len(evidence) >= 48 and evidence[0] in (3, 4, 5) and is_dcap:
+        tee_type = int.from_bytes(evidence[4:8], "little")
+        return "tdx" if tee_type == 0x81 else "sgx"
+    if len(evidence) == 1184 or (len(evidence) >= 1184 and evidence[0] in (2, 3, 5)):
+        return "snp"
+    raise MalformedEvidence("evidence.type", "cannot tell which TEE produced this evidence; pass --tee")
