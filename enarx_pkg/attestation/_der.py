@@ -48,7 +48,7 @@ def oid_str(value: bytes) -> str:
 def flatten(extension_value: bytes) -> dict[str, bytes]:
     """Map each leaf OID under the SGX extension to its raw value (INTEGER / OCTET STRING contents)."""
     out: dict[str, bytes] = {}
-    tag, seq, _ = _tlv(extension_value, 0)
+    _tag, seq, _ = _tlv(extension_value, 0)
     _walk(seq, out)
     return out
 

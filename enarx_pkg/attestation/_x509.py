@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -85,7 +86,7 @@ def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate, check: st
 
 def verify_chain(chain: Sequence[x509.Certificate], pins: Iterable[str], check: str) -> str:
     """Verify leaf ← ... ← root signatures and that the self-signed root's key is pinned; returns the pin."""
-    for cert, issuer in zip(chain, chain[1:], strict=False):
+    for cert, issuer in itertools.pairwise(chain):
         verify_signed_by(cert, issuer, f"{check}.signature")
     root = chain[-1]
     verify_signed_by(root, root, f"{check}.root_self_signature")

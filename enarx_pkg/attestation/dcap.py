@@ -212,9 +212,9 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     _verify(att_key, q.signature, q.signed, "quote.signature", "quote is not signed by the attestation key")
     tcb = None
     if collateral is not None:
-        from enarx_pkg.attestation import tcb as tcb_mod
+        from enarx_pkg.attestation.tcb import appraise_collateral
 
-        tcb = tcb_mod.appraise_collateral(q, pck.chain, pck.info, collateral, when)
+        tcb = appraise_collateral(q, pck.chain, pck.info, collateral, when)
     return claims_of(q, pck.info, tcb)
 
 
@@ -237,7 +237,10 @@ def claims_of(q: Quote, pck: PckInfo, tcb: object) -> TdxClaims | SgxClaims:
             attributes=b[48:64].hex(), cpusvn=b[0:16].hex(), qe_svn=q.qe_svn, pce_svn=q.pce_svn,
             pck=pck, tcb=tcb,  # type: ignore[arg-type]
         )
-    h = lambda a, n=48: b[a : a + n].hex()  # noqa: E731
+
+    def h(a: int, n: int = 48) -> str:
+        return b[a : a + n].hex()
+
     return TdxClaims(
         tee="tdx", version=q.version, measurement=h(136), report_data=b[520:584], debug=bool(b[120] & 0x01),
         mrtd=h(136), rtmr=(h(328), h(376), h(424), h(472)), mrconfigid=h(184), mrowner=h(232),

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from enarx_pkg.attestation import _x509
 from enarx_pkg.attestation._errors import EvidenceError, MalformedEvidence
@@ -73,7 +73,9 @@ def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
         raise MalformedEvidence("snp.signature_algo", f"signature algorithm {sig_algo} is not ECDSA P-384/SHA-384")
     product = product or _cpuid_product(version, r[0x188], r[0x189])
     flags = int.from_bytes(r[0x48:0x4C], "little")
-    u64 = lambda off: int.from_bytes(r[off : off + 8], "little")  # noqa: E731
+    def u64(off: int) -> int:
+        return int.from_bytes(r[off : off + 8], "little")
+
     return SnpClaims(
         tee="snp", version=version, product=product,
         measurement=r[0x90:0xC0].hex(), report_data=r[0x50:0x90], debug=bool(policy >> 19 & 1),
