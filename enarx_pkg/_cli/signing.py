@@ -1,0 +1,114 @@
+"""``keys generate``, ``sign`` and ``verify``: thin wrappers over enarx_pkg.keys/sign/verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from enarx_pkg._cli.common import info, print_json
+
+keys_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True)
+sign_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+verify_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+PASSWORD_ENV = "ENARX_PKG_KEY_PASSWORD"  # noqa: S105 (an environment variable's name)
+
+
+@keys_app.callback()
+def keys_group() -> None:
+    """Generate signing keys (ECDSA P-256, PEM)."""
+
+
+@keys_app.command("generate")
+def generate(
+    out: Path = typer.Option(Path("enarx"), "--out", help="Write OUT.key (private, 0600) and OUT.pub."),
+    password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
+                                     help="Encrypt the private key with the passphrase in this environment "
+                                          "variable (unset or empty: unencrypted)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing key files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Generate an ECDSA P-256 key pair for `enarx-pkg sign --key`."""
+    from enarx_pkg import keys
+
+    pair = keys.generate(out, password_env=password_env, force=force)
+    result = {"privateKey": str(pair.private_path), "publicKey": str(pair.public_path),
+              "fingerprint": pair.fingerprint, "encrypted": pair.encrypted}
+    if as_json:
+        print_json(result)
+        return
+    print(f"private key: {pair.private_path} ({'encrypted' if pair.encrypted else 'NOT encrypted'}, mode 0600)")
+    print(f"public key:  {pair.public_path}")
+    print(f"fingerprint: {pair.fingerprint}")
+
+
+@sign_app.command()
+def sign(
+    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT", help="OCI layout or project directory."),
+    key: str | None = typer.Option(None, "--key", help="Private key (PEM) to sign with."),
+    keyless: bool = typer.Option(False, "--keyless", help="Sign with a Fulcio certificate for your OIDC identity."),
+    identity_token: str | None = typer.Option(None, "--identity-token", envvar="SIGSTORE_ID_TOKEN", metavar="T",
+                                              help="OIDC token for --keyless (prefer the SIGSTORE_ID_TOKEN "
+                                                   "variable; default: ambient CI credentials)."),
+    staging: bool = typer.Option(False, "--staging", help="Use the sigstore staging instance."),
+    ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
+    password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
+                                     help="Environment variable holding the private key's passphrase."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Sign a package: SLSA provenance in a sigstore bundle, attached as an OCI referrer."""
+    from enarx_pkg import sign as signing
+
+    result = signing.sign_target(target, signing.SignSettings(key, keyless, identity_token, staging,
+                                                              password_env, ref))
+    if as_json:
+        print_json(result.to_json())
+        return
+    print(f"signed {result.subject_name}@{result.manifest_digest}")
+    print(f"  signer:    {result.signer} ({result.kind})")
+    print(f"  predicate: {result.predicate_type}")
+    print(f"  referrer:  {result.referrer_digest} (bundle {result.bundle_digest})")
+
+
+@verify_app.command()
+def verify(
+    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT|REF", help="OCI layout, project dir or reference."),
+    key: str | None = typer.Option(None, "--key", help="Public key (PEM) the package must be signed with."),
+    identity: str | None = typer.Option(None, "--certificate-identity", metavar="ID"),
+    identity_regexp: str | None = typer.Option(None, "--certificate-identity-regexp", metavar="RE",
+                                               help="Regexp the whole identity must match."),
+    issuer: str | None = typer.Option(None, "--certificate-oidc-issuer", metavar="ISS"),
+    issuer_regexp: str | None = typer.Option(None, "--certificate-oidc-issuer-regexp", metavar="RE"),
+    offline: bool = typer.Option(True, "--offline/--online",
+                                 help="Use the embedded sigstore trusted roots, no network (default)."),
+    staging: bool = typer.Option(False, "--staging", help="Trust the sigstore staging root, not production."),
+    ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Verify a package's signatures; exit 77 if none satisfies the policy, 65 if bundles are malformed."""
+    from enarx_pkg import verify as verifying
+
+    settings = verifying.VerifySettings(key, identity, identity_regexp, issuer, issuer_regexp, staging,
+                                        offline, ref)
+    report = verifying.verify_target(target, settings)
+    if as_json:
+        print_json(report.to_json())
+        return
+    _render(report)
+
+
+def _render(report: Any) -> None:
+    print(f"verified {report.manifest_digest}: package blobs match the manifest")
+    for sig in report.verified:
+        who = sig.signer + (f" (issuer {sig.issuer})" if sig.issuer else f" ({sig.kind})")
+        print(f"  OK  signed by {who}")
+        print(f"      when:    {sig.time or 'unknown'}" + (f" [{sig.time_source}]" if sig.time_source else ""))
+        p = sig.provenance
+        if p:
+            print(f"      builder: {p.builder}")
+            print(f"      source:  {p.source_repository or '?'}@{p.source_revision or '?'}")
+            print(f"      command: {p.command or '?'} ({p.inputs} input digests)")
+    for refused in report.refused:
+        info(f"  --  signature {refused.referrer} not accepted: {refused.reason}")

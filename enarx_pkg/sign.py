@@ -1,0 +1,154 @@
+"""Sign a package: an SLSA provenance statement in a DSSE envelope in a sigstore bundle v0.3,
+attached to the package manifest as an OCI 1.1 referrer, the way cosign attaches bundles.
+
+Key-based signing (ECDSA P-256, ``verificationMaterial.publicKey``, no log entry) is ours;
+keyless signing (Fulcio + Rekor) goes through sigstore-python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enarx_pkg import keys, provenance
+from enarx_pkg._internal import dsse, sigstore_bundle
+from enarx_pkg.package import (
+    EMPTY_JSON,
+    MEDIA_EMPTY,
+    MEDIA_MANIFEST,
+    MEDIA_SIGSTORE_BUNDLE,
+    Descriptor,
+    ImageManifest,
+    Layout,
+)
+
+ANN_CONTENT = "dev.sigstore.bundle.content"
+ANN_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
+ANN_CREATED = "org.opencontainers.image.created"
+
+
+@dataclass(frozen=True)
+class KeylessOptions:
+    """How to obtain a Fulcio certificate: an explicit OIDC token or ambient CI credentials."""
+
+    identity_token: str | None = None
+    staging: bool = False
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """What was signed and where the signature was stored."""
+
+    manifest_digest: str
+    subject_name: str
+    referrer_digest: str
+    bundle_digest: str
+    kind: str  # "key" | "keyless"
+    signer: str
+    predicate_type: str
+    created: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"manifestDigest": self.manifest_digest, "subject": self.subject_name,
+                "referrerDigest": self.referrer_digest, "bundleDigest": self.bundle_digest,
+                "kind": self.kind, "signer": self.signer, "predicateType": self.predicate_type,
+                "created": self.created}
+
+
+def sign_layout(layout: Layout, ref: str | None = None, *, key: ec.EllipticCurvePrivateKey | None = None,
+                keyless: KeylessOptions | None = None) -> SignResult:
+    """Sign the package manifest ``ref`` (default: the layout's one package) and attach the bundle."""
+    if (key is None) == (keyless is None):
+        raise ValueError("sign_layout needs exactly one of key= or keyless=")
+    subject = layout.resolve(ref)
+    manifest = layout.manifest(subject.digest)
+    record = provenance.read_build_record(layout, subject.digest)
+    name = provenance.subject_name(manifest, record, Path(layout.path).resolve().name)
+    statement = provenance.statement(subject.digest, manifest, record, name)
+    if key is not None:
+        bundle, signer = sign_with_key(statement, key), keys.fingerprint(key.public_key())
+    else:
+        assert keyless is not None
+        from enarx_pkg._internal import sigstore_keyless
+
+        bundle = sigstore_keyless.sign_statement(statement, keyless.identity_token, staging=keyless.staging)
+        signer = _keyless_signer(bundle)
+    created = now()
+    ref_desc = attach(layout, subject, bundle, provenance.SLSA_PROVENANCE_V1, created)
+    bundle_digest = layout.manifest(ref_desc.digest).layers[0].digest
+    return SignResult(subject.digest, name, ref_desc.digest, bundle_digest, "key" if key else "keyless",
+                      signer, provenance.SLSA_PROVENANCE_V1, created)
+
+
+def sign_with_key(statement: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A key-based bundle v0.3 over an in-toto statement (DSSE, PAE, ECDSA P-256 SHA-256)."""
+    envelope = dsse.sign(key, dsse.INTOTO_PAYLOAD_TYPE, statement)
+    return sigstore_bundle.key_bundle(envelope, keys.hint(key.public_key()))
+
+
+def attach(layout: Layout, subject: Descriptor, bundle: bytes, predicate_type: str,
+           created: str | None = None) -> Descriptor:
+    """Store ``bundle`` as an OCI 1.1 referrer of ``subject`` (untagged), as cosign does."""
+    config = layout.put_bytes(EMPTY_JSON, MEDIA_EMPTY)
+    layer = layout.put_bytes(bundle, MEDIA_SIGSTORE_BUNDLE)
+    referrer = ImageManifest(
+        config=config,
+        layers=(layer,),
+        annotations={ANN_CONTENT: "dsse-envelope", ANN_PREDICATE_TYPE: predicate_type,
+                     ANN_CREATED: created or now()},
+        subject=Descriptor(MEDIA_MANIFEST, subject.digest, subject.size),
+        artifact_type=MEDIA_SIGSTORE_BUNDLE,
+    )
+    return layout.add_manifest(referrer)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _keyless_signer(bundle: bytes) -> str:
+    parsed = sigstore_bundle.parse(bundle)
+    if parsed.certificate_der is None:
+        return "unknown"
+    names, issuer = sigstore_bundle.certificate_identity(parsed.certificate_der)
+    return f"{', '.join(names)} ({issuer})"
+
+
+@dataclass(frozen=True)
+class SignSettings:
+    """What the ``sign`` command was asked; no key and no keyless falls back to ``[signing]``."""
+
+    key: str | None = None
+    keyless: bool = False
+    identity_token: str | None = None
+    staging: bool = False
+    password_env: str | None = keys.DEFAULT_PASSWORD_ENV
+    ref: str | None = None
+
+
+def sign_target(target: str, settings: SignSettings) -> SignResult:
+    """Sign a layout or project directory (remote references: sign the pulled layout, then publish)."""
+    from enarx_pkg._internal import sigstore_target
+    from enarx_pkg.errors import UsageError
+
+    if settings.key and settings.keyless:
+        raise UsageError("give either --key or --keyless, not both")
+    with sigstore_target.open_target(target) as t:
+        if t.remote:
+            raise UsageError(f"signing a remote reference ({target}) is not supported yet",
+                             hint="pull it into a layout, sign the layout, then publish it")
+        key_path = settings.key
+        defaults = sigstore_target.signing_defaults(t.project)
+        if not key_path and not settings.keyless and defaults is not None and defaults.key:
+            key_path = str(Path(t.project or ".") / defaults.key.removesuffix(".pub")) + (
+                ".key" if defaults.key.endswith(".pub") else "")
+        if key_path:
+            key = keys.load_private(Path(key_path), password_env=settings.password_env)
+            return sign_layout(t.layout, settings.ref, key=key)
+        if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
+            raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
+        return sign_layout(t.layout, settings.ref,
+                           keyless=KeylessOptions(settings.identity_token, settings.staging))
