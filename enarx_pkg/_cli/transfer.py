@@ -1,0 +1,134 @@
+"""``login``, ``logout``, ``publish``, ``pull``: thin wrappers over the library's transfer functions."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from enarx_pkg._cli.common import info, is_terminal, print_json
+
+login_app = typer.Typer(add_completion=False)
+logout_app = typer.Typer(add_completion=False)
+publish_app = typer.Typer(add_completion=False)
+pull_app = typer.Typer(add_completion=False)
+
+PLAIN_HTTP = typer.Option(None, "--plain-http/--https",
+                          help="Force plain HTTP (or HTTPS). Default: HTTP for loopback hosts, HTTPS otherwise.")
+JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+@login_app.command()
+def login(
+    registry: str = typer.Argument(..., help="Registry host[:port] or URL."),
+    username: str = typer.Option(None, "--username", "-u", help="User name (prompted if omitted)."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+    plain_http: bool = PLAIN_HTTP,
+) -> None:
+    """Check credentials against REGISTRY and store them (0600) for later commands."""
+    from enarx_pkg import credentials
+    from enarx_pkg.errors import UsageError
+    from enarx_pkg.oci.auth import Credential
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        import getpass
+
+        username = username or input("Username: ")
+        password = getpass.getpass("Password: ")
+    else:
+        raise UsageError("no password: pass --password-stdin (passwords are never taken from arguments)")
+    if not username or not password:
+        raise UsageError("a username and a non-empty password are required")
+    path = credentials.login(registry, Credential(username, password, "login"), plain_http=plain_http)
+    info(f"Login succeeded for {registry}; credentials stored in {path}")
+
+
+@logout_app.command()
+def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL.")) -> None:
+    """Remove the stored credentials for REGISTRY."""
+    from enarx_pkg import credentials
+
+    if credentials.logout(registry):
+        info(f"Removed credentials for {registry}")
+    else:
+        info(f"No stored credentials for {registry}")
+
+
+@publish_app.command()
+def publish(
+    source: Path = typer.Argument(Path("."), help="Project directory (uses target/oci) or OCI layout."),
+    registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
+    repository: str = typer.Option(None, "--repository", help="Repository (default: [publish] or package name)."),
+    tag: str = typer.Option(None, "--tag", help="Tag (default: [package] version)."),
+    mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
+    recipient: list[Path] = typer.Option([], "--recipient", help="Recipient public key PEM file (with --encrypt)."),
+    plain_http: bool = PLAIN_HTTP,
+    as_json: bool = JSON,
+) -> None:
+    """Push a package, then its tag, then its signatures, skipping blobs the registry already has."""
+    from enarx_pkg import publish as pub
+    from enarx_pkg.errors import UsageError
+
+    if encrypt != bool(recipient):
+        raise UsageError("--encrypt needs at least one --recipient (and --recipient needs --encrypt)")
+    layout, toml = pub.find_layout(source)
+    target = pub.target_from(registry, repository, tag, toml, plain_http=plain_http)
+    with _progress(as_json) as progress:
+        result = pub.publish(layout, target, progress=progress, mount_from=mount_from,
+                             recipients=tuple(recipient))
+    if as_json:
+        print_json(result.to_json())
+    else:
+        info(f"Published {result.reference.with_tag(None)} (tag {result.tag or '-'}; "
+             f"{result.pushed} blobs pushed, {result.skipped} skipped, {result.mounted} mounted; "
+             f"{len(result.referrers)} signatures)")
+        print(result.reference.with_tag(None))
+
+
+@pull_app.command()
+def pull(
+    ref: str = typer.Argument(..., help="registry/repository[:tag][@sha256:...]"),
+    output: Path = typer.Option(None, "--output", "-o", help="Layout directory (default: ./<name>)."),
+    plain_http: bool = PLAIN_HTTP,
+    as_json: bool = JSON,
+) -> None:
+    """Pull a package and its signatures into an OCI layout, verifying every digest."""
+    from enarx_pkg import pull as pl
+    from enarx_pkg.oci import reference
+
+    parsed = reference.parse(ref, plain_http=plain_http)
+    dest = output or Path(parsed.repository.rsplit("/", 1)[-1])
+    with _progress(as_json) as progress:
+        result = pl.pull(parsed, dest, progress=progress)
+    if as_json:
+        print_json({"reference": str(result.reference), "digest": result.manifest_digest, "layout": str(dest),
+                    "blobs": result.blobs, "bytes": result.bytes, "referrers": list(result.referrers)})
+    else:
+        info(f"Pulled {result.reference} into {dest} ({result.blobs} blobs, {result.bytes} bytes, "
+             f"{len(result.referrers)} signatures)")
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[Callable[[str, int], Callable[[int], None]] | None]:
+    """Rich progress bars when a person watches the terminal; nothing in CI, pipes or --json."""
+    if quiet or not is_terminal():
+        yield None
+        return
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bars:
+        def factory(label: str, total: int) -> Callable[[int], None]:
+            task = bars.add_task(label, total=total)
+
+            def update(done: int, _task: Any = task) -> None:
+                bars.update(_task, completed=done)
+            return update
+        yield factory

@@ -1,0 +1,174 @@
+"""One HTTP exchange with a registry: auth retries, redirects by the rules, transient-failure retries.
+
+Redirects are followed by hand (httpx's own following is off) so that the ``Authorization`` header
+is only ever sent to the registry's own origin: blob GETs that redirect to object storage (S3, GCS,
+a CDN) get no credentials, and neither does any other host a registry points us at. A redirect from
+HTTPS to plain HTTP is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from enarx_pkg.errors import NotFoundError, TransportError
+from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
+from enarx_pkg.oci.reference import Registry
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+Body = bytes | Callable[[], Iterable[bytes]] | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits and tuning for one client; tests shrink the backoff, the keep may shrink the limits."""
+
+    timeout: float = 60.0
+    retries: int = 4
+    backoff: float = 0.25
+    max_redirects: int = 5
+    read_chunk: int = 1 << 20
+    upload_chunk: int = 32 << 20
+    monolithic_limit: int = 32 << 20
+    max_manifest_bytes: int = 4 << 20
+    user_agent: str = "enarx-pkg"
+
+
+class Transient(Exception):
+    """A failure worth retrying (5xx, 429, connection reset); carries what to say if we give up."""
+
+    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url, self.status = url, status
+
+    def give_up(self) -> TransportError:
+        return TransportError(str(self), url=self.url, status=self.status)
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+class Transport:
+    """Sends requests for one registry; owns the httpx client and the authenticator."""
+
+    def __init__(self, registry: Registry, credentials: CredentialSource, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.http = httpx.Client(
+            follow_redirects=False, timeout=httpx.Timeout(settings.timeout),
+            headers={"User-Agent": settings.user_agent},
+        )
+        self.auth = Authenticator(registry.host, credentials, self.http)
+        self._origin = origin(httpx.URL(registry.base_url))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.registry.base_url}{path}"
+
+    @contextlib.contextmanager
+    def open(self, method: str, url: str, scope: str, *, headers: dict[str, str] | None = None,
+             body: Body = None, follow: bool = False, ok: Iterable[int] = (200,)) -> Iterator[httpx.Response]:
+        """Send one request (streamed response), raising a typed error unless its status is in ``ok``."""
+        resp = self.send(method, url, scope, headers=headers, body=body, follow=follow)
+        try:
+            if resp.status_code not in set(ok):
+                raise self.error(resp, method)
+            yield resp
+        finally:
+            resp.close()
+
+    def send(self, method: str, url: str, scope: str, *, headers: dict[str, str] | None = None,
+             body: Body = None, follow: bool = False) -> httpx.Response:
+        """Send with auth and redirects; raise :class:`Transient` for retryable failures."""
+        target = httpx.URL(url)
+        authorized: str | None = None
+        for _hop in range(self.settings.max_redirects + 2):
+            resp = self._attempt(method, target, scope, headers, body, authorized)
+            if resp.status_code == 401 and origin(target) == self._origin and authorized is None:
+                resp.read()
+                authorized = self.auth.answer(resp, scope)
+                if authorized is not None:
+                    resp.close()
+                    resp = self._attempt(method, target, scope, headers, body, authorized)
+            if resp.status_code in RETRY_STATUSES:
+                resp.close()
+                raise Transient(f"{method} failed with HTTP {resp.status_code}", str(target), resp.status_code)
+            if not (follow and resp.status_code in REDIRECTS and "location" in resp.headers):
+                return resp
+            resp.close()
+            target = self._redirect_target(target, resp.headers["location"])
+        raise TransportError(f"too many redirects from registry {self.registry.host}", url=str(url))
+
+    def _redirect_target(self, current: httpx.URL, location: str) -> httpx.URL:
+        nxt = current.join(location)
+        if nxt.scheme not in ("http", "https") or (current.scheme == "https" and nxt.scheme != "https"):
+            raise TransportError(f"registry {self.registry.host} redirected to a non-HTTPS URL; refusing",
+                                 url=str(current))
+        return nxt
+
+    def _attempt(self, method: str, target: httpx.URL, scope: str, headers: dict[str, str] | None,
+                 body: Body, authorized: str | None) -> httpx.Response:
+        hdrs = dict(headers or {})
+        # credentials go to the registry's own origin only, never to a redirect target elsewhere
+        if origin(target) == self._origin:
+            auth = authorized or self.auth.header(scope)
+            if auth:
+                hdrs["Authorization"] = auth
+        content: Any = body() if callable(body) else body
+        req = self.http.build_request(method, target, headers=hdrs, content=content)
+        try:
+            return self.http.send(req, stream=True)
+        except httpx.TimeoutException as exc:
+            raise Transient(f"{method} timed out ({type(exc).__name__})", str(target)) from None
+        except httpx.TransportError as exc:
+            raise Transient(f"{method} failed: {type(exc).__name__}", str(target)) from None
+
+    def error(self, resp: httpx.Response, method: str) -> Exception:
+        """Turn an unexpected response into a typed error naming the registry and URL, never a secret."""
+        detail = _registry_error(resp)
+        where = f"{self.registry.host}"
+        url = str(resp.request.url)
+        if resp.status_code in (401, 403):
+            cred = self.auth.credential
+            who = f"the credentials from {cred.source}" if cred else "anonymous access"
+            return AuthError(f"registry {where} refused {who} for {method} {resp.request.url.path}{detail}",
+                             hint=f"run `enarx-pkg login {where}` or check ENARX_PKG_REGISTRY_USERNAME/PASSWORD")
+        if resp.status_code == 404:
+            return NotFoundError(f"not found on registry {where}: {resp.request.url.path}{detail}")
+        return TransportError(f"registry {where} answered {method} unexpectedly{detail}", url=url,
+                              status=resp.status_code)
+
+    def retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` with exponential backoff on :class:`Transient` failures."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return fn()
+            except Transient as exc:
+                if attempt == self.settings.retries:
+                    raise exc.give_up() from None
+                time.sleep(self.settings.backoff * (2**attempt))
+        raise AssertionError("unreachable")
+
+
+def _registry_error(resp: httpx.Response) -> str:
+    """The registry's own error code and message (short, printable), if its body carries one."""
+    try:
+        resp.read()
+        if len(resp.content) > 65536:
+            return ""
+        errors = resp.json().get("errors") or []
+        first = errors[0]
+        text = f"{first.get('code', '')}: {first.get('message', '')}"
+    except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError):
+        return ""
+    text = "".join(c for c in text if c.isprintable())[:200]
+    return f" ({text})" if text.strip(": ") else ""

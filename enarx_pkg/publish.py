@@ -1,0 +1,188 @@
+"""Publish a package from an OCI layout to a registry: blobs, manifest by digest, tag, signatures.
+
+Order matters to anyone pulling concurrently: every blob exists before the manifest that names it,
+the manifest exists (by digest) before the tag points at it, and signatures go last, attached to the
+digest. Signature referrers use the OCI 1.1 referrers API when the registry has it (it says so with
+an ``OCI-Subject`` header on the manifest PUT); otherwise the referrers tag schema (an index tagged
+``sha256-<hex>``) is fetched, merged and pushed, so a second signature adds to the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enarx_pkg._internal import canonical
+from enarx_pkg.errors import NotFoundError, UsageError, VerificationError
+from enarx_pkg.oci import reference as _ref
+from enarx_pkg.oci.auth import CredentialSource
+from enarx_pkg.oci.client import Client, parse_index
+from enarx_pkg.oci.transport import Settings
+from enarx_pkg.package import MAX_MANIFEST_BYTES, MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
+
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to publish: registry, repository and (optional) tag."""
+
+    registry: _ref.Registry
+    repository: str
+    tag: str | None = None
+
+
+@dataclass
+class PublishResult:
+    reference: _ref.Reference  # registry/repo@sha256:...
+    tag: str | None
+    pushed: int = 0
+    skipped: int = 0
+    mounted: int = 0
+    referrers: list[str] = field(default_factory=list)
+    referrers_via: str | None = None  # "api" or "tag-schema"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "reference": str(self.reference.with_tag(None)),
+            "tag": self.tag,
+            "blobs": {"pushed": self.pushed, "skipped": self.skipped, "mounted": self.mounted},
+            "referrers": self.referrers,
+            "referrers_via": self.referrers_via,
+        }
+
+
+def find_layout(path: Path) -> tuple[Layout, Path | None]:
+    """``path`` is an OCI layout, or a project dir whose build wrote ``target/oci``; also its Enarx.toml."""
+    if (path / "oci-layout").is_file():
+        return Layout.open(path), None
+    toml = path / "Enarx.toml"
+    if (path / "target" / "oci" / "oci-layout").is_file():
+        return Layout.open(path / "target" / "oci"), toml if toml.is_file() else None
+    raise NotFoundError(f"{path} is neither an OCI layout nor a project with target/oci",
+                        hint="run `enarx-pkg build` first, or pass the layout directory")
+
+
+def target_from(registry: str | None, repository: str | None, tag: str | None, enarx_toml: Path | None,
+                *, plain_http: bool | None = None) -> Target:
+    """Fill what the command line left out from ``[publish]`` and ``[package]`` of Enarx.toml."""
+    if enarx_toml is not None and not (registry and repository and tag):
+        from enarx_pkg.manifest import load
+
+        model = load(enarx_toml)
+        registry = registry or model.publish.registry
+        pkg = model.package
+        repository = repository or model.publish.repository or (pkg.name if pkg else None)
+        tag = tag or (pkg.version if pkg else None)
+    if not registry or not repository:
+        raise UsageError("no registry or repository to publish to",
+                         hint="pass --registry and --repository, or set [publish] in Enarx.toml")
+    reg = _ref.parse_registry(registry, plain_http=plain_http)
+    return Target(reg, _ref.check_repository(repository), _ref.check_tag(tag) if tag else None)
+
+
+def publish(layout: Layout, target: Target, *, credentials: CredentialSource | None = None,
+            settings: Settings | None = None, progress: ProgressFactory | None = None,
+            mount_from: str | None = None, source_ref: str | None = None,
+            recipients: tuple[Path, ...] = ()) -> PublishResult:
+    """Push the package in ``layout`` (and its signatures) to ``target``; encrypt first if asked."""
+    if recipients:
+        layout = _encrypt(layout, recipients)
+    if credentials is None:
+        from enarx_pkg import credentials as _creds
+
+        credentials = _creds.lookup
+    desc = layout.resolve(source_ref)
+    with Client(target.registry, credentials, settings) as client:
+        p = _Publisher(client, target.repository, layout, progress, mount_from)
+        p.package(desc)
+        tag = target.tag or desc.annotations.get("org.opencontainers.image.ref.name")
+        if tag:
+            client.put_manifest(target.repository, tag, p.manifest_bytes(desc.digest), MEDIA_MANIFEST)
+        p.signatures(desc.digest)
+    ref = _ref.Reference(target.registry, target.repository, tag, desc.digest)
+    return PublishResult(ref, tag, p.pushed, p.skipped, p.mounted, p.refs, p.via)
+
+
+def _encrypt(layout: Layout, recipients: tuple[Path, ...]) -> Layout:
+    try:
+        from enarx_pkg.encrypt import encrypt_layout
+    except ImportError:
+        raise UsageError("--encrypt is not available in this build (enarx_pkg.encrypt is missing)") from None
+    keys = []
+    for path in recipients:
+        if not path.is_file():
+            raise NotFoundError(f"recipient public key {path} does not exist")
+        keys.append(path.read_bytes()[:65536])
+    return encrypt_layout(layout, keys)
+
+
+class _Publisher:
+    def __init__(self, client: Client, repo: str, layout: Layout, progress: ProgressFactory | None,
+                 mount_from: str | None) -> None:
+        self.client, self.repo, self.layout = client, repo, layout
+        self.progress, self.mount_from = progress, mount_from
+        self.pushed = self.skipped = self.mounted = 0
+        self.refs: list[str] = []
+        self.via: str | None = None
+
+    def manifest_bytes(self, dg: str) -> bytes:
+        return self.layout.read_blob(dg, MAX_MANIFEST_BYTES)  # re-hashed: we push what we signed
+
+    def package(self, desc: Descriptor) -> bytes:
+        data = self.manifest_bytes(desc.digest)
+        manifest = ImageManifest.from_bytes(data, f"manifest {desc.digest}")
+        for blob in (manifest.config, *manifest.layers):
+            self.blob(blob)
+        self.client.put_manifest(self.repo, desc.digest, data, MEDIA_MANIFEST)
+        return data
+
+    def blob(self, desc: Descriptor) -> None:
+        if not self.layout.has_blob(desc.digest):
+            raise NotFoundError(f"blob {desc.digest} is missing from {self.layout.path}")
+        report = self.progress(desc.digest[7:19], desc.size) if self.progress else None
+        outcome = self.client.push_blob(self.repo, desc, lambda: self.layout.open_blob(desc.digest),
+                                        mount_from=self.mount_from, progress=report)
+        if report:
+            report(desc.size)
+        if outcome == "skipped":
+            self.skipped += 1
+        elif outcome == "mounted":
+            self.mounted += 1
+        else:
+            self.pushed += 1
+
+    def signatures(self, subject: str) -> None:
+        refs = self.layout.referrers(subject)
+        if not refs:
+            return
+        api = True
+        for r in refs:
+            data = self.manifest_bytes(r.digest)
+            manifest = ImageManifest.from_bytes(data, f"referrer {r.digest}")
+            for blob in (manifest.config, *manifest.layers):
+                self.blob(blob)
+            headers = self.client.put_manifest(self.repo, r.digest, data, MEDIA_MANIFEST)
+            api = api and headers.get("oci-subject") == subject
+            self.refs.append(r.digest)
+        self.via = "api" if api else "tag-schema"
+        if not api:
+            self._update_tag_index(subject, refs)
+
+    def _update_tag_index(self, subject: str, refs: list[Descriptor]) -> None:
+        """Merge our referrers into the ``sha256-<hex>`` index, keeping the entries already there."""
+        tag = "sha256-" + subject.split(":", 1)[1]
+        try:
+            fetched = self.client.fetch_manifest(self.repo, tag)
+            if fetched.media_type != MEDIA_INDEX:
+                raise VerificationError(f"{self.repo}:{tag} exists but is not an image index; not touching it")
+            existing = parse_index(fetched.data, f"{self.repo}:{tag}")
+        except NotFoundError:
+            existing = []
+        have = {d.digest for d in existing}
+        merged = existing + [r for r in refs if r.digest not in have]
+        if len(merged) == len(existing):
+            return
+        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [d.to_json() for d in merged]}
+        self.client.put_manifest(self.repo, tag, canonical.dumps(index), MEDIA_INDEX)
