@@ -33,7 +33,6 @@ from enarx_pkg.package import (
     MEDIA_ENARX_CONFIG,
     MEDIA_WASM,
     Descriptor,
-    ImageManifest,
     Layout,
 )
 

@@ -1,0 +1,130 @@
+"""``enarx-pkg host serve`` and ``enarx-pkg deploy``: thin option parsing around host.serve and deploy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from enarx_pkg._cli.common import info, print_json, warn
+
+host_app = typer.Typer(help="Run the host agent that creates keeps.", no_args_is_help=True)
+deploy_app = typer.Typer()
+
+
+@host_app.command("serve")
+def serve(
+    backend: Annotated[str, typer.Option(help="auto|sim|snp|tdx|sgx")] = "auto",
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on")] = "127.0.0.1:8470",
+    token_file: Annotated[Path | None, typer.Option(help="bearer token deployers must present")] = None,
+    data: Annotated[Path, typer.Option(help="data directory (sim key, token)")] = Path(".enarx-host"),
+    pool: Annotated[int, typer.Option(help="keeps kept pre-started")] = 2,
+    max_keeps: Annotated[int, typer.Option(help="concurrent keeps at most")] = 16,
+    sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
+    sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
+    sim_measurement: Annotated[str | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Serve the host agent API; prints what deployers must pin in their policy."""
+    from enarx_pkg.host.serve import Pins, ServeOptions
+    from enarx_pkg.host.serve import serve as run
+
+    extra = (["--sim-debug"] if sim_debug else []) + (["--sim-svn", str(sim_svn)] if sim_svn != 1 else [])
+    extra += ["--sim-measurement", sim_measurement] if sim_measurement else []
+
+    def announce(p: Pins) -> None:
+        if p.backend == "sim":
+            warn("backend 'sim' is a SOFTWARE keep: it protects nothing; for development only")
+        print(f"enarx-pkg host agent on {p.url}\n  backend:     {p.backend}\n  measurement: {p.measurement}"
+              + (f"\n  sim key:     {p.sim_key_fingerprint}" if p.sim_key_fingerprint else "")
+              + f"\n  token file:  {p.token_file}", flush=True)
+
+    run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, tuple(extra)), announce)
+
+
+@deploy_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def deploy(
+    ref: Annotated[str, typer.Argument(help="registry/repository[:tag|@digest]")],
+    host: Annotated[list[str], typer.Option(help="host agent URL (repeat for several)")],
+    args: Annotated[list[str] | None, typer.Argument(help="workload arguments (after --)")] = None,
+    host_token_file: Annotated[Path | None, typer.Option(help="bearer token for the host agents")] = None,
+    policy: Annotated[Path | None, typer.Option(help="attestation policy (TOML)")] = None,
+    key: Annotated[Path | None, typer.Option(help="signer's public key (PEM)")] = None,
+    certificate_identity: Annotated[str | None, typer.Option()] = None,
+    certificate_oidc_issuer: Annotated[str | None, typer.Option()] = None,
+    decryption_key: Annotated[Path | None, typer.Option(help="private key the package was encrypted for")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help="NAME=env:VAR or NAME=file:PATH")] = None,
+    keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
+    insecure_sim: Annotated[bool, typer.Option(help="accept SOFTWARE sim keeps (no protection)")] = False,
+    stdin: Annotated[bool, typer.Option(help="send our stdin to the workload (sealed)")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+) -> None:
+    """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
+    from enarx_pkg import deploy as d
+    from enarx_pkg import deploy_plan
+
+    if insecure_sim:
+        warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
+    settings = d.DeploySettings(
+        ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer),
+        policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
+        decryption_key=decryption_key.read_bytes() if decryption_key else None,
+        secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
+        args=tuple(args) if args else None, stdin=sys.stdin.buffer.read() if stdin else None,
+        keep_registry=keep_registry)
+    live = len(host) == 1 and not json_out
+    results = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
+                       stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
+    raise typer.Exit(_render(results, json_out, live))
+
+
+def _signer(key: Path | None, identity: str | None, issuer: str | None) -> Any:
+    from enarx_pkg import verify
+    from enarx_pkg.errors import UsageError
+
+    if key and (identity or issuer):
+        raise UsageError("give --key or --certificate-identity/--certificate-oidc-issuer, not both")
+    if key:
+        return verify.KeyPolicy(key.read_bytes())
+    if identity or issuer:
+        return verify.IdentityPolicy(identity=identity, issuer=issuer)
+    raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
+                     "--certificate-identity ID --certificate-oidc-issuer ISS")
+
+
+def _writer(stream: Any) -> Any:
+    def write(data: bytes) -> None:
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    return write
+
+
+def _render(results: list[Any], json_out: bool, live: bool) -> int:
+    """Print the per-host table (or JSON); return the exit code (the workload's, or the first failure's)."""
+    if json_out:
+        print_json({"hosts": [_row(r) for r in results]})
+    elif not live:
+        _table(results)
+    if live and results[0].error is not None:
+        raise results[0].error
+    codes = [int(r.error.exit_code) if r.error else r.status for r in results]
+    return next((c for c in codes if c), 0)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {"host": r.host, "keep_id": r.keep_id, "tee": r.tee, "measurement": r.measurement,
+            "status": r.status, "error": r.error.message if r.error else None,
+            "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
+            "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}}
+
+
+def _table(results: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("host", "tee", "status", "output / error")
+    for r in results:
+        text = r.error.message if r.error else r.stdout.decode("utf-8", "replace").strip()[:200]
+        t.add_row(r.host, r.tee, str(r.status) if r.error is None else "refused", text)
+    Console(stderr=False).print(t)

@@ -1,0 +1,328 @@
+"""``deploy``: attest the keep first, seal keys and secrets to it, run the package inside (DESIGN §1, §7).
+
+Order, per host, is the point: resolve the reference to a digest and verify its signature (before any
+host is contacted); create a keep with a fresh nonce; verify its evidence and appraise it against the
+policy; only then unwrap the layer keys, read the secrets and seal them, with a fresh session key, to
+the attested keep key; then relay sealed stdin and sealed output. Decisions live in ``deploy_plan``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from enarx_pkg import deploy_plan as plan
+from enarx_pkg._internal import seal
+from enarx_pkg.errors import Error, InputError, TransportError, UsageError
+from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout
+
+HTTP_TIMEOUT_S = 30.0
+Sink = Callable[[bytes], None]
+Event = Callable[[str, str], None]  # (host, step) progress notes for people
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    ref: str
+    hosts: tuple[str, ...]
+    signer: Any  # verify.KeyPolicy | verify.IdentityPolicy
+    policy_path: Path | None = None
+    host_token: str | None = None
+    decryption_key: bytes | None = None
+    secrets: tuple[plan.SecretSource, ...] = ()
+    insecure_sim: bool = False
+    args: tuple[str, ...] | None = None
+    stdin: bytes | None = None
+    keep_registry: str | None = None  # where the keep pulls from, if not where the deployer resolved
+    plain_http: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"DeploySettings({self.ref}, hosts={self.hosts})"
+
+
+@dataclass
+class HostResult:
+    host: str
+    status: int | None = None
+    error: Error | None = None
+    tee: str = ""
+    measurement: str = ""
+    keep_id: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+
+
+@dataclass(frozen=True)
+class Package:
+    """A resolved, signature-verified package: what every host will be asked to run."""
+
+    reference: Any  # oci.reference.Reference, pinned
+    manifest: ImageManifest
+    layout: Layout
+    signers: tuple[str, ...]
+    timings: dict[str, float]
+
+
+def resolve_and_verify(settings: DeploySettings, workdir: Path) -> Package:
+    """Pull the manifest, blobs and signatures, and verify the signature. No host is contacted."""
+    from enarx_pkg import pull as _pull
+    from enarx_pkg import verify
+
+    t0 = time.perf_counter()
+    result = _pull.pull(settings.ref, workdir / "package", plain_http=settings.plain_http)
+    t1 = time.perf_counter()
+    signatures = verify.verify_layout(result.layout, result.manifest_digest, settings.signer)
+    t2 = time.perf_counter()
+    manifest = result.layout.manifest(result.manifest_digest)
+    signers = tuple(str(getattr(s, "signer", "") or getattr(s, "identity", "")) for s in signatures)
+    timings = {"resolve": t1 - t0, "verify_signature": t2 - t1}
+    return Package(result.reference, manifest, result.layout, signers, timings)
+
+
+def load_policy(settings: DeploySettings) -> Any:
+    from enarx_pkg.attestation import policy as ap
+
+    if settings.policy_path is None:
+        raise UsageError("deploy needs an attestation policy: --policy FILE",
+                         hint="write one from the host's pins (`enarx-pkg host serve` prints them)")
+    return ap.load_policy(settings.policy_path)
+
+
+def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink | None = None,
+           event: Event | None = None) -> list[HostResult]:
+    """Deploy to every host in parallel; one result per host (errors are captured per host)."""
+    if not settings.hosts:
+        raise UsageError("deploy needs at least one --host URL")
+    policy = load_policy(settings)
+    with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
+        package = resolve_and_verify(settings, Path(tmp))
+        live = len(settings.hosts) == 1  # one host: stream its output as it arrives
+        with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
+            futures = [pool.submit(_deploy_host, h, settings, package, policy,
+                                   stdout if live else None, stderr if live else None, event)
+                       for h in settings.hosts]
+            results = [f.result() for f in futures]
+    for r in results:
+        r.timings = package.timings | r.timings
+    return results
+
+
+def _deploy_host(host: str, settings: DeploySettings, package: Package, policy: Any,
+                 stdout: Sink | None, stderr: Sink | None, event: Event | None) -> HostResult:
+    result = HostResult(host)
+    try:
+        HostSession(host, settings, package, policy, result, event or (lambda h, s: None)).run(stdout, stderr)
+    except Error as exc:
+        result.error = exc
+    return result
+
+
+class HostSession:
+    """One keep on one host, driven through the protocol in the order that keeps secrets safe."""
+
+    def __init__(self, host: str, settings: DeploySettings, package: Package, policy: Any,
+                 result: HostResult, event: Event) -> None:
+        import httpx
+
+        self.host, self.settings, self.package, self.policy = host.rstrip("/"), settings, package, policy
+        self.result, self.event = result, event
+        headers = {"Authorization": f"Bearer {settings.host_token}"} if settings.host_token else {}
+        self.http = httpx.Client(base_url=self.host, headers=headers, timeout=HTTP_TIMEOUT_S)
+
+    def _time(self, step: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.result.timings[step] = now - t0
+        return now
+
+    def run(self, stdout: Sink | None, stderr: Sink | None) -> None:
+        try:
+            t = time.perf_counter()
+            nonce = os.urandom(seal.NONCE_BYTES)
+            created = self._create(nonce)
+            t = self._time("create_keep", t)
+            keep_key = self._attest(created, nonce)
+            t = self._time("attest", t)
+            envelope = self._envelope()
+            sealed = seal.seal_envelope(envelope, keep_key, self.result.keep_id)
+            self._time("seal", t)
+            self._stream(sealed, envelope, stdout, stderr)
+        finally:
+            if self.result.keep_id and self.result.status is None:
+                self._destroy()
+            self.http.close()
+
+    def _post(self, path: str, **kw: Any) -> Any:
+        import httpx
+
+        try:
+            r = self.http.post(path, **kw)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"host agent unreachable: {type(exc).__name__}", url=self.host + path) from None
+        if r.status_code >= 300:
+            raise TransportError(f"host agent refused: {r.text[:200]}", url=self.host + path, status=r.status_code)
+        return r.json()
+
+    def _create(self, nonce: bytes) -> dict[str, Any]:
+        self.event(self.host, "creating keep")
+        created = self._post("/v1/keeps", json={"nonce": base64.b64encode(nonce).decode()})
+        if not isinstance(created, dict) or not all(isinstance(created.get(k), str)
+                                                    for k in ("keep_id", "keep_public_key", "tee", "evidence")):
+            raise TransportError("host agent answered create-keep without keep_id/key/tee/evidence", url=self.host)
+        self.result.keep_id, self.result.tee = created["keep_id"], created["tee"]
+        return created
+
+    def _attest(self, created: dict[str, Any], nonce: bytes) -> bytes:
+        """Verify the evidence, its binding and the policy; returns the keep key we may seal to."""
+        from enarx_pkg.attestation import policy as ap
+        from enarx_pkg.attestation import verify_evidence
+
+        self.event(self.host, f"verifying {created['tee']} evidence")
+        try:
+            keep_key = base64.b64decode(created["keep_public_key"], validate=True)
+            evidence = base64.b64decode(created["evidence"], validate=True)
+        except ValueError:
+            raise InputError(f"{self.host} sent a keep key or evidence that is not base64") from None
+        tee = created["tee"]
+        plan.check_sim(tee, self.host, self.settings.insecure_sim)
+        claims = verify_evidence(tee, evidence)
+        if len(keep_key) != seal.KEY_BYTES:
+            raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
+        plan.check_binding(claims.report_data, nonce, keep_key, self.host)
+        appraisal = ap.appraise(claims, self.policy, expected_report_data=seal.report_data(nonce, keep_key))
+        appraisal.raise_for_failure()
+        self.result.measurement = claims.measurement
+        return keep_key
+
+    def _envelope(self) -> seal.Envelope:
+        """Only now, after attestation: unwrap layer keys, read secrets, make the session key."""
+        from enarx_pkg import credentials
+        from enarx_pkg.oci.reference import parse_registry
+
+        self.event(self.host, "sealing keys and secrets to the attested keep")
+        ref = self.package.reference
+        layer_keys = unwrap_keys(self.package.manifest, self.settings.decryption_key)
+        declared = package_secrets(self.package, layer_keys)
+        secrets = read_secrets(plan.merge_secrets(declared, self.settings.secrets))
+        registry = parse_registry(self.settings.keep_registry) if self.settings.keep_registry else ref.registry
+        cred = credentials.lookup(ref.registry.host)
+        return plan.envelope_for(
+            registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
+            session_key=seal.new_session_key(), credential=(cred.username, cred.password) if cred else None,
+            layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
+
+    def _stream(self, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None, stderr: Sink | None) -> None:
+        import httpx
+
+        channel = seal.Channel(envelope.session_key, keep_side=False)
+        out, err = self._sink(self.result.stdout, stdout), self._sink(self.result.stderr, stderr)
+        decoder = plan.OutputDecoder(channel, self.host, out, err)
+        path = f"/v1/keeps/{self.result.keep_id}/provision"
+        t = time.perf_counter()
+        try:
+            with self.http.stream("POST", path, content=sealed, timeout=None) as r:
+                if r.status_code >= 300:
+                    raise TransportError(f"host agent refused the envelope: {r.read()[:200]!r}",
+                                         url=self.host + path, status=r.status_code)
+                self._time("provision", t)
+                if self.settings.stdin is not None:
+                    self._send_stdin(channel, self.settings.stdin)
+                for chunk in r.iter_raw():
+                    if decoder.feed(chunk):
+                        break
+        except httpx.HTTPError as exc:
+            raise TransportError(f"lost the keep's output stream: {type(exc).__name__}", url=self.host + path) from None
+        self.result.status = decoder.finish()
+        self._time("run", t)
+
+    def _send_stdin(self, channel: seal.Channel, data: bytes) -> None:
+        body = plan.stdin_records(channel, data)
+        step = 2 * seal.MAX_FRAME_BYTES  # the agent bounds each request; batch whole records
+        records, batch = seal.RecordReader().feed(body), bytearray()
+        for kind, payload in records:
+            rec = seal.record(kind, payload)
+            if batch and len(batch) + len(rec) > step:
+                self._post_stdin(bytes(batch))
+                batch.clear()
+            batch += rec
+        self._post_stdin(bytes(batch))
+
+    def _post_stdin(self, body: bytes) -> None:
+        r = self.http.post(f"/v1/keeps/{self.result.keep_id}/stdin", content=body)
+        if r.status_code >= 300:
+            raise TransportError("host agent refused stdin", url=self.host, status=r.status_code)
+
+    @staticmethod
+    def _sink(buffer: bytearray, live: Sink | None) -> Sink:
+        lock = threading.Lock()
+
+        def write(data: bytes) -> None:
+            with lock:
+                buffer.extend(data)
+            if live:
+                live(data)
+        return write
+
+    def _destroy(self) -> None:
+        import httpx
+
+        with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
+            self.http.delete(f"/v1/keeps/{self.result.keep_id}")
+
+
+def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[str, seal.LayerKey]:
+    """Layer keys for every encrypted layer (called only after attestation succeeded)."""
+    from enarx_pkg import encrypt
+
+    encrypted = [d for d in manifest.layers if encrypt.is_encrypted(d)]
+    if encrypted and decryption_key is None:
+        raise UsageError("the package is encrypted: pass --decryption-key KEY (a recipient's private key)")
+    assert decryption_key is not None or not encrypted
+    return {d.digest: encrypt.unwrap_layer_key(d, decryption_key) for d in encrypted}  # type: ignore[arg-type]
+
+
+def package_secrets(package: Package, layer_keys: dict[str, seal.LayerKey]) -> Sequence[Any]:
+    """The ``[secrets]`` the package's Enarx.toml declares (decrypting the config layer if needed)."""
+    import io
+
+    from enarx_pkg import encrypt, manifest
+
+    conf = [d for d in package.manifest.layers if d.media_type.removesuffix(ENCRYPTED_SUFFIX) == MEDIA_ENARX_CONFIG]
+    if len(conf) != 1:
+        return ()
+    desc = conf[0]
+    if encrypt.is_encrypted(desc):
+        out = io.BytesIO()
+        with package.layout.open_blob(desc.digest) as f:
+            encrypt.decrypt_layer(f, desc, layer_keys[desc.digest], out)
+        text = out.getvalue().decode("utf-8")
+    else:
+        text = package.layout.read_blob(desc.digest, 1 << 20).decode("utf-8")
+    return manifest.loads(text, Path("Enarx.toml")).secrets  # type: ignore[attr-defined,no-any-return]
+
+
+def read_secrets(sources: Sequence[plan.SecretSource]) -> dict[str, seal.SecretValue]:
+    """Read secret values on the deployer; errors name the secret and its source, never the value."""
+    out = {}
+    for s in sources:
+        if s.source == "env":
+            value = os.environ.get(s.ref)
+            if value is None:
+                raise InputError(f"secret {s.name}: environment variable {s.ref} is not set")
+            data = value.encode()
+        else:
+            try:
+                data = Path(s.ref).expanduser().read_bytes()
+            except OSError as exc:
+                raise InputError(f"secret {s.name}: cannot read {s.ref} ({exc.strerror})") from None
+        out[s.name] = seal.SecretValue(data, s.mount)
+    return out

@@ -1,0 +1,162 @@
+"""The trust decisions of ``deploy``, as pure functions (no network, no files, no clock).
+
+``deploy.py`` does the fetching and talking; everything it decides goes through here: whether the
+evidence is bound to our nonce and to the key we will seal to, whether a sim keep may be used, which
+secrets the workload gets, and whether the stream of sealed output frames is complete and in order.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from enarx_pkg._internal import seal
+from enarx_pkg.errors import (
+    AttestationError,
+    Error,
+    ExitCode,
+    InputError,
+    UsageError,
+    VerificationError,
+    WorkloadError,
+    WorkloadTimeout,
+)
+
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+Sink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True)
+class SecretSource:
+    """Where the deployer reads one secret (``NAME=env:VAR`` or ``NAME=file:PATH``), never its value."""
+
+    name: str
+    source: str  # "env" | "file"
+    ref: str
+    mount: str | None = None
+
+
+def parse_secret_option(text: str) -> SecretSource:
+    """Parse ``--secret NAME=env:VAR|file:PATH`` (the value never appears on the command line)."""
+    name, sep, where = text.partition("=")
+    source, sep2, ref = where.partition(":")
+    if not sep or not sep2 or source not in ("env", "file") or not ref or not _SECRET_NAME.match(name):
+        raise UsageError(f"--secret {name or text!r}: expected NAME=env:VARIABLE or NAME=file:PATH",
+                         hint="the value itself never goes on the command line")
+    return SecretSource(name, source, ref)
+
+
+def merge_secrets(declared: Sequence[Any], given: Sequence[SecretSource]) -> list[SecretSource]:
+    """The package's ``[secrets]``, overridden by name by ``--secret`` options."""
+    out = {s.name: SecretSource(s.name, s.source, s.ref, s.mount) for s in declared}
+    for s in given:
+        mount = out[s.name].mount if s.name in out else None
+        out[s.name] = SecretSource(s.name, s.source, s.ref, mount)
+    return list(out.values())
+
+
+def check_binding(claimed_report_data: bytes, nonce: bytes, keep_public_key: bytes, host: str) -> None:
+    """The evidence must carry SHA-512(prefix ‖ OUR nonce ‖ the key we are about to seal to)."""
+    expected = seal.report_data(nonce, keep_public_key)
+    if not hmac.compare_digest(claimed_report_data, expected):
+        raise AttestationError(
+            f"evidence from {host} is not bound to this deploy's nonce and the keep key offered: "
+            "it was made for another keep or replayed from an earlier deploy")
+
+
+def check_sim(tee: str, host: str, insecure_sim: bool) -> None:
+    """A sim keep protects nothing; only an explicit ``--insecure-sim`` lets it through to the policy."""
+    if tee == "sim" and not insecure_sim:
+        raise AttestationError(
+            f"{host} offers a sim keep, which is software only and protects nothing",
+            hint="for development only: pass --insecure-sim and pin the host's sim key in the policy")
+
+
+def check_backend(tee: str, allowed: Sequence[str], host: str) -> None:
+    if allowed and tee not in allowed:
+        raise AttestationError(f"{host} offers a {tee} keep; the package's [keep] backends allow {', '.join(allowed)}")
+
+
+def envelope_for(*, registry: str, repository: str, manifest_digest: str, session_key: bytes,
+                 credential: tuple[str, str] | None, layer_keys: Mapping[str, seal.LayerKey],
+                 secrets: Mapping[str, seal.SecretValue], args: Sequence[str] | None,
+                 stdin: bool) -> seal.Envelope:
+    return seal.Envelope(registry, repository, manifest_digest, session_key, credential, dict(layer_keys),
+                         dict(secrets), tuple(args) if args is not None else None, stdin)
+
+
+def stdin_records(channel: seal.Channel, data: bytes) -> bytes:
+    """stdin as sealed frames wrapped in records, ending with the empty end-of-input frame."""
+    frames = channel.seal_all(seal.STDIN, data) if data else []
+    frames.append(channel.seal(seal.STDIN, b""))
+    return b"".join(seal.record(seal.R_INPUT, f) for f in frames)
+
+
+_KEEP_ERRORS: dict[str, type[Error]] = {
+    "VerificationError": VerificationError, "AttestationError": AttestationError, "InputError": InputError,
+    "WorkloadError": WorkloadError, "WorkloadTimeout": WorkloadTimeout, "WorkloadOutOfMemory": WorkloadError,
+}
+
+
+class OutputDecoder:
+    """Consumes the relayed records of one keep; yields output to sinks and ends with the exit status.
+
+    Every frame must authenticate under the session key in sequence; the stream must end with a
+    sealed exit (or error) frame, so truncation, drops, replays and reordering are all refused.
+    """
+
+    def __init__(self, channel: seal.Channel, host: str, stdout: Sink, stderr: Sink) -> None:
+        self.channel, self.host = channel, host
+        self.sinks = {seal.STDOUT: stdout, seal.STDERR: stderr}
+        self.reader = seal.RecordReader()
+        self.status: int | None = None
+
+    def feed(self, data: bytes) -> bool:
+        """Process bytes from the stream; True once the sealed exit status has arrived."""
+        for kind, payload in self.reader.feed(data):
+            if self.status is not None:
+                break
+            if kind == seal.R_FAIL:
+                text = payload[:300].decode("utf-8", "replace").replace("\n", " ")
+                raise VerificationError(f"the keep on {self.host} failed before running the workload "
+                                        f"(unauthenticated report from the host: {text})")
+            if kind != seal.R_FRAME:
+                raise VerificationError(f"{self.host} relayed a record of unknown kind {kind:#x}")
+            self._frame(*self.channel.open(payload))
+        return self.status is not None
+
+    def _frame(self, frame_type: int, payload: bytes) -> None:
+        if frame_type in self.sinks:
+            self.sinks[frame_type](payload)
+        elif frame_type == seal.EXIT:
+            self.status = int(json.loads(payload)["status"])
+        elif frame_type == seal.ERROR:
+            raise _keep_error(payload, self.host)
+        else:
+            raise VerificationError(f"the keep on {self.host} sent a {seal.FRAME_NAMES[frame_type]} frame")
+
+    def finish(self) -> int:
+        """Call at end of stream: the exit status, or refusal if it never arrived."""
+        if self.status is None:
+            raise VerificationError(f"the output stream from {self.host} ended before the sealed exit status "
+                                    "(frames dropped or the keep was killed)")
+        return self.status
+
+
+def _keep_error(payload: bytes, host: str) -> Error:
+    """Re-raise, on the deployer, the typed error the keep reported (sealed, so authentic)."""
+    try:
+        obj = json.loads(payload)
+        kind, message = str(obj["kind"]), str(obj["message"])
+    except (ValueError, KeyError, TypeError):
+        return VerificationError(f"the keep on {host} sent a malformed error frame")
+    cls = _KEEP_ERRORS.get(kind, Error)
+    err = cls(f"in the keep on {host}: {message}")
+    code = obj.get("exit_code")
+    if cls is Error and code in set(ExitCode):
+        err.exit_code = ExitCode(code)
+    return err

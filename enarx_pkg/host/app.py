@@ -1,0 +1,248 @@
+"""The host agent's HTTP API (schemas/host-agent.openapi.json): it creates keeps and relays bytes.
+
+The agent holds no secret of any deployer: it sees the nonce, the keep's public key and evidence,
+the HPKE-sealed envelope and AES-GCM-sealed frames, all of which it passes through unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from enarx_pkg._internal import seal
+from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
+
+CREATE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Limits and identity of one agent."""
+
+    command: KeepCommand
+    token: str
+    sim_fingerprint: str | None = None
+    pool_size: int = 2
+    max_keeps: int = 16
+    provision_deadline_s: float = 30.0  # a created keep must be provisioned this soon
+    lifetime_s: float = 3600.0  # no keep outlives this
+    max_envelope_bytes: int = seal.MAX_ENVELOPE_BYTES + 1024
+    max_input_bytes: int = 4 * seal.MAX_FRAME_BYTES
+
+
+@dataclass
+class Keep:
+    process: KeepProcess
+    created: float = field(default_factory=time.monotonic)
+    provisioned: bool = False
+
+
+class Agent:
+    def __init__(self, settings: HostSettings) -> None:
+        self.settings = settings
+        self.pool = Pool(settings.command, settings.pool_size)
+        self.keeps: dict[str, Keep] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        self.pool.fill()
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def shutdown(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+        self.pool.close()
+        for keep_id in list(self.keeps):
+            self.destroy(keep_id)
+
+    def destroy(self, keep_id: str) -> bool:
+        keep = self.keeps.pop(keep_id, None)
+        if keep is None:
+            return False
+        keep.process.kill()
+        return True
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for keep_id, keep in list(self.keeps.items()):
+                age = now - keep.created
+                late = not keep.provisioned and age > self.settings.provision_deadline_s
+                if late or age > self.settings.lifetime_s or keep.process.proc.returncode is not None:
+                    self.destroy(keep_id)
+
+    def authorised(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), self.settings.token.encode())
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def platform(request: Request) -> Response:
+    agent: Agent = request.app.state.agent
+    s = agent.settings
+    return JSONResponse({
+        "backend": s.command.backend, "sim_key_fingerprint": s.sim_fingerprint,
+        "measurement": agent.pool.measurement or await agent.pool.first_ready(),
+        "keeps": {"active": len(agent.keeps), "max": s.max_keeps},
+        "limits": {"envelope_bytes": s.max_envelope_bytes, "frame_bytes": seal.MAX_FRAME_BYTES,
+                   "provision_deadline_s": s.provision_deadline_s, "lifetime_s": s.lifetime_s},
+    })
+
+
+async def create_keep(request: Request) -> Response:
+    agent: Agent = request.app.state.agent
+    nonce = _nonce(await request.body())
+    if nonce is None:
+        return _problem(400, "body must be JSON {\"nonce\": base64 of 32 bytes}")
+    if len(agent.keeps) >= agent.settings.max_keeps:
+        return _problem(503, f"this host runs its maximum of {agent.settings.max_keeps} keeps; retry later")
+    process = await agent.pool.take()
+    keep_id = secrets.token_hex(16)
+    agent.keeps[keep_id] = Keep(process)
+    try:
+        await process.send(seal.R_CREATE, json.dumps({"keep_id": keep_id, "nonce": nonce}).encode())
+        kind, payload = await asyncio.wait_for(process.receive(), CREATE_TIMEOUT_S)
+    except (TimeoutError, EOFError, ConnectionError):
+        agent.destroy(keep_id)
+        return _problem(500, "the keep did not produce evidence")
+    if kind != seal.R_CREATED:
+        agent.destroy(keep_id)
+        return _problem(500, f"the keep failed: {payload[:300].decode(errors='replace')}")
+    return JSONResponse({"keep_id": keep_id, **json.loads(payload)}, status_code=201)
+
+
+def _nonce(body: bytes) -> str | None:
+    try:
+        obj = json.loads(body)
+        nonce = obj["nonce"]
+        if len(base64.b64decode(nonce, validate=True)) == seal.NONCE_BYTES:
+            return str(nonce)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        pass
+    return None
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def provision(request: Request) -> Response:
+    """Hand the sealed envelope to the keep; the response streams the keep's sealed frames."""
+    agent: Agent = request.app.state.agent
+    keep_id = request.path_params["keep_id"]
+    keep = agent.keeps.get(keep_id)
+    if keep is None:
+        return _problem(404, f"no keep {keep_id}")
+    if keep.provisioned:
+        return _problem(409, f"keep {keep_id} is already provisioned")
+    envelope = await _bounded_body(request, agent.settings.max_envelope_bytes)
+    if envelope is None:
+        return _problem(413, f"sealed envelope is over the {agent.settings.max_envelope_bytes}-byte limit")
+    keep.provisioned = True
+    await keep.process.send(seal.R_PROVISION, envelope)
+    return StreamingResponse(_relay(agent, keep_id, keep), media_type="application/octet-stream")
+
+
+async def _relay(agent: Agent, keep_id: str, keep: Keep) -> AsyncIterator[bytes]:
+    """Pass the keep's records through until it exits; the keep dies when the deployer goes away."""
+    try:
+        while True:
+            try:
+                kind, payload = await keep.process.receive()
+            except EOFError:
+                return
+            if kind in (seal.R_FRAME, seal.R_FAIL):
+                yield seal.record(kind, payload)
+    finally:
+        agent.destroy(keep_id)
+
+
+async def stdin(request: Request) -> Response:
+    """Sealed stdin frames (records of kind INPUT) from the deployer to the keep."""
+    agent: Agent = request.app.state.agent
+    keep = agent.keeps.get(request.path_params["keep_id"])
+    if keep is None or not keep.provisioned:
+        return _problem(404, "no such provisioned keep")
+    body = await _bounded_body(request, agent.settings.max_input_bytes)
+    if body is None:
+        return _problem(413, "stdin request is over the size limit; send smaller batches")
+    reader = seal.RecordReader(seal.MAX_FRAME_BYTES)
+    try:
+        frames = reader.feed(body)
+    except Exception:
+        return _problem(400, "body is not a sequence of stdin records")
+    if reader.pending or any(kind != seal.R_INPUT for kind, _ in frames):
+        return _problem(400, "body is not a sequence of stdin records")
+    with contextlib.suppress(ConnectionError):
+        for kind, frame in frames:
+            await keep.process.send(kind, frame)
+    return Response(status_code=204)
+
+
+async def delete_keep(request: Request) -> Response:
+    agent: Agent = request.app.state.agent
+    if not agent.destroy(request.path_params["keep_id"]):
+        return _problem(404, "no such keep")
+    return Response(status_code=204)
+
+
+def create_app(settings: HostSettings) -> Starlette:
+    """The ASGI app (wrap it in :class:`Authenticated` to serve it)."""
+    agent = Agent(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await agent.startup()
+        yield
+        await agent.shutdown()
+
+    routes = [
+        Route("/v1/platform", platform, methods=["GET"]),
+        Route("/v1/keeps", create_keep, methods=["POST"]),
+        Route("/v1/keeps/{keep_id:str}/provision", provision, methods=["POST"]),
+        Route("/v1/keeps/{keep_id:str}/stdin", stdin, methods=["POST"]),
+        Route("/v1/keeps/{keep_id:str}", delete_keep, methods=["DELETE"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.agent = agent
+    return app
+
+
+class Authenticated:
+    """ASGI wrapper: every HTTP request needs the bearer token (plain ASGI, so streaming is untouched)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.agent: Agent = app.state.agent
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.agent.authorised(Request(scope)):
+            response = JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

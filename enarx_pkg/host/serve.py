@@ -1,0 +1,98 @@
+"""``enarx-pkg host serve``: pick a backend, load the token and sim key, run the agent on uvicorn."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enarx_pkg._internal import atomic
+from enarx_pkg.errors import InputError, UsageError
+from enarx_pkg.host.app import HostSettings
+from enarx_pkg.host.pool import KeepCommand
+
+HARDWARE = {"snp": ("/dev/sev-guest",), "tdx": ("/dev/tdx_guest",), "sgx": ("/dev/attestation",)}
+TOKEN_FILE = "agent-token"  # noqa: S105 (a file name)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    backend: str = "auto"
+    listen: str = "127.0.0.1:8470"
+    token_file: Path | None = None
+    data_dir: Path = Path(".enarx-host")
+    pool_size: int = 2
+    max_keeps: int = 16
+    sim_extra: tuple[str, ...] = field(default_factory=tuple)  # test knobs, passed to sim keeps
+
+
+@dataclass(frozen=True)
+class Pins:
+    """What a deployer must pin in its policy for this host (printed at start-up)."""
+
+    backend: str
+    measurement: str
+    sim_key_fingerprint: str | None
+    url: str
+    token_file: Path
+
+
+def detect_backend(requested: str) -> str:
+    """``auto`` picks the TEE this machine offers, or ``sim`` (which no default policy accepts)."""
+    if requested != "auto":
+        return requested
+    for name, paths in HARDWARE.items():
+        if any(os.path.exists(p) for p in paths):
+            return name
+    return "sim"
+
+
+def load_token(opts: ServeOptions) -> tuple[str, Path]:
+    """Read the deployers' bearer token, or create one (0600) in the data directory."""
+    path = opts.token_file or opts.data_dir / TOKEN_FILE
+    if path.exists():
+        token = path.read_text("utf-8").strip()
+        if len(token) < 16:
+            raise InputError(f"{path}: the agent token must be at least 16 characters")
+        return token, path
+    if opts.token_file is not None:
+        raise InputError(f"token file {path} does not exist")
+    token = secrets.token_urlsafe(32)
+    atomic.write_text(path, token + "\n", mode=0o600)
+    return token, path
+
+
+def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
+    """Everything but the event loop: settings, pins, bind address."""
+    from enarx_pkg.keep.measure import measurement
+
+    host, _, port = opts.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--listen {opts.listen!r}: expected HOST:PORT")
+    backend = detect_backend(opts.backend)
+    opts.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token, token_path = load_token(opts)
+    fingerprint = None
+    if backend == "sim":
+        from enarx_pkg.attestation.sim import SimPlatform
+
+        fingerprint = SimPlatform.load_or_create(opts.data_dir).fingerprint
+    extra = opts.sim_extra if backend == "sim" else ()
+    command = KeepCommand(backend, str(opts.data_dir.resolve()), extra)
+    settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps)
+    pins = Pins(backend, measurement().hex(), fingerprint, f"http://{opts.listen}", token_path)
+    return settings, pins, host, int(port)
+
+
+def serve(opts: ServeOptions, announce: Callable[[Pins], None]) -> None:
+    """Run the agent until interrupted."""
+    import uvicorn
+
+    from enarx_pkg.host.app import Authenticated, create_app
+
+    settings, pins, host, port = prepare(opts)
+    announce(pins)
+    app = Authenticated(create_app(settings))
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()

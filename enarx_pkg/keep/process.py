@@ -1,0 +1,179 @@
+"""The keep process: talks to its host agent in length-prefixed records over stdin/stdout.
+
+Life of a keep::
+
+    start, import wasmtime & co, compute measurement  ── READY {backend, measurement} ──▶ agent
+    ◀── CREATE {keep_id, nonce}   fresh X25519 key, evidence over report_data ── CREATED ──▶
+    ◀── PROVISION (HPKE envelope) open it, then stdin frames ◀── INPUT ...
+    pull by digest, decrypt, check, run      ── FRAME (sealed stdout/stderr/exit/error) ──▶
+
+The agent pre-starts keeps so the slow imports happen before a deployer asks; the key pair is made
+only after the nonce arrives, so evidence is always fresh. Before provisioning, failures are reported
+in plain text (FAIL); after it, only sealed frames leave the keep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from enarx_pkg._internal import canonical, seal
+from enarx_pkg.errors import Error, InputError, VerificationError
+from enarx_pkg.keep.workload import MAX_STDIN_BYTES, execute, prewarm
+
+
+@dataclass(frozen=True)
+class KeepOptions:
+    backend: str
+    data_dir: str
+    # sim-only knobs a test host uses to produce evidence a policy must refuse
+    sim_debug: bool = False
+    sim_svn: int = 1
+    sim_measurement: str | None = None
+
+
+def parse_args(argv: list[str]) -> KeepOptions:
+    p = argparse.ArgumentParser(prog="python -m enarx_pkg.keep")
+    p.add_argument("--backend", required=True, choices=["sim", "snp", "tdx", "sgx"])
+    p.add_argument("--data", required=True)
+    p.add_argument("--sim-debug", action="store_true")
+    p.add_argument("--sim-svn", type=int, default=1)
+    p.add_argument("--sim-measurement")
+    a = p.parse_args(argv)
+    return KeepOptions(a.backend, a.data, a.sim_debug, a.sim_svn, a.sim_measurement)
+
+
+class Pipe:
+    """The record channel to the agent; writes are serialised (stdout and stderr callbacks race)."""
+
+    def __init__(self, rx: BinaryIO, tx: BinaryIO) -> None:
+        self._rx, self._tx = rx, tx
+        self._reader = seal.RecordReader()
+        self._queue: list[tuple[int, bytes]] = []
+        self._lock = threading.Lock()
+
+    def send(self, kind: int, payload: bytes) -> None:
+        with self._lock:
+            self._tx.write(seal.record(kind, payload))
+            self._tx.flush()
+
+    def receive(self, expected: int) -> bytes:
+        while not self._queue:
+            chunk = self._rx.read(65536)
+            if not chunk:
+                raise EOFError
+            self._queue += self._reader.feed(chunk)
+        kind, payload = self._queue.pop(0)
+        if kind != expected:
+            raise InputError(f"keep protocol: expected record {expected:#x}, got {kind:#x}")
+        return payload
+
+
+class Evidence:
+    """Produces evidence for report_data on this keep's backend."""
+
+    def __init__(self, opts: KeepOptions) -> None:
+        from enarx_pkg.keep.measure import measurement
+
+        self.opts = opts
+        self.measurement = bytes.fromhex(opts.sim_measurement) if opts.sim_measurement else measurement()
+        if opts.backend == "sim":
+            from pathlib import Path
+
+            from enarx_pkg.attestation.sim import SimPlatform
+
+            self._sim = SimPlatform.load_or_create(Path(opts.data_dir))
+
+    def issue(self, report_data: bytes) -> bytes:
+        if self.opts.backend == "sim":
+            return self._sim.issue(report_data, self.measurement, debug=self.opts.sim_debug, svn=self.opts.sim_svn)
+        from enarx_pkg.attestation import collect  # type: ignore[attr-defined]
+
+        return bytes(collect.collect(self.opts.backend, report_data))
+
+
+def _prewarm() -> None:
+    """Import what running a workload needs now, while no deployer is waiting."""
+    prewarm()
+
+
+def serve(opts: KeepOptions, pipe: Pipe) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    _prewarm()
+    evidence = Evidence(opts)
+    pipe.send(seal.R_READY, canonical.dumps({"backend": opts.backend, "measurement": evidence.measurement.hex()}))
+    create = json.loads(pipe.receive(seal.R_CREATE))
+    keep_id, nonce = str(create["keep_id"]), base64.b64decode(create["nonce"])
+    key = X25519PrivateKey.generate()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    report = evidence.issue(seal.report_data(nonce, public))
+    pipe.send(seal.R_CREATED, canonical.dumps({
+        "keep_public_key": base64.b64encode(public).decode(), "tee": opts.backend,
+        "evidence": base64.b64encode(report).decode()}))
+    envelope = seal.open_envelope(pipe.receive(seal.R_PROVISION), key, keep_id)
+    return _provisioned(envelope, pipe)
+
+
+def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
+    channel = seal.Channel(envelope.session_key, keep_side=True)
+    lock = threading.Lock()
+
+    def emit(frame_type: int) -> Callable[[bytes], None]:
+        def send(data: bytes) -> None:
+            with lock:  # sequence numbers must leave in the order they were assigned
+                for frame in channel.seal_all(frame_type, data):
+                    pipe.send(seal.R_FRAME, frame)
+        return send
+
+    try:
+        stdin = _read_stdin(channel, pipe) if envelope.stdin else b""
+        status = execute(envelope, stdin, emit(seal.STDOUT), emit(seal.STDERR))
+    except Error as exc:
+        emit(seal.ERROR)(canonical.dumps({"kind": type(exc).__name__, "message": exc.message,
+                                          "exit_code": int(exc.exit_code)}))
+        return 1
+    emit(seal.EXIT)(canonical.dumps({"status": status}))
+    return 0
+
+
+def _read_stdin(channel: seal.Channel, pipe: Pipe) -> bytes:
+    """Collect sealed stdin frames up to the empty end-of-input frame (bounded by the runtime)."""
+    data = bytearray()
+    while True:
+        frame_type, payload = channel.open(pipe.receive(seal.R_INPUT))
+        if frame_type != seal.STDIN:
+            raise VerificationError("keep received a non-stdin frame from the deployer")
+        if not payload:
+            return bytes(data)
+        data += payload
+        if len(data) > MAX_STDIN_BYTES:
+            raise InputError(f"stdin is over the {MAX_STDIN_BYTES}-byte limit of a keep")
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: keep the real stdout for records; anything printed by accident goes to stderr."""
+    opts = parse_args(argv)
+    tx = os.fdopen(os.dup(1), "wb", buffering=0)
+    rx = os.fdopen(os.dup(0), "rb", buffering=0)
+    os.dup2(2, 1)
+    pipe = Pipe(rx, tx)
+    try:
+        return serve(opts, pipe)
+    except EOFError:
+        return 0  # the agent went away or reaped us
+    except Error as exc:  # before provisioning: nothing secret can be in the message
+        pipe.send(seal.R_FAIL, exc.message.encode())
+        return 1
+    except (KeyError, ValueError, TypeError) as exc:
+        pipe.send(seal.R_FAIL, f"keep protocol error: {type(exc).__name__}".encode())
+        print(f"keep: {type(exc).__name__}", file=sys.stderr)
+        return 1

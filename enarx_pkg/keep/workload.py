@@ -1,0 +1,124 @@
+"""Inside the keep, after the envelope is open: pull by digest, decrypt, check, run.
+
+Every byte from the registry is checked before use: the manifest against the sealed digest, each
+blob against its descriptor (the OCI client does this while streaming), each decrypted layer against
+the plaintext digest in the sealed layer key and in the manifest annotation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from enarx_pkg._internal import seal
+from enarx_pkg.errors import InputError, VerificationError
+from enarx_pkg.manifest.model import Dir
+from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, ImageManifest
+
+MAX_STDIN_BYTES = 64 << 20
+MAX_CONFIG_BYTES = 1 << 20
+Sink = Callable[[bytes], None]
+
+
+def prewarm() -> None:
+    """Import the heavy modules now (the pool does this before any deployer is waiting)."""
+    import wasmtime  # noqa: F401
+
+    from enarx_pkg import encrypt, manifest, runtime  # noqa: F401
+    from enarx_pkg.oci import client  # noqa: F401
+
+
+def execute(envelope: seal.Envelope, stdin: bytes, on_stdout: Sink, on_stderr: Sink) -> int:
+    """Fetch, verify and run the sealed package; returns the workload's exit status."""
+    with tempfile.TemporaryDirectory(prefix="enarx-keep-") as tmp:
+        work = Path(tmp)
+        module, config = fetch(envelope, work)
+        return run(envelope, module, config, stdin, work, on_stdout, on_stderr)
+
+
+def fetch(envelope: seal.Envelope, work: Path) -> tuple[Path, str]:
+    """Pull the manifest and both layers by digest into ``work``; returns (module path, Enarx.toml text)."""
+    from enarx_pkg.oci.auth import Credential, static
+    from enarx_pkg.oci.client import Client
+    from enarx_pkg.oci.reference import parse_registry
+
+    registry = parse_registry(envelope.registry)
+    creds = static(registry.host, Credential(*envelope.credential, source="sealed envelope")) \
+        if envelope.credential else None
+    with Client(registry, creds) as client:
+        fetched = client.fetch_manifest(envelope.repository, envelope.manifest_digest)
+        if fetched.digest != envelope.manifest_digest:
+            raise VerificationError(f"registry served manifest {fetched.digest}, not the sealed "
+                                    f"{envelope.manifest_digest}")
+        manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
+        wasm, conf = _layer(manifest, MEDIA_WASM), _layer(manifest, MEDIA_ENARX_CONFIG)
+        module = _get(client, envelope, wasm, work / "module.wasm")
+        config = _get(client, envelope, conf, work / "Enarx.toml")
+    if config.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError("the package's Enarx.toml is over the size limit")
+    return module, config.read_text("utf-8")
+
+
+def _layer(manifest: ImageManifest, media_type: str) -> Descriptor:
+    found = [d for d in manifest.layers if d.media_type in (media_type, media_type + ENCRYPTED_SUFFIX)]
+    if len(found) != 1:
+        raise InputError(f"package manifest has {len(found)} layers of type {media_type}, expected 1")
+    return found[0]
+
+
+def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> Path:
+    """Download one layer (verified by digest), then decrypt it if it is encrypted."""
+    from enarx_pkg import encrypt
+
+    cipher = dest.with_suffix(".enc")
+    with open(cipher if encrypt.is_encrypted(desc) else dest, "wb") as out:
+        client.fetch_blob_to(envelope.repository, desc, out)
+    if not encrypt.is_encrypted(desc):
+        return dest
+    key = envelope.layer_keys.get(desc.digest)
+    if key is None:
+        raise VerificationError(f"layer {desc.digest} is encrypted but the envelope holds no key for it")
+    with open(cipher, "rb") as src, open(dest, "wb") as out:
+        encrypt.decrypt_layer(src, desc, key, out)
+    cipher.unlink()
+    return dest
+
+
+def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes, work: Path,
+        on_stdout: Sink, on_stderr: Sink) -> int:
+    """Run the module under the package's ``[keep]`` limits, with secrets as env vars or files."""
+    from enarx_pkg import manifest, runtime
+
+    toml = manifest.loads(config_text, Path("Enarx.toml"))
+    socket_files = toml.socket_files
+    if socket_files:
+        raise InputError(f"file {socket_files[0].name!r} of kind {socket_files[0].kind!r} needs a socket, "
+                         "which this keep runtime cannot provide")
+    env = dict(toml.env)
+    dirs = _secret_files(envelope.secrets, work / "secrets", env)
+    spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
+                            stdout=on_stdout, stderr=on_stderr)
+    spec = replace(spec, env=env, dirs=spec.dirs + dirs)
+    return int(runtime.run(spec))
+
+
+def _secret_files(secrets: Mapping[str, seal.SecretValue], root: Path, env: dict[str, str]) -> tuple[Dir, ...]:
+    """Secrets with a mount become files in private host dirs preopened at the mount's directory."""
+    dirs: dict[str, Path] = {}
+    for name, secret in secrets.items():
+        if secret.mount is None:
+            env[name] = secret.value.decode("utf-8", "replace")
+            continue
+        guest = PurePosixPath(secret.mount)
+        if not guest.is_absolute() or ".." in guest.parts or guest.name in ("", "."):
+            raise InputError(f"secret {name}: mount must be an absolute file path without '..'")
+        host_dir = dirs.setdefault(str(guest.parent), root / f"d{len(dirs)}")
+        host_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(host_dir / guest.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret.value)
+    return tuple(Dir(str(host), guest) for guest, host in dirs.items())
