@@ -1,0 +1,149 @@
+"""``enarx-pkg registry``: run the registry server and administer it (tokens, gc, yank, repositories)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from enarx_pkg._cli.common import info, print_json
+from enarx_pkg.errors import InputError, UsageError
+
+registry_app = typer.Typer(help="Run and administer the enarx-pkg registry.", no_args_is_help=True)
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+registry_app.add_typer(token_app, name="token")
+
+DATA = typer.Option(None, "--data", help="Data directory (SQLite metadata and blobs) [default: ./registry-data].")
+DATABASE = typer.Option(None, "--database", help="postgresql://... to keep metadata in PostgreSQL (replicas).")
+JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _settings(data: str | None, database: str | None, **extra: Any) -> Any:
+    from registry.admin import data_path
+    from registry.settings import Settings
+
+    if database and not database.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"--database must be a postgresql:// URL, got {database.split('://')[0]}://...")
+    return Settings(data_path(data), database, **extra)
+
+
+def _admin(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from registry.admin import AdminError
+
+    try:
+        return fn(*args, **kwargs)
+    except AdminError as exc:
+        raise InputError(str(exc)) from None
+
+
+@registry_app.command()
+def serve(data: str = DATA, database: str = DATABASE,
+          host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+          port: int = typer.Option(5000, help="TCP port."),
+          workers: int = typer.Option(1, help="Worker processes (share the data directory/database)."),
+          anonymous_pull: bool = typer.Option(False, "--anonymous-pull", help="Default: anyone may pull."),
+          public_url: str = typer.Option(None, help="External base URL, used in auth challenges."),
+          cache_ttl: float = typer.Option(1.0, help="Seconds token/repository settings are cached.")) -> None:
+    """Serve the OCI distribution API, the web pages and the JSON API."""
+    from registry.admin import serve as run
+
+    settings = _settings(data, database, anonymous_pull=anonymous_pull, public_url=public_url, cache_ttl=cache_ttl)
+    info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
+         f"listening on http://{host}:{port}")
+    run(settings, host, port, workers)
+
+
+@token_app.command("create")
+def token_create(name: str = typer.Option(..., "--name", help="Who or what the token is for."),
+                 scope: list[str] = typer.Option(..., "--scope", help="pull:REPO, push:ORG/*, delete:REPO, admin."),
+                 ttl_days: float = typer.Option(None, "--ttl-days", help="Expire after this many days."),
+                 data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from registry.admin import create_token
+
+    token_id, token = _admin(create_token, _settings(data, database), name, scope, ttl_days)
+    if as_json:
+        print_json({"id": token_id, "token": token, "scopes": scope})
+    else:
+        info(f"token {token_id} for {name}: {' '.join(scope)} (shown once; store it now)")
+        print(token)
+
+
+@token_app.command("list")
+def token_list(data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
+    """List tokens (ids, names, scopes; never the tokens)."""
+    from registry.admin import list_tokens
+
+    rows = list_tokens(_settings(data, database))
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        state = "revoked" if r["revoked"] else "active"
+        print(f"{r['id']}  {state:7}  {r['name']}  {' '.join(r['scopes'])}")  # type: ignore[arg-type]
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str = typer.Argument(..., help="Token id from `token list`."),
+                 data: str = DATA, database: str = DATABASE) -> None:
+    """Revoke a token; requests using it fail from the next cache refresh on (1 s by default)."""
+    from registry.admin import revoke_token
+
+    _admin(revoke_token, _settings(data, database), token_id)
+    info(f"revoked {token_id}")
+
+
+@registry_app.command()
+def gc(data: str = DATA, database: str = DATABASE,
+       dry_run: bool = typer.Option(False, "--dry-run", help="Report only."),
+       grace: float = typer.Option(None, help="Seconds: keep blobs/uploads younger than this [default 3600]."),
+       as_json: bool = JSON) -> None:
+    """Delete blobs no manifest references and abandoned uploads."""
+    from dataclasses import asdict
+
+    from registry.admin import gc as collect
+
+    report = collect(_settings(data, database), dry_run, grace)
+    if as_json:
+        print_json(asdict(report))
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        print(f"{verb} {report.blobs_deleted} blobs ({report.bytes_freed} bytes), {report.uploads_deleted} uploads")
+
+
+@registry_app.command()
+def yank(reference: str = typer.Argument(..., help="REPOSITORY:TAG"),
+         undo: bool = typer.Option(False, "--undo", help="Un-yank."),
+         data: str = DATA, database: str = DATABASE) -> None:
+    """Hide a version from listings; it stays pullable by digest and is marked yanked in the API."""
+    from registry.admin import yank as do_yank
+
+    digest = _admin(do_yank, _settings(data, database), reference, undo)
+    info(f"{'un-yanked' if undo else 'yanked'} {reference} ({digest})")
+
+
+@registry_app.command()
+def repo(name: str = typer.Argument(..., help="Repository name."),
+         allow_overwrite: bool = typer.Option(None, "--allow-overwrite/--immutable-versions",
+                                              help="May version tags be moved?"),
+         anonymous_pull: bool = typer.Option(None, "--anonymous-pull/--no-anonymous-pull",
+                                             help="May anyone pull without a token?"),
+         description: str = typer.Option(None, help="Shown on the repository page."),
+         data: str = DATA, database: str = DATABASE) -> None:
+    """Change a repository's settings."""
+    from registry.admin import set_repo
+
+    fields = {"allow_overwrite": None if allow_overwrite is None else int(allow_overwrite),
+              "anonymous_pull": None if anonymous_pull is None else int(anonymous_pull), "description": description}
+    _admin(set_repo, _settings(data, database), name, **fields)
+    info(f"updated {name}")
+
+
+@registry_app.command("anonymous-pull")
+def anonymous_default(allow: bool = typer.Argument(..., help="true or false"),
+                      data: str = DATA, database: str = DATABASE) -> None:
+    """Set the default for repositories without their own anonymous-pull setting."""
+    from registry.admin import set_default_anonymous_pull
+
+    set_default_anonymous_pull(_settings(data, database), allow)
+    info(f"anonymous pull by default: {allow}")

@@ -1,0 +1,150 @@
+"""What the ``enarx-pkg registry`` admin commands do, against the data directory or database directly.
+
+Each function opens the metadata store, does one thing and returns plain data for the CLI to render.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from registry import auth
+from registry.blobs import BlobStore
+from registry.db import open_database
+from registry.meta import Metadata
+from registry.names import valid_name, valid_tag
+from registry.settings import Settings
+
+
+class AdminError(Exception):
+    """A request the admin command cannot carry out (unknown repository or tag, bad scope)."""
+
+
+@contextlib.contextmanager
+def metadata(settings: Settings) -> Iterator[Metadata]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    meta = Metadata(open_database(settings.db_url))
+    try:
+        yield meta
+    finally:
+        meta.db.close()
+
+
+def create_token(settings: Settings, name: str, scopes: list[str], ttl_days: float | None) -> tuple[str, str]:
+    try:
+        with metadata(settings) as meta:
+            return auth.create_token(meta, name, scopes, ttl_days)
+    except auth.ScopeError as exc:
+        raise AdminError(str(exc)) from None
+
+
+def list_tokens(settings: Settings) -> list[dict[str, object]]:
+    with metadata(settings) as meta:
+        return auth.list_tokens(meta)
+
+
+def revoke_token(settings: Settings, token_id: str) -> None:
+    with metadata(settings) as meta:
+        if not auth.revoke_token(meta, token_id):
+            raise AdminError(f"no active token with id {token_id!r}")
+
+
+def yank(settings: Settings, reference: str, undo: bool = False) -> str:
+    """Hide ``REPO:TAG`` from listings (still pullable by digest); returns the digest it names."""
+    repo, tag = _split(reference)
+    with metadata(settings) as meta:
+        row = meta.tag(repo, tag)
+        if row is None or not meta.set_yanked(repo, tag, not undo, "admin-cli"):
+            raise AdminError(f"{repo}:{tag} does not exist")
+        return row.digest
+
+
+def set_repo(settings: Settings, repo: str, **fields: object) -> None:
+    if not valid_name(repo):
+        raise AdminError(f"{repo!r} is not a valid repository name")
+    with metadata(settings) as meta:
+        meta.set_repo(repo, "admin-cli", **{k: v for k, v in fields.items() if v is not None})
+
+
+def set_default_anonymous_pull(settings: Settings, allowed: bool) -> None:
+    with metadata(settings) as meta:
+        meta.set_config("anonymous_pull", "1" if allowed else "0")
+
+
+def _split(reference: str) -> tuple[str, str]:
+    repo, sep, tag = reference.rpartition(":")
+    if not sep or not valid_name(repo) or not valid_tag(tag):
+        raise AdminError(f"{reference!r}: expected REPOSITORY:TAG")
+    return repo, tag
+
+
+@dataclass(frozen=True)
+class GcReport:
+    blobs_deleted: int
+    bytes_freed: int
+    uploads_deleted: int
+    dry_run: bool
+
+
+def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) -> GcReport:
+    """Delete blobs no manifest references and uploads abandoned for longer than the grace period.
+
+    Blobs and uploads younger than the grace period are kept: a client may be between pushing its
+    layers and pushing the manifest that references them.
+    """
+    grace = settings.upload_grace if grace is None else grace
+    cutoff = time.time() - grace
+    store = BlobStore(settings.data_dir)
+    with metadata(settings) as meta:
+        db = meta.db
+        live = {r[0] for r in db.query("SELECT digest FROM manifests")}
+        live |= {r[0] for r in db.query("SELECT digest FROM manifest_refs")}
+        recorded = {r[0]: (r[1], r[2]) for r in db.query("SELECT digest, size, created FROM blobs")}
+        doomed = [d for d, (_, created) in recorded.items() if d not in live and created < cutoff]
+        orphans = [d for d, mtime in store.all_blobs() if d not in recorded and d not in live and mtime < cutoff]
+        freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
+        stale = [r[0] for r in db.query("SELECT id FROM uploads WHERE created < ?", (cutoff,))]
+        stale_files = store.stale_upload_files(grace)
+        if not dry_run:
+            for d in doomed:
+                with db.transaction() as tx:
+                    tx.execute("DELETE FROM repo_blobs WHERE digest = ?", (d,))
+                    tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
+            for d in doomed + orphans:
+                store.delete_blob(d)
+            for upload_id in stale:
+                db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+            for f in stale_files:
+                f.unlink(missing_ok=True)
+            db.execute("INSERT INTO audit (at, actor, action, repo, ref, digest, remote) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (time.time(), "admin-cli", "gc", None, None, None, f"{len(doomed) + len(orphans)} blobs"))
+    return GcReport(len(doomed) + len(orphans), freed, len(set(stale) | {f.name for f in stale_files}), dry_run)
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
+    """Run the registry under uvicorn (httptools and uvloop when installed) until interrupted."""
+    import os
+
+    import uvicorn
+
+    # create the schema and the bearer secret once, before workers race for them
+    from registry.state import Registry
+
+    Registry(settings).meta.db.close()
+    os.environ["ENARX_REGISTRY_CONFIG"] = settings.to_env()
+    uvicorn.run("registry.app:factory", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, http=_pick("httptools", "auto"), loop=_pick("uvloop", "auto"),
+                access_log=False, server_header=False)
+
+
+def _pick(module: str, fallback: str) -> str:
+    import importlib.util
+
+    return module if importlib.util.find_spec(module) else fallback
+
+
+def data_path(value: str | None) -> Path:
+    return Path(value or "registry-data").resolve()

@@ -1,0 +1,10 @@
+"""JSON API (placeholder)."""
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from registry.state import Registry
+
+
+def routes(reg: Registry) -> list[Route]:
+    return []

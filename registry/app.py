@@ -1,0 +1,61 @@
+"""The ASGI application: ``/v2/`` (OCI distribution) on a fast path, everything else via Starlette.
+
+``create_app(settings)`` builds it; ``factory()`` builds it from the environment for uvicorn workers.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from registry import api, v2, web
+from registry.auth import Unauthorized
+from registry.settings import Settings
+from registry.state import Registry
+
+
+class RegistryApp:
+    """Routes ``/v2`` straight to the distribution handlers (no middleware on the hot path)."""
+
+    def __init__(self, reg: Registry) -> None:
+        self.reg = reg
+        self.site = Starlette(routes=[Route("/token", self.token, methods=["GET", "POST"]), *api.routes(reg),
+                                      *web.routes(reg)])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] == "/v2" or scope["path"].startswith("/v2/")):
+            await v2.handle(self.reg, scope, receive, send)
+        else:
+            await self.site(scope, receive, send)
+
+    async def token(self, request: Request) -> Response:
+        """Docker token auth: Basic (any user, API token as password) in, short-lived bearer token out."""
+        authorization = request.headers.get("authorization")
+        scopes = request.query_params.getlist("scope")
+        if request.method == "POST":
+            form = await request.form()
+            scopes += [str(s) for s in form.getlist("scope")]
+            password = form.get("password") or form.get("refresh_token")
+            if password:
+                authorization = f"Bearer {password}"
+        try:
+            principal = self.reg.auth.authenticate(authorization)
+        except Unauthorized as exc:
+            return JSONResponse({"errors": [{"code": "UNAUTHORIZED", "message": str(exc)}]}, 401)
+        grants = self.reg.auth.grant(principal, scopes)
+        if principal.admin:
+            grants |= {"admin"}
+        token, ttl = self.reg.auth.issue_bearer(principal, frozenset(grants))
+        return JSONResponse({"token": token, "access_token": token, "expires_in": ttl})
+
+
+def create_app(settings: Settings) -> RegistryApp:
+    return RegistryApp(Registry(settings))
+
+
+def factory() -> RegistryApp:
+    """uvicorn ``--factory`` entry: settings come from ENARX_REGISTRY_CONFIG (set by ``registry serve``)."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,41 @@
+"""Every limit and switch of the registry in one frozen settings object."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ENV_CONFIG = "ENARX_REGISTRY_CONFIG"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the registry keeps its data and how it behaves."""
+
+    data_dir: Path
+    database: str | None = None  # None: SQLite in data_dir; "postgresql://...": shared PostgreSQL
+    anonymous_pull: bool = False  # default for repositories that do not say otherwise
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    max_bundle_bytes: int = 1024 * 1024  # signature bundles / Enarx.toml read for the web pages
+    bearer_ttl: int = 300  # seconds a /token bearer token lives
+    cache_ttl: float = 1.0  # seconds repository settings and token lookups are cached per process
+    upload_grace: float = 3600.0  # gc leaves blobs and uploads younger than this alone
+    read_chunk: int = 1024 * 1024
+    public_url: str | None = None  # used in WWW-Authenticate realm; default: from the Host header
+
+    @property
+    def db_url(self) -> str:
+        return self.database or f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    def to_env(self) -> str:
+        d = asdict(self)
+        d["data_dir"] = str(self.data_dir)
+        return json.dumps(d)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = json.loads(os.environ[ENV_CONFIG])
+        d["data_dir"] = Path(d["data_dir"])
+        return cls(**d)

@@ -1,0 +1,60 @@
+"""The registry's shared state for one process: settings, metadata, blob store, authorizer, caches."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from registry.auth import Authorizer
+from registry.blobs import BlobStore
+from registry.db import open_database
+from registry.meta import Metadata
+from registry.settings import Settings
+
+
+class ManifestCache:
+    """Manifest bytes by digest. Content-addressed, so never stale; bounded in total bytes."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.total = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, digest: str) -> bytes | None:
+        data = self._items.get(digest)
+        if data is not None:
+            self._items.move_to_end(digest)
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        if digest in self._items:
+            return
+        self._items[digest] = data
+        self.total += len(data)
+        while self.total > self.max_bytes and self._items:
+            _, old = self._items.popitem(last=False)
+            self.total -= len(old)
+
+    def drop(self, digest: str) -> None:
+        data = self._items.pop(digest, None)
+        if data is not None:
+            self.total -= len(data)
+
+
+class Registry:
+    """Everything a request handler needs, built once per worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.meta = Metadata(open_database(settings.db_url))
+        self.store = BlobStore(settings.data_dir)
+        self.auth = Authorizer(self.meta, settings)
+        self.manifests = ManifestCache()
+
+    def manifest_bytes(self, digest: str) -> bytes | None:
+        data = self.manifests.get(digest)
+        if data is None:
+            data = self.store.read(digest, self.settings.max_manifest_bytes)
+            if data is not None:
+                self.manifests.put(digest, data)
+        return data
