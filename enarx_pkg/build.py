@@ -1,0 +1,207 @@
+"""``enarx-pkg build``: Enarx.toml + sources → a reproducible OCI image layout (DESIGN §4).
+
+The layout holds one image manifest (config ``application/vnd.wasm.config.v0+json``, layer 1 the
+module ``application/wasm``, layer 2 the normalised Enarx.toml ``application/vnd.enarx.config.v1+toml``)
+tagged with the package version. Every byte of it is a function of the inputs: ``created`` comes from
+``SOURCE_DATE_EPOCH``, else the commit time of the source directory, else 0; JSON is canonical.
+
+Beside it, ``enarx-build.json`` records what provenance needs later (command, toolchains, source
+revision, input digests). It is not part of the manifest, so it cannot disturb the digest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from enarx_pkg import __version__
+from enarx_pkg._internal import atomic, canonical, digest, gitinfo, recipes, wasmcheck
+from enarx_pkg.errors import BuildError, InputError
+from enarx_pkg.manifest.model import Build, EnarxToml
+from enarx_pkg.package import (
+    ANNOTATION_TITLE,
+    MEDIA_ENARX_CONFIG,
+    MEDIA_WASM,
+    MEDIA_WASM_CONFIG,
+    Descriptor,
+    ImageManifest,
+    Layout,
+)
+
+BUILD_RECORD = "enarx-build.json"
+BUILD_TYPE = "https://enarx.dev/enarx-pkg/build/v1"
+DEFAULT_OUT = Path("target") / "oci"
+ENARX_TOML_TITLE = "Enarx.toml"
+_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    digest: str  # the manifest digest: the package's identity
+    layout: Path
+    tag: str
+    module: Path
+    module_digest: str
+    module_size: int
+    os: str  # wasip1 or wasip2
+
+
+def build(project: Path, out: Path | None = None, progress: Progress | None = None) -> BuildResult:
+    """Build the project in ``project`` into an OCI image layout (default ``project/target/oci``)."""
+    from enarx_pkg import manifest
+
+    say = progress or (lambda _msg: None)
+    project = Path(project).resolve()
+    model = manifest.load(project)
+    spec = _build_section(model, project)
+    _refuse_sockets(model, project)
+    source = gitinfo.describe(project)
+    epoch = source_date_epoch(source)
+    module = _produce(spec, project, epoch, say)
+    say(f"validating {module.relative_to(project)}")
+    mod_digest, mod_size = digest.of_file(module)
+    info = wasmcheck.check(module, mod_digest, fuel=model.keep.fuel is not None)
+    layout_path = Path(out).resolve() if out else project / DEFAULT_OUT
+    say(f"writing OCI layout {layout_path}")
+    layout = Layout.create(layout_path)
+    desc, tag = _write_package(layout, model, module, info, epoch, source)
+    record = _build_record(spec, project, module, mod_digest, source, epoch, desc.digest)
+    atomic.write_bytes(layout_path / BUILD_RECORD, canonical.dumps(record))
+    return BuildResult(desc.digest, layout_path, tag, module, mod_digest, mod_size, info.os)
+
+
+def source_date_epoch(source: gitinfo.SourceInfo) -> int:
+    """``SOURCE_DATE_EPOCH`` if set, else the source's commit time, else 0 (reproducible-builds.org)."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
+    if raw:
+        if not raw.isdigit():
+            raise InputError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+        return int(raw)
+    return source.commit_time or 0
+
+
+def confined(root: Path, relative: str, what: str) -> Path:
+    """``root/relative`` resolved, refusing anything that escapes ``root`` (.., absolute, symlinks)."""
+    target = (root / relative).resolve()
+    if os.path.commonpath([root, target]) != str(root):
+        raise BuildError(f"{what} {relative!r} escapes the project directory {root}",
+                         hint="keep build outputs and workdirs inside the project")
+    return target
+
+
+def _build_section(model: EnarxToml, project: Path) -> Build:
+    if model.build is None:
+        raise InputError(f"{project / 'Enarx.toml'} has no [build] section: nothing says how to make the module",
+                         hint="add [build] with recipe = \"wat\"|\"c\"|\"cpp\"|\"prebuilt\" or a command, and output")
+    return model.build
+
+
+def _refuse_sockets(model: EnarxToml, project: Path) -> None:
+    if model.socket_files:
+        names = ", ".join(f"{f.name} ({f.kind})" for f in model.socket_files)
+        raise InputError(
+            f"{project / 'Enarx.toml'} declares socket files {names}: the wasmtime runtime in the keep "
+            "cannot provide listen/connect sockets, so this workload could not run as declared",
+            hint="remove the listen/connect [[files]] entries (sockets are not supported yet)")
+
+
+def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
+    """Run the recipe or command; return the confined path of the module it produced."""
+    output = confined(project, spec.output, "[build] output")
+    workdir = confined(project, spec.workdir, "[build] workdir")
+    env = recipes.build_env(spec.env, epoch)
+    if spec.recipe == "wat":
+        sources = [confined(project, s, "[build] sources entry") for s in spec.sources]
+        say(f"wat2wasm {' '.join(spec.sources)}")
+        recipes.wat_to_wasm(sources, output)
+    elif spec.recipe in ("c", "cpp"):
+        argv = recipes.recipe_argv(spec) or []
+        for s in spec.sources:
+            confined(project, s, "[build] sources entry")
+        say(f"zig {argv[4]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
+        recipes.run_command(argv, project, env)
+    elif spec.command:
+        say(f"running {' '.join(spec.command)}")
+        recipes.run_command(spec.command, workdir, env, shell=spec.shell)
+    if not output.is_file():
+        raise BuildError(f"the build did not produce {spec.output} (looked for {output})",
+                         hint="check [build] output against what the build command writes")
+    return output
+
+
+def _write_package(layout: Layout, model: EnarxToml, module: Path, info: wasmcheck.ModuleInfo, epoch: int,
+                   source: gitinfo.SourceInfo) -> tuple[Descriptor, str]:
+    from enarx_pkg import manifest
+
+    wasm = layout.put_file(module, MEDIA_WASM, {ANNOTATION_TITLE: module.name})
+    toml = layout.put_bytes(manifest.to_toml(model).encode("utf-8"), MEDIA_ENARX_CONFIG,
+                           {ANNOTATION_TITLE: ENARX_TOML_TITLE})
+    created = rfc3339(epoch)
+    config = layout.put_bytes(canonical.dumps(_wasm_config(model, info, created, [wasm, toml])),
+                              MEDIA_WASM_CONFIG)
+    image = ImageManifest(config=config, layers=(wasm, toml), annotations=_annotations(model, created, source))
+    tag = package_tag(model)
+    return layout.add_manifest(image, tag), tag
+
+
+def _wasm_config(model: EnarxToml, info: wasmcheck.ModuleInfo, created: str,
+                 layers: list[Descriptor]) -> dict[str, Any]:
+    """The CNCF TAG Runtime wasm OCI artifact config (what wkg and runwasi read)."""
+    config: dict[str, Any] = {"created": created, "architecture": "wasm", "os": info.os,
+                              "layerDigests": [d.digest for d in layers]}
+    if model.package and model.package.authors:
+        config["author"] = ", ".join(model.package.authors)
+    if info.kind == "component":
+        config["component"] = {"exports": list(info.exports), "imports": list(info.imports), "target": None}
+    return config
+
+
+def _annotations(model: EnarxToml, created: str, source: gitinfo.SourceInfo) -> dict[str, str]:
+    pkg = model.package
+    values = {
+        "org.opencontainers.image.title": pkg.name if pkg else "",
+        "org.opencontainers.image.version": pkg.version if pkg else "",
+        "org.opencontainers.image.description": pkg.description if pkg else "",
+        "org.opencontainers.image.licenses": pkg.license if pkg else "",
+        "org.opencontainers.image.source": pkg.source if pkg else "",
+        "org.opencontainers.image.revision": source.revision or "",
+        "org.opencontainers.image.created": created,
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def package_tag(model: EnarxToml) -> str:
+    """The OCI tag for the package: its version ('+' is not allowed in tags: '_' as Helm does)."""
+    if model.package is None:
+        return "latest"
+    return _TAG_BAD.sub("_", model.package.version)[:128]
+
+
+def rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _build_record(spec: Build, project: Path, module: Path, mod_digest: str, source: gitinfo.SourceInfo,
+                  epoch: int, manifest_digest: str) -> dict[str, Any]:
+    """What provenance needs later; read by the signing step to fill SLSA provenance."""
+    return {
+        "builder": {"id": f"enarx-pkg@{__version__}"},
+        "buildType": BUILD_TYPE,
+        "command": list(spec.command) if spec.command else spec.recipe,
+        "recipeCommand": recipes.recipe_argv(spec),
+        "shell": spec.shell,
+        "workdir": spec.workdir,
+        "toolchains": recipes.toolchain_versions(spec),
+        "source": {"repository": source.repository, "revision": source.revision, "dirty": source.dirty},
+        "inputs": gitinfo.input_digests(project, spec, source),
+        "output": {"path": module.relative_to(project).as_posix(), "digest": mod_digest},
+        "sourceDateEpoch": epoch,
+        "manifestDigest": manifest_digest,
+    }

@@ -1,0 +1,344 @@
+"""Run a workload in wasmtime with Enarx semantics: used by ``enarx-pkg run`` and inside the keep.
+
+What the workload sees is what Enarx gives it: ``argv`` (argv[0] is the package name), the
+Enarx.toml environment plus ``FD_COUNT``/``FD_NAMES``, stdin/stdout/stderr (or null) on fds 0-2,
+and preopened directories only where ``[[keep.dirs]]`` asks (read-only unless ``writable``).
+Limits come from ``[keep]``: memory (``store.set_limits``), wall time (epoch interruption driven by
+a timer thread) and optionally fuel. WASI preview 1 modules and WASI 0.2 command components run.
+
+wasmtime is imported only when a workload actually runs, so this module is cheap to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from enarx_pkg.errors import InputError, WorkloadError, WorkloadTimeout
+from enarx_pkg.manifest.model import DEFAULT_FILES, Dir, EnarxToml, File
+
+if TYPE_CHECKING:
+    import wasmtime
+
+Output = Callable[[bytes], None]
+MIB = 1024 * 1024
+CLI_RUN_PREFIX = "wasi:cli/run@0.2."
+STDIO_SLOTS = ("stdin", "stdout", "stderr")
+
+
+class WorkloadOutOfMemory(WorkloadError):
+    """The workload trapped after using all the memory its ``[keep] memory_mb`` allows."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything needed to run one workload. Build one with :func:`spec_for` from an Enarx.toml."""
+
+    module: Path
+    name: str = "main"  # argv[0]
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[File, ...] = tuple(File(k, k) for k in DEFAULT_FILES)
+    stdin: bytes | Path | None = None  # None: inherit this process's stdin
+    stdout: Output | None = None  # None: inherit
+    stderr: Output | None = None
+    dirs: tuple[Dir, ...] = ()  # host paths absolute, or relative to base_dir
+    base_dir: Path | None = None
+    memory_mb: int = 256
+    time_limit_s: float | None = 60.0
+    fuel: int | None = None
+    module_digest: str | None = None  # computed from the file when not given
+    cache: bool = True
+    cache_dir: Path | None = None  # default: <user cache dir>/compiled
+
+
+def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,
+             base_dir: Path | None = None, **overrides: Any) -> RunSpec:
+    """A :class:`RunSpec` with the args, env, files, dirs and limits that ``model`` declares."""
+    name = model.package.name if model.package else Path(module).stem
+    return RunSpec(
+        module=Path(module), name=name, args=model.args if args is None else args, env=dict(model.env),
+        files=model.files, dirs=model.keep.dirs, base_dir=base_dir, memory_mb=model.keep.memory_mb,
+        time_limit_s=model.keep.time_limit_s, fuel=model.keep.fuel, **overrides,
+    )
+
+
+def run(spec: RunSpec) -> int:
+    """Run the workload to completion and return its exit status.
+
+    Raises :class:`WorkloadTimeout` (time or fuel limit), :class:`WorkloadOutOfMemory`,
+    :class:`WorkloadError` (trap), or :class:`InputError` (invalid module, unsupported files).
+    """
+    import wasmtime
+
+    from enarx_pkg._internal import wasmbin
+
+    stdio = _stdio_plan(spec.files)
+    kind = wasmbin.kind_of(spec.module)
+    engine = _engine(spec.fuel is not None)
+    compiled = _load(engine, spec, kind)
+    store = wasmtime.Store(engine)
+    store.set_limits(memory_size=spec.memory_mb * MIB)
+    if spec.fuel is not None:
+        store.set_fuel(spec.fuel)
+    pumps = _Pumps()
+    try:
+        with _wasi(spec, stdio, pumps) as wasi:
+            store.set_wasi(wasi)
+            with _deadline(engine, store, spec.time_limit_s) as fired:
+                return _execute(store, engine, compiled, kind, spec, fired)
+    finally:
+        store.close()  # closes the workload's ends of the output pipes, so the pumps see EOF
+        pumps.join()
+
+
+def _stdio_plan(files: tuple[File, ...]) -> tuple[str, str, str]:
+    """What fds 0-2 are ("stdin"/"stdout"/"stderr" or "null"); refuse what wasmtime cannot do."""
+    sockets = [f for f in files if f.kind in ("listen", "connect")]
+    if sockets:
+        names = ", ".join(f"{f.name} ({f.kind})" for f in sockets)
+        raise InputError(f"the workload asks for socket files ({names}), which the wasmtime runtime "
+                         "cannot provide", hint="remove the listen/connect entries from [[files]]")
+    if len(files) > 3:
+        raise InputError(f"the workload declares {len(files)} files; only fds 0-2 (stdin, stdout, stderr "
+                         "or null) can be provided")
+    plan = []
+    for fd, slot in enumerate(STDIO_SLOTS):
+        kind = files[fd].kind if fd < len(files) else "null"
+        if kind not in (slot, "null"):
+            raise InputError(f"file {fd} is {kind!r}: fd {fd} can only be {slot!r} or 'null' here")
+        plan.append(kind)
+    return plan[0], plan[1], plan[2]
+
+
+def _engine(fuel: bool) -> wasmtime.Engine:
+    """A fresh engine per run, so one run's epoch timer can never interrupt another's."""
+    import wasmtime
+
+    from enarx_pkg._internal.compiled import engine_config
+
+    return wasmtime.Engine(engine_config(fuel))
+
+
+def _load(engine: wasmtime.Engine, spec: RunSpec, kind: str) -> Any:
+    from enarx_pkg._internal import compiled, digest
+
+    if not spec.cache:
+        return _compile_checked(lambda: compiled.compile_module(engine, kind, spec.module), spec.module)  # type: ignore[arg-type]
+    dg = spec.module_digest or digest.of_file(spec.module)[0]
+    if spec.cache_dir is None:
+        from enarx_pkg._internal.cachedir import user_cache_dir
+
+        root = user_cache_dir("compiled")
+    else:
+        root = spec.cache_dir
+    cache = compiled.CompiledCache(root)
+    fp = compiled.engine_fingerprint(spec.fuel is not None)
+    return _compile_checked(lambda: cache.load(engine, spec.module, dg, kind, fp), spec.module)  # type: ignore[arg-type]
+
+
+def _compile_checked(load: Callable[[], Any], path: Path) -> Any:
+    import wasmtime
+
+    try:
+        return load()
+    except wasmtime.WasmtimeError as exc:
+        raise InputError(f"{path} is not a valid WebAssembly module: {_first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def _wasi(spec: RunSpec, stdio: tuple[str, str, str], pumps: _Pumps) -> Iterator[wasmtime.WasiConfig]:
+    import wasmtime
+
+    wc = wasmtime.WasiConfig()
+    wc.argv = [spec.name, *spec.args]
+    env = dict(spec.env)
+    env["FD_COUNT"] = str(len(spec.files))
+    env["FD_NAMES"] = ":".join(f.name for f in spec.files)
+    wc.env = sorted(env.items())
+    with _stdin_path(spec.stdin, stdio[0]) as stdin:
+        try:
+            if stdin is None:
+                wc.inherit_stdin()
+            else:
+                wc.stdin_file = str(stdin)
+            _output(wc, "stdout", stdio[1], spec.stdout, pumps)
+            _output(wc, "stderr", stdio[2], spec.stderr, pumps)
+            for d in spec.dirs:
+                wc.preopen_dir(str(_host_dir(d, spec.base_dir)), d.guest, d.writable)
+        except BaseException:
+            wc.close()  # it holds the pipes' write ends: the pumps must see EOF
+            raise
+        yield wc
+
+
+@contextlib.contextmanager
+def _stdin_path(stdin: bytes | Path | None, kind: str) -> Iterator[Path | None]:
+    if kind == "null":
+        yield Path(os.devnull)
+    elif isinstance(stdin, bytes):
+        fd, tmp = tempfile.mkstemp(prefix="enarx-stdin.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(stdin)
+            yield Path(tmp)
+        finally:
+            os.unlink(tmp)
+    else:
+        yield stdin
+
+
+def _output(wc: wasmtime.WasiConfig, which: str, kind: str, callback: Output | None, pumps: _Pumps) -> None:
+    if kind == "null":
+        setattr(wc, f"{which}_file", os.devnull)
+    elif callback is not None:
+        path, write_end = pumps.pipe(callback)
+        try:
+            setattr(wc, f"{which}_file", path)  # wasmtime opens its own descriptor right here
+        finally:
+            os.close(write_end)
+    else:
+        getattr(wc, f"inherit_{which}")()
+
+
+class _Pumps:
+    """Deliver workload output to Python callbacks through OS pipes read by threads.
+
+    wasmtime-py's ``stdout_custom`` calls back into Python from wasmtime's own threads and aborts
+    the process at interpreter exit (wasmtime-py 50); a pipe keeps Python out of those threads and
+    still streams output as it is written.
+    """
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self.errors: list[BaseException] = []
+
+    def pipe(self, callback: Output) -> tuple[str, int]:
+        """A path the workload's output can be opened at (and our write end, for the caller to close)."""
+        r, w = os.pipe()
+        thread = threading.Thread(target=self._pump, args=(r, callback), daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return f"/dev/fd/{w}", w
+
+    def _pump(self, fd: int, callback: Output) -> None:
+        with os.fdopen(fd, "rb", buffering=0) as r:
+            for chunk in iter(lambda: r.read(65536), b""):
+                try:
+                    callback(chunk)
+                except BaseException as exc:  # keep draining so the workload never blocks
+                    self.errors.append(exc)
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+def _host_dir(d: Dir, base: Path | None) -> Path:
+    host = Path(d.host) if Path(d.host).is_absolute() or base is None else Path(base) / d.host
+    if not host.is_dir():
+        raise InputError(f"[[keep.dirs]] host directory {host} does not exist (guest path {d.guest})")
+    return host.resolve()
+
+
+@contextlib.contextmanager
+def _deadline(engine: wasmtime.Engine, store: wasmtime.Store, seconds: float | None) -> Iterator[threading.Event]:
+    """Interrupt the workload after ``seconds``: the timer bumps the engine's epoch past the deadline."""
+    fired = threading.Event()
+    if seconds is None:
+        store.set_epoch_deadline(2**62)
+        yield fired
+        return
+
+    def expire() -> None:
+        fired.set()
+        engine.increment_epoch()
+
+    store.set_epoch_deadline(1)
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+def _execute(store: wasmtime.Store, engine: wasmtime.Engine, compiled: Any, kind: str, spec: RunSpec,
+             fired: threading.Event) -> int:
+    import wasmtime
+
+    memories: list[Any] = []
+    try:
+        if kind == "component":
+            return _run_component(store, engine, compiled, spec)
+        return _run_module(store, engine, compiled, spec, memories)
+    except wasmtime.ExitTrap as exc:
+        return int(exc.code)
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+        raise _classify(exc, spec, fired, store, memories) from None
+
+
+def _run_module(store: wasmtime.Store, engine: wasmtime.Engine, module: Any, spec: RunSpec,
+                memories: list[Any]) -> int:
+    import wasmtime
+
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    instance = linker.instantiate(store, module)
+    exports = instance.exports(store)
+    memories.extend(e for e in (exports.get("memory"),) if isinstance(e, wasmtime.Memory))
+    start = exports.get("_start")
+    if not isinstance(start, wasmtime.Func):
+        raise InputError(f"{spec.module} has no _start function: it is not a WASI command")
+    start(store)
+    return 0
+
+
+def _run_component(store: wasmtime.Store, engine: wasmtime.Engine, component: Any, spec: RunSpec) -> int:
+    from wasmtime import component as wc
+
+    linker = wc.Linker(engine)
+    linker.add_wasip2()
+    instance = linker.instantiate(store, component)
+    run_name = next((n for n in component.type.exports(engine) if n.startswith(CLI_RUN_PREFIX)), None)
+    if run_name is None:
+        raise InputError(f"{spec.module} does not export wasi:cli/run@0.2.x: it is not a WASI command")
+    iface = instance.get_export_index(store, run_name)
+    index = instance.get_export_index(store, "run", iface) if iface is not None else None
+    func = instance.get_func(store, index) if index is not None else None
+    if func is None:
+        raise InputError(f"{spec.module}: {run_name} has no run function")
+    result = func(store)
+    return 0 if getattr(result, "tag", "ok") == "ok" else 1
+
+
+def _classify(exc: Exception, spec: RunSpec, fired: threading.Event, store: wasmtime.Store,
+              memories: list[Any]) -> WorkloadError:
+    import wasmtime
+
+    code = getattr(exc, "trap_code", None)
+    if fired.is_set() or code == wasmtime.TrapCode.INTERRUPT:
+        return WorkloadTimeout(f"{spec.name} did not finish within its time limit of {spec.time_limit_s} s",
+                               hint="raise [keep] time_limit_s if it needs longer")
+    if code == wasmtime.TrapCode.OUT_OF_FUEL:
+        return WorkloadTimeout(f"{spec.name} ran out of fuel ({spec.fuel} units)",
+                               hint="raise [keep] fuel if it needs more")
+    if memories and memories[0].size(store) * 65536 + 65536 > spec.memory_mb * MIB:
+        return WorkloadOutOfMemory(f"{spec.name} trapped after reaching its memory limit of "
+                                   f"{spec.memory_mb} MiB: {_first_line(exc)}",
+                                   hint="raise [keep] memory_mb if it needs more")
+    return WorkloadError(f"{spec.name} trapped: {_first_line(exc)}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
