@@ -62,3 +62,35 @@ def detect(evidence: bytes) -> str:
     if len(evidence) == 1184 or (len(evidence) >= 1184 and evidence[0] in (2, 3, 5)):
         return "snp"
     raise MalformedEvidence("evidence.type", "cannot tell which TEE produced this evidence; pass --tee")
+
+
+def inspect(tee: str, evidence: bytes) -> Claims:
+    """Decode evidence WITHOUT verifying anything (``attest inspect``)."""
+    if tee == "auto":
+        tee = detect(evidence)
+    if tee == "sim":
+        from enarx_pkg.attestation.sim import parse_sim
+
+        return parse_sim(evidence)[0]
+    if tee == "snp":
+        from enarx_pkg.attestation.snp import parse_report
+
+        return parse_report(evidence)
+    if tee in ("tdx", "sgx"):
+        from enarx_pkg.attestation.dcap import inspect_quote
+
+        return inspect_quote(evidence)
+    if tee == "cca":
+        from enarx_pkg.attestation.cca import inspect_cca
+
+        return inspect_cca(evidence)
+    raise UsageError(f"unknown TEE {tee!r}: expected one of auto, snp, tdx, sgx, cca, sim")
+
+
+def fmspc_of(tee: str, evidence: bytes) -> str:
+    """The FMSPC of a TDX/SGX quote's PCK certificate (which collateral to fetch)."""
+    from enarx_pkg.attestation.dcap import inspect_quote
+
+    if tee not in ("tdx", "sgx"):
+        raise UsageError(f"{tee} evidence has no FMSPC")
+    return inspect_quote(evidence).pck.fmspc

@@ -1,0 +1,79 @@
+"""Fill a collateral directory from AMD KDS (SNP) or Intel PCS (TDX/SGX). Network I/O; not a verifier.
+
+What is fetched is untrusted: ``attest verify`` checks it against the pinned roots like any other input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from enarx_pkg._internal import atomic
+from enarx_pkg.errors import TransportError, UsageError
+
+AMD_KDS = "https://kdsintf.amd.com"
+INTEL_PCS = "https://api.trustedservices.intel.com"
+INTEL_ROOT_CRL = "https://certificates.trustedservices.intel.com/IntelSGXRootCA.der"
+MAX_RESPONSE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    file: str
+    header: str = ""  # when set, also save this response header (URL-encoded PEM chain)
+    header_file: str = ""
+
+
+def snp_plan(report: bytes, product: str, base: str = AMD_KDS) -> list[Download]:
+    """The VCEK for this chip and TCB, and the ASK/ARK chain, from AMD KDS."""
+    from enarx_pkg.attestation.snp import parse_report
+
+    c = parse_report(report, product)
+    if c.signing_key == "vlek":
+        raise UsageError("VLEK certificates are not on public KDS; get them from your cloud provider")
+    t = c.reported_tcb
+    hwid = c.chip_id[:16] if product == "Turin" else c.chip_id
+    spl = f"blSPL={t.bootloader}&teeSPL={t.tee}&snpSPL={t.snp}&ucodeSPL={t.microcode}"
+    if product == "Turin":
+        spl = f"fmcSPL={t.fmc}&" + spl
+    return [Download(f"{base}/vcek/v1/{product}/{hwid}?{spl}", "vcek.der"),
+            Download(f"{base}/vcek/v1/{product}/cert_chain", "ask_ark.pem"),
+            Download(f"{base}/vcek/v1/{product}/crl", "amd_crl.der")]
+
+
+def intel_plan(tee: str, fmspc: str, base: str = INTEL_PCS) -> list[Download]:
+    """TCB info and QE identity (with their issuer chain) and the CRLs, from Intel PCS v4."""
+    kind = "tdx" if tee == "tdx" else "sgx"
+    return [
+        Download(f"{base}/{kind}/certification/v4/tcb?fmspc={quote(fmspc)}", "tcbinfo.json",
+                 "TCB-Info-Issuer-Chain", "tcb_signing_chain.pem"),
+        Download(f"{base}/{kind}/certification/v4/qe/identity", "qe_identity.json"),
+        Download(f"{base}/sgx/certification/v4/pckcrl?ca=platform&encoding=der", "pck_platform_crl.der",
+                 "SGX-PCK-CRL-Issuer-Chain", "pck_crl_issuer_chain.pem"),
+        Download(INTEL_ROOT_CRL, "root_ca_crl.der"),
+    ]
+
+
+def download(plan: list[Download], out: Path, *, timeout: float = 30.0) -> list[Path]:
+    """Fetch each item of ``plan`` into ``out`` (atomic writes, bounded sizes)."""
+    import httpx
+
+    written: list[Path] = []
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for item in plan:
+            try:
+                resp = client.get(item.url)
+            except httpx.HTTPError as exc:
+                raise TransportError(f"cannot fetch collateral: {exc}", url=item.url) from exc
+            if resp.status_code != 200:
+                raise TransportError("collateral request failed", url=item.url, status=resp.status_code)
+            if len(resp.content) > MAX_RESPONSE:
+                raise TransportError("collateral response too large", url=item.url)
+            atomic.write_bytes(out / item.file, resp.content)
+            written.append(out / item.file)
+            if item.header and item.header in resp.headers:
+                atomic.write_text(out / item.header_file, unquote(resp.headers[item.header]))
+                written.append(out / item.header_file)
+    return written
