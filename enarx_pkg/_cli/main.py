@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = root.main(args=args, prog_name="enarx-pkg", standalone_mode=False)
     except Error as exc:
-        _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args)
+        details = exc.to_dict() if callable(getattr(exc, "to_dict", None)) else None  # e.g. ManifestError
+        _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args,
+                details)
         return int(exc.exit_code)
     except typer.Exit as exc:
         return exc.exit_code
@@ -115,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def _report(text: str, code: int, kind: str, message: str, as_json: bool) -> None:
+def _report(text: str, code: int, kind: str, message: str, as_json: bool,
+            details: dict[str, Any] | None = None) -> None:
     if as_json:
         payload: dict[str, Any] = {"error": {"kind": kind, "message": message, "exit_code": code}}
+        payload["error"].update(details or {})
         print(json.dumps(payload))
     print(text, file=sys.stderr)
