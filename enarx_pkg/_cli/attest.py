@@ -88,11 +88,7 @@ def fetch_collateral_cmd(
 
     data = files.read_evidence(file)
     tee = dispatch.detect(data) if tee == "auto" else tee
-    if tee == "snp":
-        plan = fetch.snp_plan(data, product)
-    else:
-        plan = fetch.intel_plan(tee, dispatch.fmspc_of(tee, data))
-    for path in fetch.download(plan, out):
+    for path in fetch.download(fetch.plan_for(tee, data, product), out):
         info(f"wrote {path}")
 
 

@@ -56,6 +56,15 @@ def intel_plan(tee: str, fmspc: str, base: str = INTEL_PCS) -> list[Download]:
     ]
 
 
+def plan_for(tee: str, evidence: bytes, product: str = "Milan") -> list[Download]:
+    """What to download for this evidence."""
+    from enarx_pkg.attestation import dispatch
+
+    if tee == "snp":
+        return snp_plan(evidence, product)
+    return intel_plan(tee, dispatch.fmspc_of(tee, evidence))
+
+
 def download(plan: list[Download], out: Path, *, timeout: float = 30.0) -> list[Path]:
     """Fetch each item of ``plan`` into ``out`` (atomic writes, bounded sizes)."""
     import httpx
