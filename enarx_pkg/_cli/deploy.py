@@ -14,6 +14,11 @@ host_app = typer.Typer(help="Run the host agent that creates keeps.", no_args_is
 deploy_app = typer.Typer()
 
 
+@host_app.callback()
+def host() -> None:
+    """Run the host agent that creates keeps (``serve``)."""
+
+
 @host_app.command("serve")
 def serve(
     backend: Annotated[str, typer.Option(help="auto|sim|snp|tdx|sgx")] = "auto",
