@@ -57,7 +57,8 @@ def load_private(path: Path, *, password_env: str | None = DEFAULT_PASSWORD_ENV)
     password = _password(password_env)
     encrypted = b"ENCRYPTED" in data
     if encrypted and not password:
-        raise UsageError(f"{path} is encrypted", hint=f"put its passphrase in the {password_env} environment variable")
+        raise UsageError(f"{path} is encrypted and the environment variable {password_env} is not set",
+                         hint=f"put its passphrase in {password_env} (or name another variable with --password-env)")
     try:
         key = serialization.load_pem_private_key(data, password if encrypted else None)
     except (ValueError, TypeError):

@@ -11,6 +11,7 @@ keyless bundles (its import alone costs ~0.4 s).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,6 +64,12 @@ class IdentityPolicy:
         if (self.issuer is None) == (self.issuer_regexp is None):
             raise UsageError("give exactly one of --certificate-oidc-issuer or --certificate-oidc-issuer-regexp",
                              hint="an identity means nothing without the issuer that vouched for it")
+        for flag, pattern in (("--certificate-identity-regexp", self.identity_regexp),
+                              ("--certificate-oidc-issuer-regexp", self.issuer_regexp)):
+            try:
+                re.compile(pattern or "")
+            except re.error as exc:
+                raise UsageError(f"{flag}: invalid regular expression {pattern!r}: {exc}") from None
 
 
 Policy = KeyPolicy | IdentityPolicy
@@ -241,7 +248,10 @@ def check_package(layout: Layout, subject: Descriptor) -> None:
 
 def verify_layout_report(layout: Layout, ref: str | None, policy: Policy, *, offline: bool = True) -> LayoutReport:
     """Check the package blobs, then every sigstore referrer of its manifest, and report each."""
-    subject = layout.resolve(ref)
+    try:
+        subject = layout.resolve(ref)
+    except VerificationError as exc:
+        raise VerificationError(f"a manifest in {layout.path} was altered: {exc.message}") from None
     check_package(layout, subject)
     referrers = [r for r in layout.referrers(subject.digest)
                  if (r.artifact_type or "").startswith(BUNDLE_ARTIFACT_PREFIX)]

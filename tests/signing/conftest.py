@@ -24,7 +24,8 @@ from enarx_pkg.package import (
 WAT = '(module (memory (export "memory") 1) (func (export "_start")) (data (i32.const 0) "%s"))'
 
 
-def make_package(path: Path, name: str = "hello", message: str = "hello", record: bool = True) -> tuple[Layout, Descriptor]:
+def make_package(path: Path, name: str = "hello", message: str = "hello",
+                 record: bool = True) -> tuple[Layout, Descriptor]:
     """An OCI layout with one wasm package; with ``record``, the enarx-build.json ``build`` writes."""
     layout = Layout.create(path)
     wasm = layout.put_bytes(wasmtime.wat2wasm(WAT % message), MEDIA_WASM)
