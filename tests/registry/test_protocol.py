@@ -1,0 +1,190 @@
+"""OCI distribution v1.1 conformance, against both metadata backends (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.registry.conftest import EMPTY, INDEX, MANIFEST, Client, sha
+
+
+def repo() -> str:
+    return f"proto/r{uuid.uuid4().hex[:10]}"
+
+
+def test_base_endpoint_requires_credentials_and_accepts_a_token(server, admin):
+    import httpx
+
+    r = httpx.get(server.url + "/v2/")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith(f'Bearer realm="{server.url}/token"')
+    assert admin.http.get("/v2/").status_code == 200
+
+
+def test_monolithic_upload_then_head_and_get(admin):
+    name, data = repo(), b"x" * 5000
+    digest = admin.push_blob(name, data)
+    head = admin.http.head(f"/v2/{name}/blobs/{digest}")
+    assert head.status_code == 200 and head.headers["content-length"] == "5000"
+    assert head.headers["docker-content-digest"] == digest
+    assert admin.http.get(f"/v2/{name}/blobs/{digest}").content == data
+
+
+def test_range_request_returns_206_with_content_range(admin):
+    name = repo()
+    digest = admin.push_blob(name, bytes(range(256)) * 4)
+    r = admin.http.get(f"/v2/{name}/blobs/{digest}", headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206
+    assert r.headers["content-range"] == "bytes 10-19/1024"
+    assert r.content == bytes(range(10, 20))
+
+
+def test_post_then_put_upload(admin):
+    name, data = repo(), b"post-put"
+    r = admin.http.post(f"/v2/{name}/blobs/uploads/")
+    assert r.status_code == 202
+    location = r.headers["location"]
+    r = admin.http.put(location, params={"digest": sha(data)}, content=data)
+    assert r.status_code == 201 and r.headers["docker-content-digest"] == sha(data)
+
+
+def test_chunked_upload_with_status_and_resume(admin):
+    name, data = repo(), b"abcdefghij" * 100
+    location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
+    r = admin.http.patch(location, content=data[:400], headers={"Content-Range": "0-399"})
+    assert r.status_code == 202 and r.headers["range"] == "0-399"
+    status = admin.http.get(location)
+    assert status.status_code == 204 and status.headers["range"] == "0-399"
+    r = admin.http.patch(location, content=data[400:], headers={"Content-Range": f"400-{len(data) - 1}"})
+    assert r.headers["range"] == f"0-{len(data) - 1}"
+    r = admin.http.put(location, params={"digest": sha(data)})
+    assert r.status_code == 201
+    assert admin.http.get(f"/v2/{name}/blobs/{sha(data)}").content == data
+
+
+def test_cancelled_upload_is_gone(admin):
+    name = repo()
+    location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
+    assert admin.http.delete(location).status_code == 204
+    r = admin.http.get(location)
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_cross_repository_mount(admin):
+    source, target, data = repo(), repo(), b"mount me"
+    digest = admin.push_blob(source, data)
+    r = admin.http.post(f"/v2/{target}/blobs/uploads/", params={"mount": digest, "from": source})
+    assert r.status_code == 201 and r.headers["location"] == f"/v2/{target}/blobs/{digest}"
+    assert admin.http.get(f"/v2/{target}/blobs/{digest}").content == data
+
+
+def test_mount_of_unknown_blob_falls_back_to_an_upload(admin):
+    r = admin.http.post(f"/v2/{repo()}/blobs/uploads/", params={"mount": sha(b"nope"), "from": repo()})
+    assert r.status_code == 202 and "/blobs/uploads/" in r.headers["location"]
+
+
+def test_manifest_by_tag_and_digest_with_docker_content_digest(admin):
+    name = repo()
+    digest, body = admin.push_image(name, "1.0.0")
+    for ref in ("1.0.0", digest):
+        r = admin.http.get(f"/v2/{name}/manifests/{ref}", headers={"Accept": MANIFEST})
+        assert r.status_code == 200 and r.content == body
+        assert r.headers["docker-content-digest"] == digest and r.headers["content-type"] == MANIFEST
+        head = admin.http.head(f"/v2/{name}/manifests/{ref}")
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(body))
+
+
+def test_content_negotiation_refuses_unacceptable_type(admin):
+    name = repo()
+    admin.push_image(name, "latest")
+    r = admin.http.get(f"/v2/{name}/manifests/latest",
+                       headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
+def test_image_index_is_accepted(admin):
+    name = repo()
+    digest, body = admin.push_image(name, "amd64")
+    index = {"schemaVersion": 2, "mediaType": INDEX,
+             "manifests": [{"mediaType": MANIFEST, "digest": digest, "size": len(body)}]}
+    r = admin.push_manifest(name, "multi", index, INDEX)
+    assert r.status_code == 201
+    assert admin.http.get(f"/v2/{name}/manifests/multi").headers["content-type"] == INDEX
+
+
+def test_tags_list_paginates_with_link_header(admin):
+    name = repo()
+    for tag in ("a", "b", "c", "d", "e"):
+        admin.push_image(name, tag)
+    r = admin.http.get(f"/v2/{name}/tags/list", params={"n": 2})
+    assert r.json() == {"name": name, "tags": ["a", "b"]}
+    assert r.headers["link"] == f'</v2/{name}/tags/list?n=2&last=b>; rel="next"'
+    r = admin.http.get(f"/v2/{name}/tags/list", params={"n": 2, "last": "d"})
+    assert r.json()["tags"] == ["e"] and "link" not in r.headers
+
+
+def test_catalog_paginates(admin):
+    names = sorted(repo() for _ in range(3))
+    for name in names:
+        admin.push_blob(name, b"c")
+    all_repos = admin.http.get("/v2/_catalog").json()["repositories"]
+    assert set(names) <= set(all_repos)
+    r = admin.http.get("/v2/_catalog", params={"n": 1, "last": names[0]})
+    assert len(r.json()["repositories"]) == 1 and 'rel="next"' in r.headers["link"]
+
+
+def test_referrers_with_artifact_type_filter_and_oci_subject(admin):
+    name = repo()
+    subject, body = admin.push_image(name, "1.0.0")
+    config = admin.push_blob(name, b"{}")
+    sig_layer = admin.push_blob(name, b'{"bundle": true}')
+    referrer = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": "application/vnd.example.sig",
+                "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                "layers": [{"mediaType": "application/json", "digest": sig_layer, "size": 16}],
+                "subject": {"mediaType": MANIFEST, "digest": subject, "size": len(body)},
+                "annotations": {"k": "v"}}
+    r = admin.push_manifest(name, sha(json.dumps(referrer).encode()), referrer)
+    assert r.status_code == 201 and r.headers["oci-subject"] == subject
+    listed = admin.http.get(f"/v2/{name}/referrers/{subject}")
+    assert listed.headers["content-type"] == INDEX
+    [entry] = listed.json()["manifests"]
+    assert entry["artifactType"] == "application/vnd.example.sig" and entry["annotations"] == {"k": "v"}
+    filtered = admin.http.get(f"/v2/{name}/referrers/{subject}", params={"artifactType": "other/type"})
+    assert filtered.json()["manifests"] == [] and filtered.headers["oci-filters-applied"] == "artifactType"
+
+
+def test_subject_may_be_absent(admin):
+    name = repo()
+    config = admin.push_blob(name, b"{}")
+    missing_subject = sha(b"not pushed")
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                "layers": [], "subject": {"mediaType": MANIFEST, "digest": missing_subject, "size": 10}}
+    assert admin.push_manifest(name, "sig", manifest).status_code == 201
+    assert len(admin.http.get(f"/v2/{name}/referrers/{missing_subject}").json()["manifests"]) == 1
+
+
+def test_delete_manifest_tag_and_blob(admin):
+    name = repo()
+    digest, _ = admin.push_image(name, "temp")
+    assert admin.http.delete(f"/v2/{name}/manifests/temp").status_code == 202
+    assert admin.http.get(f"/v2/{name}/manifests/temp").status_code == 404
+    assert admin.http.get(f"/v2/{name}/manifests/{digest}").status_code == 200
+    assert admin.http.delete(f"/v2/{name}/manifests/{digest}").status_code == 202
+    assert admin.http.get(f"/v2/{name}/manifests/{digest}").status_code == 404
+    blob = admin.push_blob(name, b"delete me")
+    assert admin.http.delete(f"/v2/{name}/blobs/{blob}").status_code == 202
+    assert admin.http.head(f"/v2/{name}/blobs/{blob}").status_code == 404
+
+
+def test_token_endpoint_issues_bearer_for_granted_scope(server):
+    import httpx
+
+    name = repo()
+    token = server.token(f"push:{name}")
+    r = httpx.get(server.url + "/token", params={"service": server.host, "scope": f"repository:{name}:pull,push"},
+                  auth=("anyone", token))
+    bearer = r.json()["token"]
+    client = Client(server, bearer)
+    assert client.push_blob(name, b"via bearer")
+    other = client.http.post(f"/v2/{repo()}/blobs/uploads/")
+    assert other.status_code == 403
