@@ -82,7 +82,8 @@ def test_realm_token_from_another_platform_refused(vec):
     claims[44237] = rak
     payload = cbor2.dumps(claims)
     r, s = decode_dss_signature(key.sign(cbor2.dumps(["Signature1", prot, b"", payload]), ec.ECDSA(hashes.SHA384())))
-    parts[44241] = cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, r.to_bytes(48, "big") + s.to_bytes(48, "big")]))
+    sig = r.to_bytes(48, "big") + s.to_bytes(48, "big")
+    parts[44241] = cbor2.dumps(cbor2.CBORTag(18, [prot, unprot, payload, sig]))
     with pytest.raises(EvidenceError) as exc:
         verify_cca(cbor2.dumps(cbor2.CBORTag(399, parts)), certs=[vec.read(CPAK)])
     assert exc.value.check == "cca.binding"

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from enarx_pkg.attestation import EvidenceError, MalformedEvidence, verify_evidence
-from enarx_pkg.attestation import dcap, tcb
+from enarx_pkg.attestation import EvidenceError, MalformedEvidence, dcap, tcb, verify_evidence
 from enarx_pkg.attestation.collateral import Collateral
 
 from .conftest import NOW_2026, TDX_2023

@@ -107,7 +107,7 @@ def test_wrong_product_ark_under_milan_ask_refused(vec):
     """Milan ASK presented with the Genoa ARK (subject names forged by re-labelling are caught by signature)."""
     from enarx_pkg.attestation import _x509
 
-    report, certs, at = vec.snp("virtee-milan")
+    _report, certs, _at = vec.snp("virtee-milan")
     milan_ask = _x509.load_certs([certs[1]])[0]
     genoa_ark = _x509.load_certs([vec.read("snp/roots/ask_ark_genoa.pem")])[1]
     with pytest.raises(EvidenceError):
