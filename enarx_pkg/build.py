@@ -115,6 +115,7 @@ def _refuse_sockets(model: EnarxToml, project: Path) -> None:
 def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
     """Run the recipe or command; return the confined path of the module it produced."""
     output = confined(project, spec.output, "[build] output")
+    output.parent.mkdir(parents=True, exist_ok=True)  # compilers do not create it
     workdir = confined(project, spec.workdir, "[build] workdir")
     env = recipes.build_env(spec.env, epoch)
     if spec.recipe == "wat":

@@ -342,3 +342,65 @@ def _classify(exc: Exception, spec: RunSpec, fired: threading.Event, store: wasm
 def _first_line(exc: Exception) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool = True,
+             ref: str | None = None) -> int:
+    """``enarx-pkg run``: run the package in an OCI layout, or in a project's ``target/oci``.
+
+    The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
+    exactly what was packaged. A project whose sources changed since its last build is refused.
+    """
+    from enarx_pkg import manifest
+    from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Layout
+
+    layout_dir, project = _locate(Path(target))
+    layout = Layout.open(layout_dir)
+    if project is not None:
+        _check_fresh(layout_dir, project)
+    image = layout.manifest(layout.resolve(ref).digest)
+    wasm = next((d for d in image.layers if d.media_type == MEDIA_WASM), None)
+    toml = next((d for d in image.layers if d.media_type == MEDIA_ENARX_CONFIG), None)
+    if wasm is None or toml is None:
+        raise InputError(f"{layout_dir}: the package has no application/wasm or Enarx.toml layer")
+    from enarx_pkg.package import verify_layout_blob
+
+    verify_layout_blob(layout, wasm)
+    model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout_dir} (Enarx.toml layer)")
+    spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
+                    module_digest=wasm.digest, cache=cache)
+    return run(spec)
+
+
+def _locate(target: Path) -> tuple[Path, Path | None]:
+    """(layout directory, project directory or None) for a path given to ``run``."""
+    from enarx_pkg.errors import NotFoundError
+
+    if (target / "oci-layout").is_file():
+        return target, None
+    if (target / "Enarx.toml").is_file():
+        layout = target / "target" / "oci"
+        if not (layout / "oci-layout").is_file():
+            raise NotFoundError(f"{target} has not been built yet (no {layout})",
+                                hint=f"run: enarx-pkg build {target}")
+        return layout, target.resolve()
+    raise NotFoundError(f"{target} is neither an OCI image layout nor a project with an Enarx.toml")
+
+
+def _check_fresh(layout_dir: Path, project: Path) -> None:
+    """Refuse to run a stale build: every input recorded by ``build`` must still hash the same."""
+    import json
+
+    from enarx_pkg._internal import digest
+
+    record_path = layout_dir / "enarx-build.json"
+    try:
+        record = json.loads(record_path.read_bytes())
+        inputs = [(str(i["path"]), str(i["digest"])) for i in record.get("inputs", [])]
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # a layout without a readable build record (pulled, copied): nothing to compare
+    changed = [p for p, dg in inputs
+               if not (project / p).is_file() or digest.of_file(project / p)[0] != dg]
+    if changed:
+        raise InputError(f"{layout_dir} is older than its sources ({', '.join(changed[:5])} changed)",
+                         hint=f"run: enarx-pkg build {project}")

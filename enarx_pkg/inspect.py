@@ -1,0 +1,104 @@
+"""``enarx-pkg inspect``: what a package holds (manifest, config, layers, Enarx.toml, signatures).
+
+:func:`describe` works on bytes already fetched (from a layout or a registry) through a
+``fetch_blob(digest, limit)`` callable that must return verified content; :func:`inspect_layout`
+is that for a local OCI image layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from enarx_pkg._internal import digest
+from enarx_pkg.package import (
+    MEDIA_ENARX_CONFIG,
+    MEDIA_WASM_CONFIG,
+    Descriptor,
+    ImageManifest,
+    Layout,
+    load_json,
+)
+
+MAX_CONFIG_BYTES = 1 << 20
+MAX_TOML_BYTES = 1 << 20
+FetchBlob = Callable[[str, int], bytes]
+
+
+@dataclass(frozen=True)
+class PackageInfo:
+    digest: str
+    manifest: ImageManifest
+    config: dict[str, Any]
+    enarx_toml: str | None
+    referrers: tuple[Descriptor, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def signatures(self) -> tuple[Descriptor, ...]:
+        from enarx_pkg.package import MEDIA_SIGSTORE_BUNDLE
+
+        return tuple(r for r in self.referrers if r.artifact_type == MEDIA_SIGSTORE_BUNDLE)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "tags": list(self.tags),
+            "manifest": self.manifest.to_json(),
+            "config": self.config,
+            "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size,
+                        "title": d.annotations.get("org.opencontainers.image.title")}
+                       for d in self.manifest.layers],
+            "annotations": dict(self.manifest.annotations),
+            "enarxToml": self.enarx_toml,
+            "referrers": [r.to_json() for r in self.referrers],
+        }
+
+
+def describe(manifest_digest: str, manifest_bytes: bytes, fetch_blob: FetchBlob,
+             referrers: Sequence[Descriptor] = (), tags: Sequence[str] = ()) -> PackageInfo:
+    """Parse a package manifest and the small blobs it names (config, Enarx.toml)."""
+    digest.check(manifest_bytes, manifest_digest, "manifest")
+    manifest = ImageManifest.from_bytes(manifest_bytes, f"manifest {manifest_digest}")
+    config: dict[str, Any] = {}
+    if manifest.config.media_type == MEDIA_WASM_CONFIG:
+        config = load_json(fetch_blob(manifest.config.digest, MAX_CONFIG_BYTES), "config", MAX_CONFIG_BYTES)
+    toml = None
+    for layer in manifest.layers:
+        if layer.media_type == MEDIA_ENARX_CONFIG:
+            toml = fetch_blob(layer.digest, MAX_TOML_BYTES).decode("utf-8", "replace")
+    return PackageInfo(manifest_digest, manifest, config, toml, tuple(referrers), tuple(tags))
+
+
+def inspect_layout(layout: Layout, ref: str | None = None) -> PackageInfo:
+    """Describe the package in a local OCI image layout (by tag or digest, or its only package)."""
+    desc = layout.resolve(ref)
+    data = layout.read_blob(desc.digest)
+    tags = sorted({t for m in layout.index() if m.digest == desc.digest
+                   for t in [m.annotations.get("org.opencontainers.image.ref.name")] if t})
+    return describe(desc.digest, data, lambda dg, limit: layout.read_blob(dg, limit),
+                    layout.referrers(desc.digest), tags)
+
+
+def render(info: PackageInfo) -> str:
+    """The human-readable form printed by ``enarx-pkg inspect``."""
+    lines = [f"package   {info.digest}"]
+    if info.tags:
+        lines.append(f"tags      {', '.join(info.tags)}")
+    for key, value in sorted(info.manifest.annotations.items()):
+        lines.append(f"  {key.removeprefix('org.opencontainers.image.')}: {value}")
+    cfg = info.manifest.config
+    lines.append(f"config    {cfg.media_type}  {cfg.digest}  {cfg.size} B")
+    for k in ("os", "architecture", "created", "author"):
+        if k in info.config:
+            lines.append(f"  {k}: {info.config[k]}")
+    lines.append("layers")
+    for d in info.manifest.layers:
+        title = d.annotations.get("org.opencontainers.image.title", "")
+        lines.append(f"  {d.media_type:40} {d.digest}  {d.size:>10} B  {title}")
+    lines.append(f"signatures {len(info.signatures)}" + "".join(f"\n  {s.digest}" for s in info.signatures))
+    if info.enarx_toml is not None:
+        lines.append("Enarx.toml (layer 2)")
+        lines.extend("  " + line for line in info.enarx_toml.rstrip().splitlines())
+    return "\n".join(lines)
