@@ -23,7 +23,7 @@ from registry.settings import Settings
 ACTIONS = ("pull", "push", "delete")
 TOKEN_PREFIX = "enxr_"  # noqa: S105 (a prefix, not a secret)
 BEARER_PREFIX = "enxb."
-_SCOPE_RE = re.compile(r"^(pull|push|delete):(\*|[a-z0-9._/-]+)$")
+_SCOPE_RE = re.compile(r"^(pull|push|delete):(\*|[a-z0-9._/-]+?(?:/\*)?)$")
 
 
 class ScopeError(ValueError):

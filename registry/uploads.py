@@ -63,7 +63,7 @@ async def delete_blob(reg: Registry, request: Request, principal: Principal, par
 
 def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
     return {"Location": f"/v2/{name}/blobs/uploads/{upload_id}", "Docker-Upload-UUID": upload_id,
-            "Range": f"0-{max(size - 1, 0)}", "Content-Length": "0"}
+            "Range": f"0-{max(size - 1, 0)}"}
 
 
 def _done(name: str, digest: str) -> Response:

@@ -48,9 +48,22 @@ async def handle(reg: Registry, scope: Scope, receive: Receive, send: Send) -> N
     try:
         response = await _dispatch(reg, request)
     except OciError as exc:
+        await _drain(request)
         response = exc.response()
     response.headers.update(API_HEADERS)
     await response(scope, receive, send)
+
+
+async def _drain(request: Request) -> None:
+    """Read a small unread body before answering an error, so the client sees the answer, not a reset."""
+    length = request.headers.get("content-length", "")
+    if getattr(request, "_stream_consumed", False) or not length.isdigit() or int(length) > 1 << 20:
+        return
+    try:
+        async for _ in request.stream():
+            pass
+    except Exception:  # noqa: S110 - best effort: the error response is what matters
+        pass
 
 
 async def _dispatch(reg: Registry, request: Request) -> Response:
