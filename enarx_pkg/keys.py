@@ -106,6 +106,15 @@ def hint(key: ec.EllipticCurvePublicKey) -> str:
     return base64.b64encode(_spki_sha256(key)).decode("ascii")
 
 
+def hint_fingerprint(value: str) -> str:
+    """The fingerprint a bundle's (unauthenticated) key hint claims, for messages."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        raw = b""
+    return "sha256:" + raw.hex() if len(raw) == 32 else f"hint {value[:64]!r}"
+
+
 def _password(env: str | None) -> bytes | None:
     value = os.environ.get(env) if env else None
     return value.encode("utf-8") if value else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -137,18 +138,26 @@ def sign_target(target: str, settings: SignSettings) -> SignResult:
     if settings.key and settings.keyless:
         raise UsageError("give either --key or --keyless, not both")
     with sigstore_target.open_target(target) as t:
+        result = _sign_opened(t, settings)
         if t.remote:
-            raise UsageError(f"signing a remote reference ({target}) is not supported yet",
-                             hint="pull it into a layout, sign the layout, then publish it")
-        key_path = settings.key
-        defaults = sigstore_target.signing_defaults(t.project)
-        if not key_path and not settings.keyless and defaults is not None and defaults.key:
-            key_path = str(Path(t.project or ".") / defaults.key.removesuffix(".pub")) + (
-                ".key" if defaults.key.endswith(".pub") else "")
-        if key_path:
-            key = keys.load_private(Path(key_path), password_env=settings.password_env)
-            return sign_layout(t.layout, settings.ref, key=key)
-        if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
-            raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
-        return sign_layout(t.layout, settings.ref,
-                           keyless=KeylessOptions(settings.identity_token, settings.staging))
+            sigstore_target.push_signatures(t, t.layout)
+        return result
+
+
+def _sign_opened(t: Any, settings: SignSettings) -> SignResult:
+    from enarx_pkg._internal import sigstore_target
+    from enarx_pkg.errors import UsageError
+
+    ref = t.digest or settings.ref
+    key_path = settings.key
+    defaults = sigstore_target.signing_defaults(t.project)
+    if not key_path and not settings.keyless and defaults is not None and defaults.key:
+        # [signing].key may name either half of the pair; signing needs the private one
+        key_path = str(Path(t.project) / defaults.key.removesuffix(".pub")) + (
+            ".key" if defaults.key.endswith(".pub") else "")
+    if key_path:
+        key = keys.load_private(Path(key_path), password_env=settings.password_env)
+        return sign_layout(t.layout, ref, key=key)
+    if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
+        raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
+    return sign_layout(t.layout, ref, keyless=KeylessOptions(settings.identity_token, settings.staging))

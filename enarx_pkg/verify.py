@@ -193,8 +193,8 @@ def _verify_signature(data: bytes, parsed: ParsedBundle, policy: Policy,
             raise VerificationError(f"bundle is signed keylessly by {who}, but a public key (--key) was required")
         want = keys.hint(policy.key)
         if parsed.key_hint and parsed.key_hint != want:
-            raise VerificationError(f"bundle is signed by another key (hint {parsed.key_hint}, "
-                                    f"expected {want} = {keys.fingerprint(policy.key)})")
+            raise VerificationError(f"bundle is signed by another key ({keys.hint_fingerprint(parsed.key_hint)}), "
+                                    f"not {keys.fingerprint(policy.key)}")
         dsse.verify(policy.key, parsed.envelope)
         return parsed.envelope.payload_type, parsed.envelope.payload, keys.fingerprint(policy.key), None
     if parsed.kind != "keyless":
@@ -332,7 +332,7 @@ def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
 
     with sigstore_target.open_target(target) as t:
         policy = policy_for(settings, sigstore_target.signing_defaults(t.project), t.project or Path.cwd())
-        report = verify_layout_report(t.layout, settings.ref, policy, offline=settings.offline)
+        report = verify_layout_report(t.layout, t.digest or settings.ref, policy, offline=settings.offline)
     if not report.verified:
         raise refusal(report)
     return report

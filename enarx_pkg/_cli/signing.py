@@ -108,7 +108,8 @@ def _render(report: Any) -> None:
         p = sig.provenance
         if p:
             print(f"      builder: {p.builder}")
-            print(f"      source:  {p.source_repository or '?'}@{p.source_revision or '?'}")
+            source = f"{p.source_repository}@{p.source_revision or '?'}" if p.source_repository else "not recorded"
+            print(f"      source:  {source}")
             print(f"      command: {p.command or '?'} ({p.inputs} input digests)")
     for refused in report.refused:
         info(f"  --  signature {refused.referrer} not accepted: {refused.reason}")

@@ -26,6 +26,7 @@ class Target:
     layout: Layout
     project: Path | None  # the directory holding Enarx.toml, when given one
     remote: str | None  # the reference pulled, when given one
+    digest: str | None = None  # the manifest digest the remote reference resolved to
 
 
 @contextlib.contextmanager
@@ -40,10 +41,10 @@ def open_target(target: str) -> Iterator[Target]:
         return
     if path.exists() or not _looks_like_ref(target):
         raise NotFoundError(f"{target} is neither an OCI image layout nor a project directory with Enarx.toml")
-    pull = _pull_function()
-    with tempfile.TemporaryDirectory(prefix="enarx-pkg-verify.") as tmp:
-        pull(target, Path(tmp))
-        yield Target(Layout.open(Path(tmp)), None, target)
+    pull = _module("enarx_pkg.pull").pull
+    with tempfile.TemporaryDirectory(prefix="enarx-pkg-sign.") as tmp:
+        result = pull(target, Path(tmp) / "layout")
+        yield Target(Layout.open(Path(tmp) / "layout"), None, target, result.manifest_digest)
 
 
 def find_layout(project: Path) -> Path:
@@ -60,13 +61,20 @@ def _looks_like_ref(text: str) -> bool:
     return "/" in text and not text.startswith((".", "/"))
 
 
-def _pull_function() -> Any:
+def _module(name: str) -> Any:
     try:
-        module = importlib.import_module("enarx_pkg.pull")
+        return importlib.import_module(name)
     except ImportError:
-        raise UsageError("pulling remote references is not available in this build",
+        raise UsageError("remote references are not available in this build",
                          hint="pull the package into a layout with skopeo or oras and give its path") from None
-    return module.pull
+
+
+def push_signatures(target: Target, layout: Layout) -> None:
+    """Publish a pulled layout (now with new referrers) back to the reference it came from."""
+    assert target.remote is not None
+    reference, publish = _module("enarx_pkg.oci.reference"), _module("enarx_pkg.publish")
+    ref = reference.parse(target.remote)
+    publish.publish(layout, publish.Target(ref.registry, ref.repository, None), source_ref=target.digest)
 
 
 def signing_defaults(project: Path | None) -> Any:
