@@ -72,7 +72,7 @@ def check_sim(tee: str, host: str, insecure_sim: bool) -> None:
     """A sim keep protects nothing; only an explicit ``--insecure-sim`` lets it through to the policy."""
     if tee == "sim" and not insecure_sim:
         raise AttestationError(
-            f"{host} offers a sim keep, which is software only and protects nothing",
+            f"{host} offers a sim keep, which is software only and protects nothing: refused without --insecure-sim",
             hint="for development only: pass --insecure-sim and pin the host's sim key in the policy")
 
 

@@ -1,0 +1,103 @@
+"""A loopback HTTP proxy that plays a malicious host or registry: it records and tampers with traffic.
+
+Responses are read whole from upstream before being (possibly altered and) sent on, which is fine
+for tests: keeps here finish in well under a second.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from enarx_pkg._internal import seal
+
+RequestHook = Callable[[str, str, bytes], tuple[str, bytes]]
+ResponseHook = Callable[[str, str, int, bytes], bytes]
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    request: bytes
+    status: int
+    response: bytes
+
+
+@dataclass
+class Proxy:
+    upstream: str
+    on_request: RequestHook | None = None
+    on_response: ResponseHook | None = None
+    log: list[Exchange] = field(default_factory=list)
+    url: str = ""
+
+    def paths(self) -> list[str]:
+        return [f"{e.method} {e.path}" for e in self.log]
+
+    def recorded(self) -> bytes:
+        """Every byte that crossed the proxy in either direction (bodies and paths)."""
+        return b"".join(e.path.encode() + e.request + e.response for e in self.log)
+
+
+def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path
+            if proxy.on_request:
+                path, body = proxy.on_request(self.command, path, body)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            r = client.request(self.command, proxy.upstream + path, content=body, headers=headers)
+            out = r.content
+            if proxy.on_response:
+                out = proxy.on_response(self.command, path, r.status_code, out)
+            proxy.log.append(Exchange(self.command, path, body, r.status_code, out))
+            self.send_response(r.status_code)
+            for k, v in r.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
+
+    return Handler
+
+
+@contextmanager
+def running(proxy: Proxy) -> Iterator[Proxy]:
+    with httpx.Client(timeout=60) as client:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy, client))
+        proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield proxy
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def split_records(body: bytes) -> list[tuple[int, bytes]]:
+    reader = seal.RecordReader()
+    records = reader.feed(body)
+    assert reader.pending == 0
+    return records
+
+
+def join_records(records: list[tuple[int, bytes]]) -> bytes:
+    return b"".join(seal.record(k, p) for k, p in records)
