@@ -116,7 +116,7 @@ def evaluate(q: Quote, pck: PckInfo, tcb_info: dict[str, Any], qe_id: dict[str, 
     """Pure TCB evaluation of a quote against already-verified collateral values."""
     try:
         return _evaluate(q, pck, tcb_info, qe_id)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise MalformedEvidence("collateral.parse", f"collateral is missing or has a malformed field: {exc}") from exc
 
 
