@@ -173,7 +173,7 @@ def test_registry_serving_other_content_for_the_digest_is_refused(published, sim
 
 def test_package_signed_by_another_key_is_refused_before_any_host(published, sim_host, policy_for) -> None:
     proxy = Proxy(sim_host.url)
-    with running(proxy), pytest.raises(VerificationError, match="satisfies the policy|signature"):
+    with running(proxy), pytest.raises(VerificationError, match=r"satisfies the policy|signature"):
         deploy_via(published, sim_host, proxy.url, policy_for(sim_host),
                    signer=verify.KeyPolicy(published.other_pub.read_bytes()))
     assert proxy.log == []  # no host was contacted

@@ -15,8 +15,8 @@ from tests.fixtures.hosts import HostAgent
 
 
 def settings(pub: Published, host: HostAgent, policy: Path, **kw: object) -> d.DeploySettings:
-    base: dict[str, object] = dict(ref=pub.plain, hosts=(host.url,), signer=verify.KeyPolicy(pub.signer_pub.read_bytes()),
-                                   policy_path=policy, host_token=host.token, insecure_sim=True)
+    base: dict[str, object] = dict(ref=pub.plain, hosts=(host.url,), policy_path=policy, host_token=host.token,
+                                   signer=verify.KeyPolicy(pub.signer_pub.read_bytes()), insecure_sim=True)
     return d.DeploySettings(**(base | kw))  # type: ignore[arg-type]
 
 
