@@ -198,7 +198,8 @@ def _verify_signature(data: bytes, parsed: ParsedBundle, policy: Policy,
         dsse.verify(policy.key, parsed.envelope)
         return parsed.envelope.payload_type, parsed.envelope.payload, keys.fingerprint(policy.key), None
     if parsed.kind != "keyless":
-        raise VerificationError(f"bundle is signed with a key (hint {parsed.key_hint}), but a certificate "
+        signer = keys.hint_fingerprint(parsed.key_hint or "")
+        raise VerificationError(f"bundle is signed with a key ({signer}), but a certificate "
                                 "identity was required", hint="verify it with --key PUBLIC_KEY")
     from enarx_pkg._internal import sigstore_keyless
 

@@ -46,7 +46,8 @@ def generate(
 
 @sign_app.command()
 def sign(
-    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT", help="OCI layout or project directory."),
+    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT|REF",
+                                 help="OCI layout, project dir, or registry reference (signatures are pushed back)."),
     key: str | None = typer.Option(None, "--key", help="Private key (PEM) to sign with."),
     keyless: bool = typer.Option(False, "--keyless", help="Sign with a Fulcio certificate for your OIDC identity."),
     identity_token: str | None = typer.Option(None, "--identity-token", envvar="SIGSTORE_ID_TOKEN", metavar="T",
@@ -76,11 +77,14 @@ def sign(
 def verify(
     target: str = typer.Argument(..., metavar="LAYOUT|PROJECT|REF", help="OCI layout, project dir or reference."),
     key: str | None = typer.Option(None, "--key", help="Public key (PEM) the package must be signed with."),
-    identity: str | None = typer.Option(None, "--certificate-identity", metavar="ID"),
+    identity: str | None = typer.Option(None, "--certificate-identity", metavar="ID",
+                                        help="Signer identity (certificate SAN: email or URI)."),
     identity_regexp: str | None = typer.Option(None, "--certificate-identity-regexp", metavar="RE",
                                                help="Regexp the whole identity must match."),
-    issuer: str | None = typer.Option(None, "--certificate-oidc-issuer", metavar="ISS"),
-    issuer_regexp: str | None = typer.Option(None, "--certificate-oidc-issuer-regexp", metavar="RE"),
+    issuer: str | None = typer.Option(None, "--certificate-oidc-issuer", metavar="ISS",
+                                      help="OIDC issuer that vouched for the identity."),
+    issuer_regexp: str | None = typer.Option(None, "--certificate-oidc-issuer-regexp", metavar="RE",
+                                             help="Regexp the whole issuer must match."),
     offline: bool = typer.Option(True, "--offline/--online",
                                  help="Use the embedded sigstore trusted roots, no network (default)."),
     staging: bool = typer.Option(False, "--staging", help="Trust the sigstore staging root, not production."),

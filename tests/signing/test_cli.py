@@ -128,3 +128,16 @@ def test_keyless_sign_and_verify_round_trip(tmp_path: Path) -> None:
     policy = verify.IdentityPolicy(identity=identity.identity, issuer=identity.issuer, staging=True)
     (sig,) = verify.verify_layout(layout, None, policy)
     assert sig.subject_digest == desc.digest == result.manifest_digest and sig.time_source
+
+
+def test_project_identity_defaults_select_keyless_verification(tmp_path: Path, keypairs: dict[str, Path],
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    proj = tmp_path / "proj"
+    make_package(proj / "target" / "oci")
+    assert main(["sign", str(proj / "target" / "oci"), "--key", str(keypairs["alice"].with_suffix(".key"))]) == 0
+    (proj / "Enarx.toml").write_text('[signing]\nidentity = "ci@example.com"\n'
+                                     'issuer = "https://token.actions.githubusercontent.com"\n')
+    capsys.readouterr()
+    assert main(["verify", str(proj)]) == 77
+    assert "a certificate identity was required" in capsys.readouterr().err
+    assert main(["verify", str(proj), "--key", str(keypairs["alice"].with_suffix(".pub"))]) == 0  # flags win
