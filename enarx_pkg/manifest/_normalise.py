@@ -150,7 +150,7 @@ def _prot(table: dict[str, Any]) -> str:
 
 def _incoming(path: KeyPath, key: str, spec: dict[str, Any], prot: str, ctx: Context) -> Entry:
     port = spec.get("port", DEFAULT_PORT)
-    if key.isdigit():  # Enarx's own form: the key is the port number
+    if key.isascii() and key.isdigit():  # Enarx's own form: the key is the port number
         port = _port_of(path, key, ctx)
         if "port" in spec and spec["port"] != port:
             ctx.add(path + ("port",), f"port {spec['port']} contradicts the table key {key}",
@@ -182,7 +182,7 @@ def _split_host(spec: str) -> tuple[str, str | None]:
 
 
 def _port_of(path: KeyPath, text: str, ctx: Context) -> int:
-    port = int(text) if text.isdigit() else -1
+    port = int(text) if text.isascii() and text.isdigit() else -1
     if not 1 <= port <= 65535:
         ctx.add(path, f"port {render(text, ())} in the table key is out of range", key=True,
                 expected="1..65535")
@@ -190,7 +190,7 @@ def _port_of(path: KeyPath, text: str, ctx: Context) -> int:
 
 
 def _check_names(entries: list[Entry], ctx: Context) -> None:
-    counts = Counter(file.name for _, file, _ in entries)
+    first: dict[str, tuple[KeyPath, bool]] = {}
     for path, file, explicit in entries:
         if ":" in file.name and not explicit:
             ctx.add(path, f"the default name {render(file.name, ())} (the host) contains ':'",
@@ -198,8 +198,10 @@ def _check_names(entries: list[Entry], ctx: Context) -> None:
         elif ":" in file.name:
             ctx.add(path + ("name",), f"{render(file.name, ())} contains ':'",
                     expected="a name without ':' (FD_NAMES is ':'-separated)")
-        if explicit and counts[file.name] > 1:
-            ctx.add(path + ("name",), f"duplicate file name {render(file.name, ())}",
+        earlier = first.setdefault(file.name, (path, explicit))
+        if earlier[0] != path and (explicit or earlier[1]):  # two unnamed connects to one host are Enarx's own
+            ctx.add(path + ("name",) if explicit else path,
+                    f"duplicate file name {render(file.name, ())} (also {key_path(earlier[0]) or 'a default'})",
                     expected="a name no other file has (FD_NAMES must be unambiguous)")
 
 
