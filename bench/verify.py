@@ -5,7 +5,7 @@
 2. offline keyless bundle verifications/s through enarx-pkg, against sigstore-python's own
    `Verifier.verify_artifact` on the same real bundle;
 3. wall time of `enarx-pkg verify --key` (a fresh process) against `python -c "import sigstore.verify"`
-   (the floor for any keyless verification) and `python -c pass`.
+   (the floor for any keyless verification), `enarx-pkg verify --help` (CLI start-up) and `python -c pass`.
 """
 
 from __future__ import annotations
@@ -90,11 +90,14 @@ def main() -> None:
         k_ours, k_peer = keyless()
         print(f"offline keyless bundle:      {k_ours:8.0f}/s   sigstore-python direct:  {k_peer:8.0f}/s"
               f"   ratio {k_ours / k_peer:.2f}")
-        cli = wall([str(Path(PY).parent / "enarx-pkg"), "verify", str(layout), "--key", str(pub)])
+        exe = str(Path(PY).parent / "enarx-pkg")
+        cli = wall([exe, "verify", str(layout), "--key", str(pub)])
         imp = wall([PY, "-c", "import sigstore.verify"])
+        helps = wall([exe, "verify", "--help"])
         bare = wall([PY, "-c", "pass"])
         print(f"wall: enarx-pkg verify --key {cli:6.0f} ms   python -c 'import sigstore.verify' {imp:6.0f} ms"
-              f"   python -c pass {bare:5.0f} ms   ratio {cli / imp:.2f}")
+              f"   ratio {cli / imp:.2f}")
+        print(f"      floors: enarx-pkg verify --help {helps:6.0f} ms (CLI start-up: typer)   python -c pass {bare:5.0f} ms")
 
 
 if __name__ == "__main__":

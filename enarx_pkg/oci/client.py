@@ -6,6 +6,8 @@ blobs move in ``Settings.read_chunk`` pieces and are hashed as they pass.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,18 +171,20 @@ class Client:
 
     def _fetch_blob(self, repo: str, desc: Descriptor, out: BinaryIO, progress: Progress | None) -> None:
         what = f"blob {desc.digest} from {self.registry.host}/{repo}"
-        hasher = _digest.Hasher()
-        with self.t.open("GET", self._path(repo, "blobs", desc.digest), scope(repo), follow=True) as r:
-            try:
-                for chunk in r.iter_raw(self.settings.read_chunk):
-                    if hasher.size + len(chunk) > desc.size:
-                        raise VerificationError(f"{what} is larger than the {desc.size} bytes its descriptor says")
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    if progress:
-                        progress(hasher.size)
-            except httpx.TransportError as exc:
-                raise Transient(f"download interrupted: {type(exc).__name__}", str(r.url)) from None
+        sink = _Sink(out, progress)
+        received = 0
+        try:
+            with self.t.open("GET", self._path(repo, "blobs", desc.digest), scope(repo), follow=True) as r:
+                try:
+                    for chunk in r.iter_raw():  # as the socket delivers it: no re-chunking copies
+                        received += len(chunk)
+                        if received > desc.size:
+                            raise VerificationError(f"{what} is larger than the {desc.size} bytes its descriptor says")
+                        sink.put(chunk)
+                except httpx.TransportError as exc:
+                    raise Transient(f"download interrupted: {type(exc).__name__}", str(r.url)) from None
+        finally:
+            hasher = sink.close()
         hasher.verify(desc.digest, desc.size, what)
 
     def push_blob(self, repo: str, desc: Descriptor, open_src: Callable[[], BinaryIO], *,
@@ -219,3 +223,44 @@ def _read_limited(r: httpx.Response, limit: int, what: str) -> bytes:
         raise Transient(f"read interrupted: {type(exc).__name__}", str(r.url)) from None
     return bytes(buf)
 
+
+
+class _Sink:
+    """Hashes and writes chunks on a second thread, so the socket is read while the disk is written.
+
+    The queue is bounded (``DEPTH`` chunks of at most 64 KiB from the socket): memory stays flat.
+    """
+
+    DEPTH = 64
+
+    def __init__(self, out: BinaryIO, progress: Progress | None) -> None:
+        self.out, self.progress = out, progress
+        self.hasher = _digest.Hasher()
+        self.queue: queue.Queue[bytes | None] = queue.Queue(self.DEPTH)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain so the producer never blocks on a dead consumer
+            try:
+                self.hasher.update(chunk)
+                self.out.write(chunk)
+                if self.progress:
+                    self.progress(self.hasher.size)
+            except BaseException as exc:
+                self.error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(chunk)
+
+    def close(self) -> _digest.Hasher:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.hasher

@@ -9,6 +9,8 @@ HTTPS to plain HTTP is refused.
 from __future__ import annotations
 
 import contextlib
+import os
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ class Transport:
         self.registry = registry
         self.settings = settings
         self.http = httpx.Client(
-            follow_redirects=False, timeout=httpx.Timeout(settings.timeout),
+            follow_redirects=False, timeout=httpx.Timeout(settings.timeout), transport=_LazyTLSTransport(),
             headers={"User-Agent": settings.user_agent},
         )
         self.auth = Authenticator(registry.host, credentials, self.http)
@@ -157,6 +159,35 @@ class Transport:
                     raise exc.give_up() from None
                 time.sleep(self.settings.backoff * (2**attempt))
         raise AssertionError("unreachable")
+
+
+class _LazyTLSTransport(httpx.BaseTransport):
+    """Plain HTTP needs no TLS context; build the (slow to load) trust store on the first HTTPS request."""
+
+    def __init__(self) -> None:
+        self._plain = httpx.HTTPTransport(verify=False)  # only ever used for http:// URLs
+        self._tls: httpx.HTTPTransport | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme != "https":
+            return self._plain.handle_request(request)
+        if self._tls is None:
+            self._tls = httpx.HTTPTransport(verify=_tls_context())
+        return self._tls.handle_request(request)
+
+    def close(self) -> None:
+        self._plain.close()
+        if self._tls is not None:
+            self._tls.close()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The system trust store (what skopeo and docker use; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured).
+
+    Also cheaper than parsing certifi's bundle on every start, which matters for a CLI.
+    """
+    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"),
+                                      capath=os.environ.get("SSL_CERT_DIR"))
 
 
 def _registry_error(resp: httpx.Response) -> str:

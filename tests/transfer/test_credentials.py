@@ -49,7 +49,7 @@ def test_docker_config_garbage_is_a_clear_error(env: dict[str, str]) -> None:
     cfg = Path(env["DOCKER_CONFIG"]) / "config.json"
     cfg.parent.mkdir()
     cfg.write_text(json.dumps({"auths": {"reg.example": {"auth": "not base64!"}}}))
-    with pytest.raises(InputError, match="reg.example"):
+    with pytest.raises(InputError, match=r"reg\.example"):
         credentials.lookup("reg.example", env)
 
 
