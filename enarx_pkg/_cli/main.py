@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = root.main(args=args, prog_name="enarx-pkg", standalone_mode=False)
     except Error as exc:
-        details = exc.to_dict() if callable(getattr(exc, "to_dict", None)) else None  # e.g. ManifestError
+        to_dict = getattr(exc, "to_dict", None)  # e.g. ManifestError lists its problems
+        details = to_dict() if callable(to_dict) else None
         _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args,
                 details)
         return int(exc.exit_code)

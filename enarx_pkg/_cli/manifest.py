@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +14,7 @@ init_app = typer.Typer(add_completion=False)
 validate_app = typer.Typer(add_completion=False)
 
 
-class Lang(str, Enum):
+class Lang(StrEnum):
     wat = "wat"
     c = "c"
     cpp = "cpp"

@@ -112,11 +112,11 @@ def _file(path: KeyPath, raw: dict[str, Any], ctx: Context) -> Entry:
     kind = raw["kind"]
     allowed = _KIND_KEYS.get(kind, {"kind", "name"})
     for extra in sorted(set(raw) - allowed):
-        ctx.add(path + (extra,), f"'{extra}' does not apply to a {kind} file", key=True,
+        ctx.add((*path, extra), f"'{extra}' does not apply to a {kind} file", key=True,
                 expected="only " + ", ".join(sorted(allowed)))
     name = raw.get("name")
     if kind == "listen":
-        file = File(kind, name, addr=raw.get("addr", DEFAULT_ADDR), port=raw.get("port", DEFAULT_PORT),
+        file = File(kind, str(name), addr=raw.get("addr", DEFAULT_ADDR), port=raw.get("port", DEFAULT_PORT),
                     prot=raw.get("prot", DEFAULT_PROT))
     elif kind == "connect":
         file = File(kind, name or raw["host"], host=raw["host"], port=raw.get("port", DEFAULT_PORT),
@@ -153,7 +153,7 @@ def _incoming(path: KeyPath, key: str, spec: dict[str, Any], prot: str, ctx: Con
     if key.isascii() and key.isdigit():  # Enarx's own form: the key is the port number
         port = _port_of(path, key, ctx)
         if "port" in spec and spec["port"] != port:
-            ctx.add(path + ("port",), f"port {spec['port']} contradicts the table key {key}",
+            ctx.add((*path, "port"), f"port {spec['port']} contradicts the table key {key}",
                     expected=f"port = {key} or no port key")
     file = File("listen", spec.get("name", key), addr=spec.get("addr", DEFAULT_ADDR), port=port,
                 prot=spec.get("prot", prot))
@@ -196,11 +196,11 @@ def _check_names(entries: list[Entry], ctx: Context) -> None:
             ctx.add(path, f"the default name {render(file.name, ())} (the host) contains ':'",
                     expected='name = "..." without \':\' (FD_NAMES is \':\'-separated)')
         elif ":" in file.name:
-            ctx.add(path + ("name",), f"{render(file.name, ())} contains ':'",
+            ctx.add((*path, "name"), f"{render(file.name, ())} contains ':'",
                     expected="a name without ':' (FD_NAMES is ':'-separated)")
         earlier = first.setdefault(file.name, (path, explicit))
         if earlier[0] != path and (explicit or earlier[1]):  # two unnamed connects to one host are Enarx's own
-            ctx.add(path + ("name",) if explicit else path,
+            ctx.add((*path, "name") if explicit else path,
                     f"duplicate file name {render(file.name, ())} (also {key_path(earlier[0]) or 'a default'})",
                     expected="a name no other file has (FD_NAMES must be unambiguous)")
 

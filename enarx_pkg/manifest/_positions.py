@@ -8,6 +8,7 @@ to the nearest enclosing table, never to an exception.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import tomllib
 from dataclasses import dataclass, field
 
@@ -42,10 +43,9 @@ class Positions:
 def locate(text: str) -> Positions:
     """Scan ``text`` (valid TOML) and return the positions of its keys and values."""
     scanner = _Scanner(text)
-    try:
+    # keep what was found so far: positions are a courtesy, never a failure
+    with contextlib.suppress(IndexError, ValueError, tomllib.TOMLDecodeError):
         scanner.document()
-    except (IndexError, ValueError, tomllib.TOMLDecodeError):
-        pass  # keep what was found so far; positions are a courtesy, never a failure
     return scanner.found
 
 
@@ -81,22 +81,22 @@ class _Scanner:
         self.i += 2 if array else 1
         path: Path = ()
         for part in parts[:-1] if array else parts:
-            path = self.resolve(path + (part,))
+            path = self.resolve((*path, part))
         if array:
-            key = path + (parts[-1],)
+            key = (*path, parts[-1])
             self.arrays[key] = self.arrays.get(key, 0) + 1
             self.found.keys.setdefault(key, self.pos(start))
-            path = key + (self.arrays[key] - 1,)
+            path = (*key, self.arrays[key] - 1)
         self.found.keys[path] = self.found.values[path] = self.pos(start)
         return path
 
     def resolve(self, path: Path) -> Path:
-        return path + (self.arrays[path] - 1,) if path in self.arrays else path
+        return (*path, self.arrays[path] - 1) if path in self.arrays else path
 
     def key_value(self, table: Path) -> None:
         path = table
         for name, at in self.dotted_key():
-            path = path + (name,)
+            path = (*path, name)
             self.found.keys.setdefault(path, self.pos(at))
         self.skip()
         self.i += 1  # '='
@@ -148,7 +148,7 @@ class _Scanner:
             if self.s[self.i] == "]":
                 self.i += 1
                 return
-            self.value(path + (index,))
+            self.value((*path, index))
             index += 1
             self.skip(newlines=True)
             if self.s[self.i] == ",":

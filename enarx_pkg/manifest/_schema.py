@@ -11,7 +11,7 @@ import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from enarx_pkg.manifest._positions import Path as KeyPath
 from enarx_pkg.manifest._positions import Positions
@@ -93,17 +93,17 @@ def _translate(error: ValidationError, file: str, positions: Positions) -> Itera
 
     if "propertyNames" in error.relative_schema_path:
         name = str(error.instance)
-        yield problem(path + (name,), f"'{name}' is not a valid key name", key=True, found=name,
+        yield problem((*path, name), f"'{name}' is not a valid key name", key=True, found=name,
                       expected=sub.get("x-expected"))
     elif rule == "additionalProperties":
         allowed = sorted(sub.get("properties", {}))
-        for name in sorted(set(error.instance) - set(allowed)):
+        for name in sorted(set(cast(dict[str, Any], error.instance)) - set(allowed)):
             close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-            yield problem(path + (name,), f"unknown key '{name}'", key=True, found=name,
+            yield problem((*path, name), f"unknown key '{name}'", key=True, found=name,
                           expected="one of " + ", ".join(allowed), suggestion=close[0] if close else None)
     elif rule == "required":
-        for name in error.validator_value:
-            if name not in error.instance:
+        for name in cast(list[str], error.validator_value):
+            if name not in cast(dict[str, Any], error.instance):
                 because = sub.get("x-because")
                 yield problem(path, f"missing key '{name}'" + (f": {because}" if because else ""), key=True)
     elif path[:1] == ("secrets",) and len(path) == 2 and not isinstance(error.instance, dict):

@@ -87,7 +87,8 @@ def to_toml(model: EnarxToml) -> str:
 
 def to_dict(model: EnarxToml) -> dict[str, Any]:
     """JSON-able form of the model (datetimes become ISO 8601 strings)."""
-    return _jsonable(normalised(model))
+    data: dict[str, Any] = _jsonable(normalised(model))
+    return data
 
 
 def _jsonable(value: Any) -> Any:
