@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from enarx_pkg import __version__
-from enarx_pkg._internal import atomic, canonical, digest, gitinfo, recipes, wasmcheck
+from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmcheck
 from enarx_pkg.errors import BuildError, InputError
 from enarx_pkg.manifest.model import Build, EnarxToml
 from enarx_pkg.package import (
@@ -65,16 +65,27 @@ def build(project: Path, out: Path | None = None, progress: Progress | None = No
     source = gitinfo.describe(project)
     epoch = source_date_epoch(source)
     module = _produce(spec, project, epoch, say)
-    say(f"validating {module.relative_to(project)}")
-    mod_digest, mod_size = digest.of_file(module)
-    info = wasmcheck.check(module, mod_digest, fuel=model.keep.fuel is not None)
     layout_path = Path(out).resolve() if out else project / DEFAULT_OUT
-    say(f"writing OCI layout {layout_path}")
     layout = Layout.create(layout_path)
-    desc, tag = _write_package(layout, model, module, info, epoch, source)
-    record = _build_record(spec, project, module, mod_digest, source, epoch, desc.digest)
+    say(f"validating {module.relative_to(project)}")
+    wasm = _put_checked(layout, module, fuel=model.keep.fuel is not None)
+    say(f"writing OCI layout {layout_path}")
+    desc, tag = _write_package(layout, model, wasm, epoch, source)
+    record = _build_record(spec, project, module, wasm[0].digest, source, epoch, desc.digest)
     atomic.write_bytes(layout_path / BUILD_RECORD, canonical.dumps(record))
-    return BuildResult(desc.digest, layout_path, tag, module, mod_digest, mod_size, info.os)
+    return BuildResult(desc.digest, layout_path, tag, module, wasm[0].digest, wasm[0].size, wasm[1].os)
+
+
+def _put_checked(layout: Layout, module: Path, fuel: bool) -> tuple[Descriptor, wasmcheck.ModuleInfo]:
+    """Copy the module into the layout (hashing it on the way, once), then check it."""
+    existed = set(os.listdir(layout.path / "blobs" / "sha256"))
+    desc = layout.put_file(module, MEDIA_WASM, {ANNOTATION_TITLE: module.name})
+    try:
+        return desc, wasmcheck.check(module, desc.digest, fuel=fuel)
+    except BuildError:
+        if layout.blob_path(desc.digest).name not in existed:  # leave no refused module behind
+            layout.blob_path(desc.digest).unlink(missing_ok=True)
+        raise
 
 
 def source_date_epoch(source: gitinfo.SourceInfo) -> int:
@@ -137,11 +148,11 @@ def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
     return output
 
 
-def _write_package(layout: Layout, model: EnarxToml, module: Path, info: wasmcheck.ModuleInfo, epoch: int,
-                   source: gitinfo.SourceInfo) -> tuple[Descriptor, str]:
+def _write_package(layout: Layout, model: EnarxToml, module: tuple[Descriptor, wasmcheck.ModuleInfo],
+                   epoch: int, source: gitinfo.SourceInfo) -> tuple[Descriptor, str]:
     from enarx_pkg import manifest
 
-    wasm = layout.put_file(module, MEDIA_WASM, {ANNOTATION_TITLE: module.name})
+    wasm, info = module
     toml = layout.put_bytes(manifest.to_toml(model).encode("utf-8"), MEDIA_ENARX_CONFIG,
                            {ANNOTATION_TITLE: ENARX_TOML_TITLE})
     created = rfc3339(epoch)
@@ -201,7 +212,7 @@ def _build_record(spec: Build, project: Path, module: Path, mod_digest: str, sou
         "workdir": spec.workdir,
         "toolchains": recipes.toolchain_versions(spec),
         "source": {"repository": source.repository, "revision": source.revision, "dirty": source.dirty},
-        "inputs": gitinfo.input_digests(project, spec, source),
+        "inputs": gitinfo.input_digests(project, spec, source, {module: mod_digest}),
         "output": {"path": module.relative_to(project).as_posix(), "digest": mod_digest},
         "sourceDateEpoch": epoch,
         "manifestDigest": manifest_digest,

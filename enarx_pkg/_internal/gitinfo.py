@@ -40,8 +40,13 @@ def describe(project: Path) -> SourceInfo:
                       _strip_credentials(_git(project, "remote", "get-url", "origin")))
 
 
-def input_digests(project: Path, spec: Build, source: SourceInfo) -> list[dict[str, str]]:
-    """Digests of what went into the build: the recipe's sources, else the project's tracked files."""
+def input_digests(project: Path, spec: Build, source: SourceInfo,
+                  known: dict[Path, str] | None = None) -> list[dict[str, str]]:
+    """Digests of what went into the build: the recipe's sources, else the project's tracked files.
+
+    ``known`` maps paths already hashed (the module) to their digests, so big files are hashed once.
+    """
+    known = known or {}
     if spec.sources:
         names = ["Enarx.toml", *spec.sources]
     elif source.revision is not None:
@@ -53,7 +58,8 @@ def input_digests(project: Path, spec: Build, source: SourceInfo) -> list[dict[s
     for name in sorted(set(names))[:MAX_INPUTS]:
         path = project / name
         if path.is_file() and not path.is_symlink():
-            out.append({"path": Path(name).as_posix(), "digest": digest.of_file(path)[0]})
+            dg = known.get(path) or digest.of_file(path)[0]
+            out.append({"path": Path(name).as_posix(), "digest": dg})
     return out
 
 
