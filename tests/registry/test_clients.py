@@ -7,8 +7,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.registry.conftest import Client
 
 
@@ -58,8 +56,9 @@ def test_copy_to_and_from_cncf_distribution(registry_server, docker_registry, oc
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"x:{token}", f"oci:{oci_layout}:1.0.0", ours_a)
     skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", f"x:{token}", ours_a, theirs)
     skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--dest-creds", f"x:{token}", theirs, ours_b)
+    ours = ["--creds", f"x:{token}"]
     digests = {skopeo("inspect", "--raw", "--tls-verify=false", *creds, ref)
-               for ref, creds in ((ours_a, ["--creds", f"x:{token}"]), (theirs, []), (ours_b, ["--creds", f"x:{token}"]))}
+               for ref, creds in ((ours_a, ours), (theirs, []), (ours_b, ours))}
     assert len(digests) == 1
 
 
@@ -67,7 +66,7 @@ def test_anonymous_skopeo_pull_goes_through_the_token_endpoint(registry_server, 
     from registry.admin import set_repo
 
     admin = Client(registry_server, registry_server.admin_token)
-    digest, _ = admin.push_image("public/hello", "1.0.0")
+    admin.push_image("public/hello", "1.0.0")
     set_repo(registry_server._settings(), "public/hello", anonymous_pull=1)
     env = {**os.environ, "REGISTRY_AUTH_FILE": str(tmp_path / "none.json")}
     r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--no-creds",

@@ -130,7 +130,7 @@ def test_json_api_version_and_yank(registry_server, published):
 
 def test_private_repositories_are_invisible_without_a_token(registry_server, published):
     assert httpx.get(registry_server.url + f"/repo/{REPOSITORY}").status_code == 404
-    assert httpx.get(registry_server.url + "/api/v1/search", params={"q": "hello"}).json() == {"results": []}
+    assert httpx.get(registry_server.url + "/api/v1/search", params={"q": "hello-keep"}).json() == {"results": []}
 
 
 def test_served_openapi_equals_the_committed_file(registry_server):

@@ -1,0 +1,91 @@
+"""``enarx-pkg registry`` admin commands, run as a user runs them (CLI ``main``) on a live server's data."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+
+from enarx_pkg._cli.main import main
+from tests.fixtures.registry import start_registry
+from tests.registry.conftest import Client, sha
+
+
+def test_token_create_list_revoke(registry_server, capsys):
+    data = str(registry_server.data_dir)
+    assert main(["registry", "token", "create", "--name", "ci", "--scope", "push:cli/*", "--data", data, "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    client = Client(registry_server, created["token"])
+    assert client.http.post("/v2/cli/app/blobs/uploads/").status_code == 202
+    assert main(["registry", "token", "list", "--data", data, "--json"]) == 0
+    listing = capsys.readouterr().out
+    assert created["id"] in listing and created["token"] not in listing
+    assert main(["registry", "token", "revoke", created["id"], "--data", data]) == 0
+    assert client.http.post("/v2/cli/app/blobs/uploads/").status_code == 401
+
+
+def test_token_create_refuses_a_bad_scope(registry_server, capsys):
+    code = main(["registry", "token", "create", "--name", "x", "--scope", "write:everything",
+                 "--data", str(registry_server.data_dir)])
+    assert code == 65 and "expected ACTION:REPOSITORY" in capsys.readouterr().err
+
+
+def test_repo_settings_allow_overwrite(registry_server):
+    admin = Client(registry_server, registry_server.admin_token)
+    admin.push_image("cli/mutable", "1.0.0", payload=b"one")
+    assert main(["registry", "repo", "cli/mutable", "--allow-overwrite", "--data", str(registry_server.data_dir)]) == 0
+    digest, _ = admin.push_image("cli/mutable", "1.0.0", payload=b"two")
+    assert admin.http.head("/v2/cli/mutable/manifests/1.0.0").headers["docker-content-digest"] == digest
+
+
+def test_yank_unknown_version_is_an_input_error(registry_server, capsys):
+    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", str(registry_server.data_dir)]) == 65
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_gc_removes_unreferenced_blobs_and_abandoned_uploads(tmp_path, capsys):
+    # its own server: gc with no grace period would sweep other tests' blobs mid-push
+    registry_server = start_registry(tmp_path / "gc")
+    try:
+        _gc(registry_server, capsys)
+    finally:
+        registry_server.stop()
+
+
+def _gc(registry_server, capsys):
+    admin = Client(registry_server, registry_server.admin_token)
+    kept, _ = admin.push_image("cli/gc", "1.0.0", payload=b"referenced layer")
+    orphan = admin.push_blob("cli/gc", b"nobody references me")
+    upload = admin.http.post("/v2/cli/gc/blobs/uploads/").headers["location"]
+    admin.http.patch(upload, content=b"abandoned")
+    time.sleep(0.05)
+    assert main(["registry", "gc", "--grace", "0", "--data", str(registry_server.data_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["blobs_deleted"] >= 1 and report["uploads_deleted"] >= 1
+    assert admin.http.head(f"/v2/cli/gc/blobs/{orphan}").status_code == 404
+    assert admin.http.get(upload).status_code == 404
+    assert admin.http.get(f"/v2/cli/gc/manifests/{kept}").status_code == 200
+    assert admin.http.get("/v2/cli/gc/blobs/" + sha(b"referenced layer")).status_code == 200
+
+
+def test_audit_log_records_writes(registry_server):
+    from registry.admin import metadata
+
+    admin = Client(registry_server, registry_server.admin_token)
+    digest, _ = admin.push_image("cli/audit", "1.0.0")
+    with metadata(registry_server._settings()) as meta:
+        rows = meta.audit(500)
+    assert any(r[2] == "manifest.push" and r[3] == "cli/audit" and r[5] == digest and r[1].startswith("admin")
+               for r in rows)
+
+
+def test_enarx_registry_script_is_the_same_cli():
+    from registry.cli import main as registry_main
+
+    assert registry_main(["--help"]) == 0
+
+
+def test_unknown_token_page_is_401(registry_server):
+    r = httpx.get(registry_server.url + "/", headers={"Authorization": "Bearer enxr_nope_nope"})
+    assert r.status_code == 401
