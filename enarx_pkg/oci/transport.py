@@ -36,8 +36,8 @@ class Settings:
     backoff: float = 0.25
     max_redirects: int = 5
     read_chunk: int = 1 << 20
-    upload_chunk: int = 32 << 20
-    monolithic_limit: int = 32 << 20
+    upload_chunk: int = 64 << 20
+    monolithic_limit: int = 64 << 20
     max_manifest_bytes: int = 4 << 20
     user_agent: str = "enarx-pkg"
 
