@@ -97,7 +97,8 @@ def main() -> None:
         bare = wall([PY, "-c", "pass"])
         print(f"wall: enarx-pkg verify --key {cli:6.0f} ms   python -c 'import sigstore.verify' {imp:6.0f} ms"
               f"   ratio {cli / imp:.2f}")
-        print(f"      floors: enarx-pkg verify --help {helps:6.0f} ms (CLI start-up: typer)   python -c pass {bare:5.0f} ms")
+        print(f"      floors: enarx-pkg verify --help {helps:6.0f} ms (CLI start-up: typer)"
+              f"   python -c pass {bare:5.0f} ms")
 
 
 if __name__ == "__main__":

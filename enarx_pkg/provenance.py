@@ -108,19 +108,19 @@ def predicate(manifest: ImageManifest, rec: dict[str, Any]) -> dict[str, Any]:
             deps.append({"name": str(item.get("path")), "digest": {"sha256": str(item["digest"])[7:]}})
     builder = rec.get("builder") if isinstance(rec.get("builder"), dict) else {}
     assert isinstance(builder, dict)
-    metadata: dict[str, Any] = {}
+    internal: dict[str, Any] = {"toolchains": rec.get("toolchains") or {}}
     if isinstance(rec.get("sourceDateEpoch"), int):
-        metadata["sourceDateEpoch"] = rec["sourceDateEpoch"]
+        internal["sourceDateEpoch"] = rec["sourceDateEpoch"]  # builder-chosen: belongs with internals
     return {
         "buildDefinition": {
             "buildType": rec.get("buildType") or BUILD_TYPE,
             "externalParameters": {"command": rec.get("command"), "workdir": rec.get("workdir")},
-            "internalParameters": {"toolchains": rec.get("toolchains") or {}},
+            "internalParameters": internal,
             "resolvedDependencies": deps,
         },
         "runDetails": {
             "builder": {"id": builder.get("id") or "unknown", "version": {"enarx-pkg": __version__}},
-            "metadata": metadata,
+            "metadata": {},
         },
     }
 

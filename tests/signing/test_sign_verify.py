@@ -48,7 +48,7 @@ def test_bundle_is_a_v03_key_bundle_with_an_slsa_statement(signed: tuple[Layout,
     assert st["subject"] == [{"name": "hello", "digest": {"sha256": manifest.removeprefix("sha256:")}}]
     bd = st["predicate"]["buildDefinition"]
     assert bd["externalParameters"] == {"command": ["wat2wasm", "hello.wat"], "workdir": "."}
-    assert bd["internalParameters"] == {"toolchains": {"wasmtime": "50.0.1"}}
+    assert bd["internalParameters"] == {"toolchains": {"wasmtime": "50.0.1"}, "sourceDateEpoch": 1764115200}
     assert {"name": "hello.wat", "digest": {"sha256": "ab" * 32}} in bd["resolvedDependencies"]
     assert st["predicate"]["runDetails"]["builder"]["id"] == "https://enarx.dev/enarx-pkg/local"
 
