@@ -50,29 +50,57 @@ def inspect(
     from enarx_pkg._cli.common import print_json
     from enarx_pkg.package import Layout
 
-    result = inspector.inspect_layout(Layout.open(layout), ref)
+    if not layout.exists() and "/" in str(layout) and ref is None:  # a registry reference (transfer helper)
+        from enarx_pkg.pull import inspect_remote
+
+        result = inspect_remote(str(layout))
+    else:
+        result = inspector.inspect_layout(Layout.open(layout), ref)
     if as_json:
         print_json(result.to_json())
     else:
         print(inspector.render(result))
 
 
-@run_app.command(context_settings={"allow_interspersed_args": False})
-def run(
-    target: Annotated[Path, typer.Argument(help="Project directory (built) or OCI image layout.")] = Path("."),
-    args: Annotated[list[str] | None, typer.Argument(help="Arguments for the workload (after --); "
-                                                     "default: Enarx.toml args.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Compile afresh; skip the module cache.")] = False,
-) -> None:
-    """Run the workload locally in wasmtime (no TEE) and exit with its status."""
+@run_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                   "allow_interspersed_args": False})
+def run(ctx: typer.Context) -> None:
+    """Run the workload locally in wasmtime (no TEE) and exit with its status.
+
+    Usage: enarx-pkg run [DIR|LAYOUT] [--no-cache] [-- ARGS...]
+
+    DIR is a built project (its target/oci is used; refused if its sources changed since the
+    build), LAYOUT an OCI image layout. ARGS replace the Enarx.toml args. --no-cache compiles
+    afresh instead of using the compiled-module cache.
+    """
+    # Options are parsed here rather than declared: typer's per-parameter coercion imports
+    # pydantic (~100 ms), a third of what running a small workload costs.
     import sys
 
     from enarx_pkg import runtime
 
+    target, argv, cache = _run_options(list(ctx.args))
     print(NO_TEE, file=sys.stderr)
     sys.stderr.flush()
-    argv = list(args or [])
-    if argv[:1] == ["--"]:  # click keeps the separator once positional parsing has begun
-        argv = argv[1:]
-    status = runtime.run_path(target, tuple(argv) if args else None, cache=not no_cache)
-    raise typer.Exit(status)
+    raise typer.Exit(runtime.run_path(Path(target), argv, cache=cache))
+
+
+def _run_options(words: list[str]) -> tuple[str, tuple[str, ...] | None, bool]:
+    from enarx_pkg.errors import UsageError
+
+    cache, target, rest = True, ".", None
+    while words:
+        word = words.pop(0)
+        if word == "--":
+            rest = tuple(words)
+            break
+        if word == "--no-cache":
+            cache = False
+        elif word.startswith("-"):
+            raise UsageError(f"run: unknown option {word!r} (workload arguments go after --)")
+        elif target == "." and rest is None:
+            target = word
+        else:
+            rest = (word, *words)
+            break
+    return target, rest, cache
