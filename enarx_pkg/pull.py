@@ -9,12 +9,14 @@ assembled in a temp directory next to ``dest`` and renamed into place only when 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
 from enarx_pkg.oci import reference as _ref
@@ -22,6 +24,9 @@ from enarx_pkg.oci.auth import CredentialSource
 from enarx_pkg.oci.client import Client, FetchedManifest, parse_index
 from enarx_pkg.oci.transport import Settings
 from enarx_pkg.package import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
+
+if TYPE_CHECKING:
+    from enarx_pkg.inspect import PackageInfo
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 """Given a label and a total size, returns the callback a transfer reports its bytes done to."""
@@ -143,9 +148,7 @@ class _Puller:
 
     def referrers(self, subject: str) -> list[str]:
         """Fetch the manifests that refer to ``subject`` (signatures), by API or the tag schema."""
-        found = self.client.referrers(self.repo, subject)
-        if found is None:
-            found = self._tag_schema(subject)
+        found = find_referrers(self.client, self.repo, subject)
         out = []
         for desc in found[: self.limits.max_referrers]:
             if desc.media_type != MEDIA_MANIFEST or desc.digest in out:
@@ -160,11 +163,43 @@ class _Puller:
             out.append(fetched.digest)
         return out
 
-    def _tag_schema(self, subject: str) -> list[Descriptor]:
-        try:
-            fetched = self.client.fetch_manifest(self.repo, "sha256-" + subject.split(":", 1)[1])
-        except NotFoundError:
-            return []
-        if fetched.media_type != MEDIA_INDEX:
-            raise VerificationError(f"referrers tag for {subject} is not an image index")
-        return parse_index(fetched.data, f"referrers tag index for {subject}")
+
+
+def find_referrers(client: Client, repo: str, subject: str) -> list[Descriptor]:
+    """Referrers of ``subject``: the OCI 1.1 API, or else the ``sha256-<hex>`` tag index (untrusted hints)."""
+    found = client.referrers(repo, subject)
+    if found is not None:
+        return found
+    try:
+        fetched = client.fetch_manifest(repo, "sha256-" + subject.split(":", 1)[1])
+    except NotFoundError:
+        return []
+    if fetched.media_type != MEDIA_INDEX:
+        raise VerificationError(f"referrers tag for {subject} is not an image index")
+    return parse_index(fetched.data, f"referrers tag index for {subject}")
+
+
+def inspect_remote(ref: _ref.Reference | str, *, credentials: CredentialSource | None = None,
+                   plain_http: bool | None = None) -> PackageInfo:
+    """``enarx-pkg inspect REF`` on a registry: manifest, config, Enarx.toml and referrers, all verified."""
+    from enarx_pkg.inspect import describe
+
+    ref = _ref.parse(ref, plain_http=plain_http) if isinstance(ref, str) else ref
+    if credentials is None:
+        from enarx_pkg import credentials as _creds
+
+        credentials = _creds.lookup
+    with Client(ref.registry, credentials) as client:
+        fetched = client.fetch_manifest(ref.repository, ref.reference)
+        manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
+        sizes = {d.digest: d for d in (manifest.config, *manifest.layers)}
+
+        def fetch_blob(dg: str, limit: int) -> bytes:
+            desc = sizes[dg]
+            if desc.size > limit:
+                raise InputError(f"blob {dg} is {desc.size} bytes, over the {limit}-byte limit")
+            buf = io.BytesIO()
+            client.fetch_blob_to(ref.repository, desc, buf)
+            return buf.getvalue()
+        refs = find_referrers(client, ref.repository, fetched.digest)
+        return describe(fetched.digest, fetched.data, fetch_blob, refs, (ref.tag,) if ref.tag else ())

@@ -145,3 +145,17 @@ def test_bearer_wrong_password_names_registry_not_secret(docker_registry_token: 
     text = exc.value.diagnostics()
     assert docker_registry_token.host in text and "Not-The-Password-42" not in text
     assert not (tmp_path / "out").exists()
+
+
+def test_inspect_a_remote_reference(docker_registry: Peer, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    layout, dg = make_package(tmp_path / "pkg", note="inspect")
+    sig = add_signature(layout, dg, "alice")
+    publish(layout, Target(parse_registry(docker_registry.host), "rt/inspect", "1.0.0"))
+    capsys.readouterr()
+    rc = main(["inspect", f"{docker_registry.host}/rt/inspect:1.0.0", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    doc = json.loads(out.out)
+    assert doc["digest"] == dg and [r["digest"] for r in doc["referrers"]] == [sig]
+    assert doc["enarxToml"].startswith("[package]")
