@@ -50,10 +50,10 @@ class Context:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, path: KeyPath, message: str, *, expected: str | None = None, key: bool = False,
-            suggestion: str | None = None) -> None:
+            suggestion: str | None = None, found: str | None = None) -> None:
         pos = self.positions.of_key(path) if key else self.positions.of_value(path)
         line, col = pos or (None, None)
-        self.problems.append(Problem(self.file, line, col, key_path(path), message,
+        self.problems.append(Problem(self.file, line, col, key_path(path), message, found=found,
                                      expected=expected, suggestion=suggestion))
 
 
@@ -185,7 +185,7 @@ def _port_of(path: KeyPath, text: str, ctx: Context) -> int:
     port = int(text) if text.isascii() and text.isdigit() else -1
     if not 1 <= port <= 65535:
         ctx.add(path, f"port {render(text, ())} in the table key is out of range", key=True,
-                expected="1..65535")
+                found=render(text, ()), expected="1..65535")
     return port
 
 
@@ -248,7 +248,7 @@ def _inside(path: KeyPath, value: str, ctx: Context) -> None:
         if depth < 0:
             break
     if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value) or depth < 0:
-        ctx.add(path, f"{render(value, ())} escapes the project directory",
+        ctx.add(path, f"{render(value, ())} escapes the project directory", found=render(value, ()),
                 expected="a relative path inside the project directory")
 
 

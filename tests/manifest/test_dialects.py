@@ -92,3 +92,12 @@ def test_every_real_enarx_toml_loads_unchanged(path: Path) -> None:
     model = manifest.load(path)
     assert model.fd_count == len(model.files) >= 1
     assert _same(manifest.loads(manifest.to_toml(model)), model)
+
+
+def test_the_dialect_pair_shown_in_docs_manifest_md() -> None:
+    old = ('[stdin]\nkind = "null"\n\n[network.incoming.8443]\nname = "api"\n\n'
+           '[network.outgoing."db.example.com:5432"]\nname = "db"\nprot = "tcp"\n')
+    new = ('[[files]]\nkind = "null"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+           '[[files]]\nkind = "listen"\nname = "api"\nport = 8443\n'
+           '[[files]]\nkind = "connect"\nname = "db"\nhost = "db.example.com"\nport = 5432\nprot = "tcp"\n')
+    assert manifest.to_toml(manifest.loads(old)) == manifest.to_toml(manifest.loads(new))

@@ -52,3 +52,15 @@ def test_spliced_fragments_of_real_files(parts: list[str], rng: object) -> None:
 def test_mutated_real_files(seed: str, at: int, insert: str) -> None:
     at = at % (len(seed) + 1)
     _load(seed[:at] + insert + seed[at + len(insert):])
+
+
+@FAST
+@given(st.dictionaries(st.text(min_size=1, max_size=12).filter(lambda k: "=" not in k and "\x00" not in k),
+                       st.text(max_size=20), max_size=5),
+       st.lists(st.text(max_size=20), max_size=5))
+def test_any_env_and_args_round_trip_through_to_toml(env: dict[str, str], args: list[str]) -> None:
+    model = manifest.EnarxToml(path=None, args=tuple(args), env=dict(sorted(env.items())))
+    text = manifest.to_toml(model)
+    again = manifest.loads(text) if text.strip() else model
+    assert again.args == model.args and dict(again.env) == env
+    assert manifest.to_toml(again) == text

@@ -51,3 +51,13 @@ def test_example_mentions_every_schema_property() -> None:
     text = EXAMPLE.read_text()
     missing = sorted({p for p in _properties(schema, schema["$defs"]) if p not in text})
     assert not missing, f"Enarx.toml.example does not show: {missing}"
+
+
+def test_example_attestation_table_is_a_valid_policy() -> None:
+    policy = REPO / "schemas" / "policy.schema.json"
+    if not policy.exists():
+        import pytest
+
+        pytest.skip("schemas/policy.schema.json not written yet")
+    model = manifest.load(EXAMPLE)
+    Draft202012Validator(json.loads(policy.read_text())).validate(dict(model.attestation))
