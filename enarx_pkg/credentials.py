@@ -77,10 +77,10 @@ def from_docker(host: str, env: Mapping[str, str] = os.environ) -> Credential | 
     cfg = _read_config(path)
     helpers = cfg.get("credHelpers")
     if isinstance(helpers, dict) and isinstance(helpers.get(host), str):
-        return _run_helper(helpers[host], host)
+        return _run_helper(helpers[host], host, env)
     found = _from_auths(cfg.get("auths"), host, f"docker config {path}")
     if found is None and isinstance(cfg.get("credsStore"), str):
-        return _run_helper(cfg["credsStore"], host)
+        return _run_helper(cfg["credsStore"], host, env)
     return found
 
 
@@ -161,11 +161,11 @@ def _from_auths(auths: Any, host: str, source: str) -> Credential | None:
     return None
 
 
-def _run_helper(name: str, host: str) -> Credential | None:
+def _run_helper(name: str, host: str, env: Mapping[str, str]) -> Credential | None:
     """``docker-credential-NAME get`` with the server URL on stdin (the docker credential-helper protocol)."""
     if not _HELPER_NAME.match(name):
         raise InputError(f"invalid docker credential helper name {name!r}")
-    exe = shutil.which(f"docker-credential-{name}")
+    exe = shutil.which(f"docker-credential-{name}", path=env.get("PATH"))
     if exe is None:
         raise InputError(f"docker config names credential helper {name!r} but docker-credential-{name} "
                          "is not on PATH")
