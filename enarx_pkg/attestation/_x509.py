@@ -29,12 +29,21 @@ def load_certs(blobs: Iterable[bytes], what: str = "certificate") -> list[x509.C
             warnings.filterwarnings("ignore", message=".*serial number.*", category=CryptographyDeprecationWarning)
             try:
                 if b"-----BEGIN CERTIFICATE-----" in blob:
-                    out.extend(x509.load_pem_x509_certificates(blob))
+                    certs = x509.load_pem_x509_certificates(blob)
                 else:
-                    out.append(x509.load_der_x509_certificate(blob))
+                    certs = [x509.load_der_x509_certificate(blob)]
+                for cert in certs:
+                    _touch(cert)
+                out.extend(certs)
             except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
                 raise MalformedEvidence(f"{what}.parse", f"cannot parse {what}: {exc}") from exc
     return out
+
+
+def _touch(cert: x509.Certificate) -> None:
+    """Decode lazily parsed fields now, so a malformed certificate fails here as malformed input."""
+    _ = (cert.subject, cert.issuer, cert.extensions, cert.not_valid_before_utc, cert.not_valid_after_utc,
+         cert.public_key(), cert.signature_hash_algorithm, cert.signature_algorithm_parameters)
 
 
 def spki_sha256(cert: x509.Certificate) -> str:

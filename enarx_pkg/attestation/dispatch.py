@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from enarx_pkg.attestation._errors import MalformedEvidence
 from enarx_pkg.errors import UsageError
 
@@ -22,7 +24,22 @@ def verify(
     collateral: Collateral | None = None,
     at: datetime | None = None,
 ) -> Claims:
-    """Verify ``evidence`` as ``tee`` (``auto`` detects it)."""
+    """Verify ``evidence`` as ``tee`` (``auto`` detects it). Only typed errors escape."""
+    try:
+        return _verify(tee, evidence, certs=certs, collateral=collateral, at=at)
+    except (ValueError, TypeError, OverflowError, UnsupportedAlgorithm) as exc:
+        # last line of defence: a library choked on hostile bytes in a way no check anticipated
+        raise MalformedEvidence("evidence.parse", f"{type(exc).__name__}: {exc}") from exc
+
+
+def _verify(
+    tee: str,
+    evidence: bytes,
+    *,
+    certs: Sequence[bytes] = (),
+    collateral: Collateral | None = None,
+    at: datetime | None = None,
+) -> Claims:
     if tee == "auto":
         tee = detect(evidence)
     if tee == "sim":

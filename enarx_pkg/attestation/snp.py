@@ -62,16 +62,22 @@ def unwrap(evidence: bytes) -> bytes:
     return evidence
 
 
-def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
-    """Decode a report WITHOUT verifying it (``inspect``). ``product`` selects the TCB layout."""
-    r = unwrap(evidence)
-    version, guest_svn, policy = _LE.unpack_from(r, 0)
-    vmpl, sig_algo = struct.unpack_from("<II", r, 0x30)
+def _peek(r: bytes) -> tuple[int, str]:
+    """Version and CPUID product of a report, after the checks every parse needs."""
+    version, sig_algo = int.from_bytes(r[0:4], "little"), int.from_bytes(r[0x34:0x38], "little")
     if version not in (2, 3, 5):
         raise MalformedEvidence("snp.version", f"unsupported SNP report version {version}")
     if sig_algo != 1:
         raise MalformedEvidence("snp.signature_algo", f"signature algorithm {sig_algo} is not ECDSA P-384/SHA-384")
-    product = product or _cpuid_product(version, r[0x188], r[0x189])
+    return version, _cpuid_product(version, r[0x188], r[0x189])
+
+
+def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
+    """Decode a report WITHOUT verifying it (``inspect``). ``product`` selects the TCB layout."""
+    r = unwrap(evidence)
+    version, guest_svn, policy = _LE.unpack_from(r, 0)
+    vmpl = struct.unpack_from("<I", r, 0x30)[0]
+    product = product or _peek(r)[1]
     flags = int.from_bytes(r[0x48:0x4C], "little")
     def u64(off: int) -> int:
         return int.from_bytes(r[off : off + 8], "little")
@@ -127,13 +133,20 @@ def _verified_chain(leaf_der: bytes, ask_der: bytes, ark_der: bytes) -> _Chain:
     return _Chain(leaf, (leaf, ask, ark), _PRODUCT_BY_PIN[pin], key, raw.get(_OID + "4"), tcb)
 
 
-def _pick(certs: Sequence[x509.Certificate], claims: SnpClaims) -> tuple[x509.Certificate, ...]:
+@lru_cache(maxsize=128)
+def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Chain:
+    """Pick and verify the chain for one report from a bag of certificates (cached by their bytes)."""
+    leaf, ask, ark = _pick(_x509.load_certs(certs), signing_key, chip_id)
+    return _verified_chain(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER))
+
+
+def _pick(certs: Sequence[x509.Certificate], signing_key: str, chip_id: str) -> tuple[x509.Certificate, ...]:
     """Choose leaf, intermediate and root from an unordered bag of certificates."""
-    want = "SEV-VLEK" if claims.signing_key == "vlek" else "SEV-VCEK"
+    want = "SEV-VLEK" if signing_key == "vlek" else "SEV-VCEK"
     leaves = [c for c in certs if _x509.common_name(c) == want]
     if not leaves:
         raise EvidenceError("snp.certs.leaf", f"no {want} certificate supplied (use --certs or the host's table)")
-    chip = bytes.fromhex(claims.chip_id)
+    chip = bytes.fromhex(chip_id)
     leaf = next((c for c in leaves if (h := _hwid(c)) and chip.startswith(h)), leaves[0])
     ask = next((c for c in certs if c.subject == leaf.issuer), None)
     ark = next((c for c in certs if ask is not None and c.subject == ask.issuer), None)
@@ -152,26 +165,22 @@ def _hwid(cert: x509.Certificate) -> bytes | None:
 def verify_snp(evidence: bytes, *, certs: Sequence[bytes] = (), at: datetime | None = None,
                crl: bytes | None = None) -> SnpClaims:
     """Verify an SNP report's signature, its certificate chain at ``at``, chip id and TCB binding."""
-    claims = parse_report(evidence)
     r = unwrap(evidence)
-    leaf, ask, ark = _pick(_x509.load_certs(certs), claims)
-    ch = _verified_chain(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER))
+    cpuid_product = _peek(r)[1]
+    signing_key = "vlek" if (r[0x48] >> 2) & 7 == 1 else "vcek"
+    ch = _chain_for(tuple(certs), signing_key, r[0x1A0:0x1E0].hex())
     _x509.check_chain_validity(ch.chain, _x509.now_or(at), "snp.chain")
     if crl is not None:
         _check_crl(crl, ch.chain)
-    claims = _bind_product(claims, ch.product, r)
+    if cpuid_product and cpuid_product != ch.product:
+        raise EvidenceError("snp.product", f"report CPUID says {cpuid_product} but the chain is AMD {ch.product}")
+    claims = parse_report(r, ch.product)
     try:
         ch.key.verify(_signature(r), r[:SIGNED_LEN], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature as exc:
         raise EvidenceError("snp.signature", "report signature does not verify under the VCEK/VLEK") from exc
     _check_binding(claims, ch)
     return claims
-
-
-def _bind_product(claims: SnpClaims, product: str, r: bytes) -> SnpClaims:
-    if claims.product and claims.product != product:
-        raise EvidenceError("snp.product", f"report CPUID says {claims.product} but the chain is AMD {product}")
-    return claims if claims.product == product else parse_report(r, product)
 
 
 def _check_binding(claims: SnpClaims, ch: _Chain) -> None:

@@ -101,6 +101,14 @@ def _check_crl(der: bytes, issuer: x509.Certificate, subject: x509.Certificate, 
         crl = x509.load_der_x509_crl(der)
     except ValueError as exc:
         raise MalformedEvidence(f"{check}.parse", f"cannot parse CRL: {exc}") from exc
+    try:
+        _check_crl_fields(crl, issuer, subject, at, check)
+    except ValueError as exc:  # the CRL's fields are decoded lazily
+        raise MalformedEvidence(f"{check}.parse", f"malformed CRL: {exc}") from exc
+
+
+def _check_crl_fields(crl: x509.CertificateRevocationList, issuer: x509.Certificate,
+                      subject: x509.Certificate, at: datetime, check: str) -> None:
     key = issuer.public_key()
     if crl.issuer != issuer.subject or not isinstance(key, ec.EllipticCurvePublicKey) \
             or not crl.is_signature_valid(key):
