@@ -141,3 +141,18 @@ def test_project_identity_defaults_select_keyless_verification(tmp_path: Path, k
     assert main(["verify", str(proj)]) == 77
     assert "a certificate identity was required" in capsys.readouterr().err
     assert main(["verify", str(proj), "--key", str(keypairs["alice"].with_suffix(".pub"))]) == 0  # flags win
+
+
+def test_sign_with_an_encrypted_key_reads_the_passphrase_from_the_named_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    make_package(tmp_path / "l")
+    monkeypatch.setenv("RELEASE_PASS", "hunter2-but-longer")
+    assert main(["keys", "generate", "--out", str(tmp_path / "rel"), "--password-env", "RELEASE_PASS"]) == 0
+    monkeypatch.delenv("RELEASE_PASS")
+    sign = ["sign", str(tmp_path / "l"), "--key", str(tmp_path / "rel.key"), "--password-env", "RELEASE_PASS"]
+    assert main(sign) == 2
+    assert "RELEASE_PASS is not set" in capsys.readouterr().err
+    monkeypatch.setenv("RELEASE_PASS", "hunter2-but-longer")
+    assert main(sign) == 0
+    assert main(["verify", str(tmp_path / "l"), "--key", str(tmp_path / "rel.pub")]) == 0
+    assert "hunter2" not in capsys.readouterr().err
