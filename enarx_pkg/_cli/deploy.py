@@ -27,6 +27,8 @@ def serve(
     data: Annotated[Path, typer.Option(help="data directory (sim key, token)")] = Path(".enarx-host"),
     pool: Annotated[int, typer.Option(help="keeps kept pre-started")] = 2,
     max_keeps: Annotated[int, typer.Option(help="concurrent keeps at most")] = 16,
+    provision_deadline: Annotated[float, typer.Option(help="seconds a created keep waits for its envelope")] = 30.0,
+    keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
     sim_measurement: Annotated[str | None, typer.Option(hidden=True)] = None,
@@ -45,7 +47,8 @@ def serve(
               + (f"\n  sim key:     {p.sim_key_fingerprint}" if p.sim_key_fingerprint else "")
               + f"\n  token file:  {p.token_file}", flush=True)
 
-    run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, tuple(extra)), announce)
+    run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, provision_deadline, keep_lifetime,
+                     tuple(extra)), announce)
 
 
 @deploy_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

@@ -25,6 +25,8 @@ class ServeOptions:
     data_dir: Path = Path(".enarx-host")
     pool_size: int = 2
     max_keeps: int = 16
+    provision_deadline_s: float = 30.0
+    lifetime_s: float = 3600.0
     sim_extra: tuple[str, ...] = field(default_factory=tuple)  # test knobs, passed to sim keeps
 
 
@@ -81,7 +83,8 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
         fingerprint = SimPlatform.load_or_create(opts.data_dir).fingerprint
     extra = opts.sim_extra if backend == "sim" else ()
     command = KeepCommand(backend, str(opts.data_dir.resolve()), extra)
-    settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps)
+    settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps,
+                            opts.provision_deadline_s, opts.lifetime_s)
     pins = Pins(backend, measurement().hex(), fingerprint, f"http://{opts.listen}", token_path)
     return settings, pins, host, int(port)
 
