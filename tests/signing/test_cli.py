@@ -156,3 +156,14 @@ def test_sign_with_an_encrypted_key_reads_the_passphrase_from_the_named_variable
     assert main(sign) == 0
     assert main(["verify", str(tmp_path / "l"), "--key", str(tmp_path / "rel.pub")]) == 0
     assert "hunter2" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["keys", "generate"], ["sign"], ["verify"]])
+def test_help_quoted_in_the_docs_is_the_real_help(command: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("TERMINAL_WIDTH", "80")
+    assert main([*command, "--help"]) == 0
+    assert capsys.readouterr().out.strip() in (REPO / "docs" / "signing.md").read_text()
