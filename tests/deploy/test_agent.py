@@ -89,3 +89,26 @@ def test_keep_dies_when_its_deployer_disconnects(sim_host: HostAgent) -> None:
     c.close()  # the deployer goes away
     c2 = client(sim_host)
     assert wait_until(lambda: c2.delete(f"/v1/keeps/{k['keep_id']}").status_code == 404)
+
+
+def test_openapi_document_matches_the_agent(sim_host: HostAgent) -> None:
+    """The OpenAPI document lists exactly the routes the app serves, and real answers fit its schemas."""
+    import json
+
+    import jsonschema
+
+    from enarx_pkg.host.app import HostSettings, create_app
+    from enarx_pkg.host.pool import KeepCommand
+    from tests.conftest import REPO
+
+    doc = json.loads((REPO / "schemas" / "host-agent.openapi.json").read_text())
+    app = create_app(HostSettings(KeepCommand("sim", "/nonexistent"), "t" * 16))
+    served = {(m.lower(), r.path.replace(":str", "")) for r in app.routes for m in r.methods - {"HEAD"}}  # type: ignore[attr-defined]
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops if m != "parameters"}
+    assert served == documented
+    schemas = doc["components"]["schemas"]
+    c = client(sim_host)
+    jsonschema.validate(c.get("/v1/platform").json(), schemas["Platform"])
+    k = create(c).json()
+    jsonschema.validate(k, schemas["Keep"])
+    c.delete(f"/v1/keeps/{k['keep_id']}")
