@@ -146,6 +146,9 @@ class Layout:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        # Manifests are content-addressed: once one has been read and re-hashed, the parsed form
+        # can be reused for the life of this object (a changed file would have a new digest).
+        self._manifests: dict[str, ImageManifest] = {}
 
     @classmethod
     def create(cls, path: Path) -> Layout:
@@ -282,7 +285,11 @@ class Layout:
         return self.manifest(desc.digest).subject is not None
 
     def manifest(self, dg: str) -> ImageManifest:
-        return ImageManifest.from_bytes(self.read_blob(dg, MAX_MANIFEST_BYTES), f"manifest {dg}")
+        cached = self._manifests.get(dg)
+        if cached is None:
+            cached = ImageManifest.from_bytes(self.read_blob(dg, MAX_MANIFEST_BYTES), f"manifest {dg}")
+            self._manifests[dg] = cached
+        return cached
 
     def referrers(self, subject: str, artifact_type: str | None = None) -> list[Descriptor]:
         """Manifests in this layout whose ``subject`` is ``subject`` (signatures, attestations)."""
