@@ -63,9 +63,10 @@ def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL
 @publish_app.command()
 def publish(
     source: Path = typer.Argument(Path("."), help="Project directory (uses target/oci) or OCI layout."),
-    registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
-    repository: str = typer.Option(None, "--repository", help="Repository (default: [publish] or package name)."),
-    tag: str = typer.Option(None, "--tag", help="Tag (default: [package] version)."),
+    registry: str = typer.Option(None, "--registry", help="Registry (default: \\[publish] registry)."),
+    repository: str = typer.Option(None, "--repository",
+                                   help="Repository (default: \\[publish] repository, else \\[package] name)."),
+    tag: str = typer.Option(None, "--tag", help="Tag (default: \\[package] version)."),
     mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
     recipient: list[Path] = typer.Option([], "--recipient", help="Recipient public key PEM file (with --encrypt)."),
@@ -88,13 +89,13 @@ def publish(
     else:
         info(f"Published {result.reference.with_tag(None)} (tag {result.tag or '-'}; "
              f"{result.pushed} blobs pushed, {result.skipped} skipped, {result.mounted} mounted; "
-             f"{len(result.referrers)} signatures)")
+             f"{len(result.referrers)} signature(s))")
         print(result.reference.with_tag(None))
 
 
 @pull_app.command()
 def pull(
-    ref: str = typer.Argument(..., help="registry/repository[:tag][@sha256:...]"),
+    ref: str = typer.Argument(..., help="registry/repository\\[:tag]\\[@sha256:...]"),
     output: Path = typer.Option(None, "--output", "-o", help="Layout directory (default: ./<name>)."),
     plain_http: bool = PLAIN_HTTP,
     as_json: bool = JSON,
@@ -112,7 +113,7 @@ def pull(
                     "blobs": result.blobs, "bytes": result.bytes, "referrers": list(result.referrers)})
     else:
         info(f"Pulled {result.reference} into {dest} ({result.blobs} blobs, {result.bytes} bytes, "
-             f"{len(result.referrers)} signatures)")
+             f"{len(result.referrers)} signature(s))")
 
 
 @contextlib.contextmanager

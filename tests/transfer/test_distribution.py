@@ -159,3 +159,21 @@ def test_inspect_a_remote_reference(docker_registry: Peer, tmp_path: Path,
     doc = json.loads(out.out)
     assert doc["digest"] == dg and [r["digest"] for r in doc["referrers"]] == [sig]
     assert doc["enarxToml"].startswith("[package]")
+
+
+def test_publish_defaults_come_from_enarx_toml(docker_registry: Peer, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    project = tmp_path / "proj"
+    _, dg = make_package(project / "target" / "oci", note="defaults", tag="0.3.0")
+    (project / "Enarx.toml").write_text(
+        f'[package]\nname = "hello"\nversion = "0.3.0"\n\n[publish]\nregistry = "{docker_registry.host}"\n'
+        'repository = "defaults/hello"\n')
+    capsys.readouterr()
+    assert main(["publish", str(project), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["reference"] == f"{docker_registry.host}/defaults/hello@{dg}" and doc["tag"] == "0.3.0"
+
+
+def test_encrypt_needs_a_recipient(tmp_path: Path) -> None:
+    layout, _ = make_package(tmp_path / "pkg", note="enc")
+    assert main(["publish", str(layout.path), "--registry", "127.0.0.1:1", "--repository", "x", "--encrypt"]) == 2
