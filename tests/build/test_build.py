@@ -126,7 +126,7 @@ def test_not_wasm_is_refused(tmp_path: Path) -> None:
 def test_truncated_module_is_refused(tmp_path: Path) -> None:
     module = wasm('(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))) '
                   '(func (export "_start") (nop)))')
-    with pytest.raises(BuildError, match="truncated|not a valid"):
+    with pytest.raises(BuildError, match=r"truncated|not a valid"):
         build(prebuilt_project(tmp_path, module[: len(module) - 5]))
 
 
