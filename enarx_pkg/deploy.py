@@ -194,7 +194,7 @@ class HostSession:
             raise InputError(f"{self.host} sent a keep key or evidence that is not base64") from None
         tee = created["tee"]
         plan.check_sim(tee, self.host, self.settings.insecure_sim)
-        claims = verify_evidence(tee, evidence)
+        claims = verify_evidence(tee, evidence, certs=_certs(tee, created.get("aux")))
         if len(keep_key) != seal.KEY_BYTES:
             raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
         plan.check_binding(claims.report_data, nonce, keep_key, self.host)
@@ -242,7 +242,8 @@ class HostSession:
         except httpx.HTTPError as exc:
             raise TransportError(f"lost the keep's output stream: {type(exc).__name__}", url=self.host + path) from None
         self.result.status = decoder.finish()
-        self._time("run", t)
+        self._time("provision_to_exit", t)
+        self.result.timings.update(decoder.keep_timings)
 
     def _send_stdin(self, channel: seal.Channel, data: bytes) -> None:
         body = plan.stdin_records(channel, data)
@@ -277,6 +278,15 @@ class HostSession:
 
         with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
             self.http.delete(f"/v1/keeps/{self.result.keep_id}")
+
+
+def _certs(tee: str, aux: Any) -> list[bytes]:
+    """Certificates the keep sent beside its evidence (SNP: the host's certificate table)."""
+    if tee != "snp" or not isinstance(aux, str) or not aux:
+        return []
+    from enarx_pkg.attestation.snp import parse_cert_table
+
+    return parse_cert_table(base64.b64decode(aux))
 
 
 def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[str, seal.LayerKey]:

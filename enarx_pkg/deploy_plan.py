@@ -114,6 +114,7 @@ class OutputDecoder:
         self.sinks = {seal.STDOUT: stdout, seal.STDERR: stderr}
         self.reader = seal.RecordReader()
         self.status: int | None = None
+        self.keep_timings: dict[str, float] = {}
 
     def feed(self, data: bytes) -> bool:
         """Process bytes from the stream; True once the sealed exit status has arrived."""
@@ -133,7 +134,10 @@ class OutputDecoder:
         if frame_type in self.sinks:
             self.sinks[frame_type](payload)
         elif frame_type == seal.EXIT:
-            self.status = int(json.loads(payload)["status"])
+            obj = json.loads(payload)
+            self.status = int(obj["status"])
+            timings = obj.get("timings") or {}
+            self.keep_timings = {str(k): float(v) for k, v in timings.items() if isinstance(v, int | float)}
         elif frame_type == seal.ERROR:
             raise _keep_error(payload, self.host)
         else:

@@ -91,12 +91,17 @@ class Evidence:
 
             self._sim = SimPlatform.load_or_create(Path(opts.data_dir))
 
-    def issue(self, report_data: bytes) -> bytes:
+    def issue(self, report_data: bytes) -> tuple[bytes, bytes]:
+        """(evidence, aux): aux carries what the verifier needs beside it (the SNP certificate table)."""
         if self.opts.backend == "sim":
-            return self._sim.issue(report_data, self.measurement, debug=self.opts.sim_debug, svn=self.opts.sim_svn)
-        from enarx_pkg.attestation import collect  # type: ignore[attr-defined]
+            sim = self._sim.issue(report_data, self.measurement, debug=self.opts.sim_debug, svn=self.opts.sim_svn)
+            return sim, b""
+        from enarx_pkg.attestation.collect import collect
 
-        return bytes(collect.collect(self.opts.backend, report_data))
+        got = collect(report_data)
+        if got.tee != self.opts.backend:
+            raise InputError(f"this keep collected {got.tee} evidence, not {self.opts.backend}")
+        return got.evidence, got.aux
 
 
 def _prewarm() -> None:
@@ -115,10 +120,10 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
     keep_id, nonce = str(create["keep_id"]), base64.b64decode(create["nonce"])
     key = X25519PrivateKey.generate()
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    report = evidence.issue(seal.report_data(nonce, public))
+    report, aux = evidence.issue(seal.report_data(nonce, public))
     pipe.send(seal.R_CREATED, canonical.dumps({
         "keep_public_key": base64.b64encode(public).decode(), "tee": opts.backend,
-        "evidence": base64.b64encode(report).decode()}))
+        "evidence": base64.b64encode(report).decode(), "aux": base64.b64encode(aux).decode()}))
     envelope = seal.open_envelope(pipe.receive(seal.R_PROVISION), key, keep_id)
     return _provisioned(envelope, pipe)
 
@@ -134,14 +139,15 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
                     pipe.send(seal.R_FRAME, frame)
         return send
 
+    timings: dict[str, float] = {}
     try:
         stdin = _read_stdin(channel, pipe) if envelope.stdin else b""
-        status = execute(envelope, stdin, emit(seal.STDOUT), emit(seal.STDERR))
+        status = execute(envelope, stdin, emit(seal.STDOUT), emit(seal.STDERR), timings)
     except Error as exc:
         emit(seal.ERROR)(canonical.dumps({"kind": type(exc).__name__, "message": exc.message,
                                           "exit_code": int(exc.exit_code)}))
         return 1
-    emit(seal.EXIT)(canonical.dumps({"status": status}))
+    emit(seal.EXIT)(canonical.dumps({"status": status, "timings": {k: round(v, 6) for k, v in timings.items()}}))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -32,15 +33,24 @@ def prewarm() -> None:
     from enarx_pkg.oci import client  # noqa: F401
 
 
-def execute(envelope: seal.Envelope, stdin: bytes, on_stdout: Sink, on_stderr: Sink) -> int:
-    """Fetch, verify and run the sealed package; returns the workload's exit status."""
+def execute(envelope: seal.Envelope, stdin: bytes, on_stdout: Sink, on_stderr: Sink,
+            timings: dict[str, float] | None = None) -> int:
+    """Fetch, verify and run the sealed package; returns the workload's exit status.
+
+    ``timings`` collects seconds per step (pull, decrypt, run) for the deployer's breakdown.
+    """
+    timings = {} if timings is None else timings
     with tempfile.TemporaryDirectory(prefix="enarx-keep-") as tmp:
         work = Path(tmp)
-        module, config = fetch(envelope, work)
-        return run(envelope, module, config, stdin, work, on_stdout, on_stderr)
+        module, config = fetch(envelope, work, timings)
+        t = time.perf_counter()
+        try:
+            return run(envelope, module, config, stdin, work, on_stdout, on_stderr)
+        finally:
+            timings["keep_run"] = time.perf_counter() - t
 
 
-def fetch(envelope: seal.Envelope, work: Path) -> tuple[Path, str]:
+def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tuple[Path, str]:
     """Pull the manifest and both layers by digest into ``work``; returns (module path, Enarx.toml text)."""
     from enarx_pkg.oci.auth import Credential, static
     from enarx_pkg.oci.client import Client
@@ -49,6 +59,8 @@ def fetch(envelope: seal.Envelope, work: Path) -> tuple[Path, str]:
     registry = parse_registry(envelope.registry)
     creds = static(registry.host, Credential(*envelope.credential, source="sealed envelope")) \
         if envelope.credential else None
+    t = time.perf_counter()
+    timings["keep_decrypt"] = 0.0
     with Client(registry, creds) as client:
         fetched = client.fetch_manifest(envelope.repository, envelope.manifest_digest)
         if fetched.digest != envelope.manifest_digest:
@@ -56,8 +68,9 @@ def fetch(envelope: seal.Envelope, work: Path) -> tuple[Path, str]:
                                     f"{envelope.manifest_digest}")
         manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
         wasm, conf = _layer(manifest, MEDIA_WASM), _layer(manifest, MEDIA_ENARX_CONFIG)
-        module = _get(client, envelope, wasm, work / "module.wasm")
-        config = _get(client, envelope, conf, work / "Enarx.toml")
+        module = _get(client, envelope, wasm, work / "module.wasm", timings)
+        config = _get(client, envelope, conf, work / "Enarx.toml", timings)
+    timings["keep_pull"] = time.perf_counter() - t - timings["keep_decrypt"]
     if config.stat().st_size > MAX_CONFIG_BYTES:
         raise InputError("the package's Enarx.toml is over the size limit")
     return module, config.read_text("utf-8")
@@ -70,7 +83,7 @@ def _layer(manifest: ImageManifest, media_type: str) -> Descriptor:
     return found[0]
 
 
-def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> Path:
+def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path, timings: dict[str, float]) -> Path:
     """Download one layer (verified by digest), then decrypt it if it is encrypted."""
     from enarx_pkg import encrypt
 
@@ -82,9 +95,11 @@ def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> 
     key = envelope.layer_keys.get(desc.digest)
     if key is None:
         raise VerificationError(f"layer {desc.digest} is encrypted but the envelope holds no key for it")
+    t = time.perf_counter()
     with open(cipher, "rb") as src, open(dest, "wb") as out:
         encrypt.decrypt_layer(src, desc, key, out)
     cipher.unlink()
+    timings["keep_decrypt"] += time.perf_counter() - t
     return dest
 
 
