@@ -46,7 +46,7 @@ def _print_fields(data: dict[str, object], indent: str = "") -> None:
 @attest_app.command("verify")
 def verify_cmd(
     file: Path,
-    policy: Annotated[Path, typer.Option("--policy", help="Policy TOML (or an Enarx.toml with [attestation]).")],
+    policy: Annotated[Path, typer.Option("--policy", help="Policy TOML (or an Enarx.toml with an attestation table).")],
     tee: TeeOpt = "auto",
     certs: Annotated[Path | None, typer.Option("--certs", help="Directory of VCEK/ASK/ARK, PCK or CPAK files.")] = None,
     collateral: Annotated[Path | None, typer.Option("--collateral", help="Directory from fetch-collateral.")] = None,
