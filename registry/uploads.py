@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
+from registry.blobresponse import BlobResponse
 from registry.blobs import UPLOAD_ID_RE
 from registry.errors import OciError
 from registry.names import digest_problem, valid_name
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 WRITE_CHUNK = 1 << 20
 _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 _locks: dict[str, asyncio.Lock] = {}
-
-
-class BlobFile(FileResponse):
-    chunk_size = 1 << 20  # large reads: fewer syscalls and event-loop turns per MiB
 
 
 def _digest(value: str | None, what: str = "digest") -> str:
@@ -50,8 +47,8 @@ async def get_blob(reg: Registry, request: Request, principal: Principal, parts:
         stat = None
     if stat is None or not reg.meta.blob_in_repo(name, digest):
         raise OciError("BLOB_UNKNOWN", f"blob {digest} is not in {name}")
-    headers = {"Docker-Content-Digest": digest}
-    return BlobFile(path, headers=headers, media_type="application/octet-stream", stat_result=stat)
+    return BlobResponse(str(path), stat.st_size, request.headers.get("range"), {"Docker-Content-Digest": digest,
+                                                                                "ETag": f'"{digest}"'})
 
 
 async def delete_blob(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:

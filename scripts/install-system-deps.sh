@@ -9,6 +9,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v wrk >/dev/null || need+=(wrk)  # bench/registry.py load client
 [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] || need+=(rustc cargo)
 ls /usr/lib/rustlib/wasm32-wasi >/dev/null 2>&1 || need+=(libstd-rust-dev-wasm32)
 [ -e "$(readlink -f /usr/bin/rust-lld 2>/dev/null || echo /nonexistent)" ] || need+=(lld-14)  # rustc's wasm linker
