@@ -10,7 +10,15 @@ from enarx_pkg.attestation.policy import Check, Policy, at_least, listed
 
 def specific(claims: Any, sect: Mapping[str, Any], policy: Policy) -> list[Check]:
     fn = {"snp": _snp, "tdx": _tdx, "sgx": _sgx, "cca": _cca, "sim": _sim}[claims.tee]
-    return list(fn(claims, sect, policy))
+    return list(fn(claims, sect, policy)) + list(_crl(claims, policy))
+
+
+def _crl(c: Any, policy: Policy) -> Iterator[Check]:
+    """``[collateral] crl = true``: the evidence must have been checked against the vendor CRLs."""
+    if not policy.collateral.get("crl") or c.tee not in ("snp", "tdx", "sgx"):
+        return
+    checked = c.crl_checked if c.tee == "snp" else bool(c.tcb and c.tcb.crl_checked)
+    yield Check("collateral.crl", checked, "checked" if checked else "no CRL supplied", "checked against CRLs")
 
 
 def _lists(claims: Any, sect: Mapping[str, Any], prefix: str, fields: Mapping[str, str]) -> Iterator[Check]:

@@ -58,6 +58,7 @@ class SnpClaims:
     launch_tcb: SnpTcb
     platform_info: int
     firmware: str
+    crl_checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class TcbEvaluation:
     qe_status: str
     module_status: str = ""
     fmspc: str = ""
+    crl_checked: bool = False
 
 
 @dataclass(frozen=True)

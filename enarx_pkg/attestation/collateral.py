@@ -19,6 +19,7 @@ FILES = {
     "pck_crl": "pck_platform_crl.der",
     "root_crl": "root_ca_crl.der",
     "pck_crl_chain": "pck_crl_issuer_chain.pem",
+    "amd_crl": "amd_crl.der",
 }
 
 
@@ -32,6 +33,7 @@ class Collateral:
     pck_crl: bytes | None = None
     root_crl: bytes | None = None
     pck_crl_chain: bytes | None = None
+    amd_crl: bytes | None = None
 
     @classmethod
     def from_dir(cls, path: Path) -> Collateral:

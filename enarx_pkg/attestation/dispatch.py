@@ -49,7 +49,7 @@ def _verify(
     if tee == "snp":
         from enarx_pkg.attestation.snp import verify_snp
 
-        return verify_snp(evidence, certs=certs, at=at)
+        return verify_snp(evidence, certs=certs, at=at, crl=collateral.amd_crl if collateral else None)
     if tee in ("tdx", "sgx"):
         from enarx_pkg.attestation.dcap import verify_quote
 

@@ -73,7 +73,7 @@ def verify_file(req: VerifyRequest) -> tuple[Any, Appraisal]:
     data = read_evidence(req.evidence)
     tee = dispatch.detect(data) if req.tee == "auto" else req.tee
     certs = read_certs(req.certs, tee) + read_certs(req.collateral, tee)
-    col = Collateral.from_dir(req.collateral) if req.collateral and tee in ("tdx", "sgx") else None
+    col = Collateral.from_dir(req.collateral) if req.collateral else None
     claims = dispatch.verify(tee, data, certs=certs, collateral=col, at=parse_time(req.at))
     expected = None
     if req.expected_report_data is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -175,6 +175,8 @@ def verify_snp(evidence: bytes, *, certs: Sequence[bytes] = (), at: datetime | N
     if cpuid_product and cpuid_product != ch.product:
         raise EvidenceError("snp.product", f"report CPUID says {cpuid_product} but the chain is AMD {ch.product}")
     claims = parse_report(r, ch.product)
+    if crl is not None:
+        claims = replace(claims, crl_checked=True)
     try:
         ch.key.verify(_signature(r), r[:SIGNED_LEN], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -93,7 +94,8 @@ def appraise_collateral(q: Quote, pck_chain: Sequence[x509.Certificate], pck: Pc
         _check_crl(col.pck_crl, pck_chain[1], pck_chain[0], at, "collateral.pck_crl")
     if col.root_crl is not None:
         _check_crl(col.root_crl, pck_chain[-1], pck_chain[1], at, "collateral.root_crl")
-    return evaluate(q, pck, tcb_info, qe_id)
+    ev = evaluate(q, pck, tcb_info, qe_id)
+    return replace(ev, crl_checked=col.pck_crl is not None and col.root_crl is not None)
 
 
 def _check_crl(der: bytes, issuer: x509.Certificate, subject: x509.Certificate, at: datetime, check: str) -> None:

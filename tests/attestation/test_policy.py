@@ -155,3 +155,20 @@ def test_cca_policy_pins_cpak(vec):
     assert appraise(c, pol, expected_report_data=c.report_data).ok
     pol2 = Policy.from_mapping({"tees": ["cca"], "cca": {"measurements": [c.measurement]}}, "t")
     assert [x.name for x in appraise(c, pol2, expected_report_data=None).failed] == ["cca.cpak"]
+
+
+def test_crl_required_by_policy(vec):
+    from datetime import UTC, datetime
+
+    from enarx_pkg.attestation.collateral import Collateral
+
+    folder = vec.root / "tdx/collateral-2023-06-fmspc-50806f000000"
+    quote, at = vec.read("tdx/trustee-v4-spr/quote.dat"), datetime(2023, 6, 20, tzinfo=UTC)
+    pol = Policy.from_mapping({"tees": ["tdx"], "debug": True, "collateral": {"crl": True},
+                               "tdx": {"mrtd": ["705ee9381b8633a9fbe532b52345e8433343d2868959f57889d84ca377c395b6"
+                                                "89cac1599ccea1b7d420483a9ce5f031"]}}, "t")
+    with_crl = verify_evidence("tdx", quote, collateral=Collateral.from_dir(folder), at=at)
+    assert appraise(with_crl, pol, expected_report_data=None).ok
+    col = Collateral.from_dir(folder)
+    no_crl = verify_evidence("tdx", quote, collateral=Collateral(**{**col.__dict__, "pck_crl": None}), at=at)
+    assert [c.name for c in appraise(no_crl, pol, expected_report_data=None).failed] == ["collateral.crl"]
