@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from enarx_pkg.attestation._errors import EvidenceError, MalformedEvidence
+from enarx_pkg.attestation.collateral import Collateral
 
 if TYPE_CHECKING:
     from enarx_pkg.attestation.claims import Claims
-    from enarx_pkg.attestation.collateral import Collateral
 
-__all__ = ["EvidenceError", "MalformedEvidence", "verify_evidence"]
+__all__ = ["Collateral", "EvidenceError", "MalformedEvidence", "verify_evidence"]
 
 TEES = ("snp", "tdx", "sgx", "cca", "sim")
 
