@@ -10,7 +10,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from registry import views
@@ -34,8 +34,8 @@ def _human(size: Any) -> str:
 _env.filters["human"] = _human
 
 
-def _render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(_env.get_template(name).render(**context), status)
+def _render(name: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_env.get_template(name).render(**context), status, headers=headers)
 
 
 def routes(reg: Registry) -> list[Route]:
@@ -51,7 +51,19 @@ def routes(reg: Registry) -> list[Route]:
                 return _render("error.html", 404, message="Not found, or not visible without a token.")
         return run
 
+    async def login(request: Request) -> Response:
+        # browsers send Basic credentials only after a challenge; afterwards every page gets them
+        try:
+            principal = reg.auth.authenticate(request.headers.get("authorization"))
+        except Unauthorized:
+            principal = None
+        if principal is None or principal.token_id is None:
+            return _render("error.html", 401, message="Sign in with any user name and an API token as password.",
+                           headers={"WWW-Authenticate": 'Basic realm="enarx-pkg registry"'})
+        return RedirectResponse("/", 303)
+
     return [
+        Route("/login", login),
         Route("/", page(_home)),
         Route("/repo/{name:path}/-/versions/{reference}", page(_version)),
         Route("/repo/{name:path}", page(_repository)),

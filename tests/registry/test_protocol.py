@@ -188,3 +188,38 @@ def test_token_endpoint_issues_bearer_for_granted_scope(server):
     assert client.push_blob(name, b"via bearer")
     other = client.http.post(f"/v2/{repo()}/blobs/uploads/")
     assert other.status_code == 403
+
+
+def test_suffix_and_unsatisfiable_ranges(admin):
+    name = repo()
+    digest = admin.push_blob(name, b"0123456789")
+    r = admin.http.get(f"/v2/{name}/blobs/{digest}", headers={"Range": "bytes=-3"})
+    assert r.status_code == 206 and r.content == b"789" and r.headers["content-range"] == "bytes 7-9/10"
+    r = admin.http.get(f"/v2/{name}/blobs/{digest}", headers={"Range": "bytes=50-60"})
+    assert r.status_code == 416 and r.headers["content-range"] == "bytes */10"
+
+
+def test_manifest_put_by_digest_must_match_the_body(admin):
+    name = repo()
+    config = admin.push_blob(name, b"{}")
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                "layers": []}
+    r = admin.push_manifest(name, sha(b"something else"), manifest)
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+def test_two_replicas_share_one_postgresql(postgres_registry, tmp_path):
+    from tests.conftest import free_port
+    from tests.fixtures.registry import RegistryServer
+
+    port = free_port()
+    replica = RegistryServer(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", postgres_registry.admin_token,
+                             postgres_registry.data_dir, postgres_registry.database, port)
+    replica.start()
+    try:
+        _, body = Client(postgres_registry, postgres_registry.admin_token).push_image("replica/app", "1.0.0")
+        other = Client(replica, replica.admin_token)
+        assert other.http.get("/v2/replica/app/manifests/1.0.0").content == body
+        assert "1.0.0" in other.http.get("/v2/replica/app/tags/list").json()["tags"]
+    finally:
+        replica.stop()

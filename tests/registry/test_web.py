@@ -161,3 +161,10 @@ def test_schemathesis_finds_no_server_errors(registry_server, published):
 
         check()
     assert failures == []
+
+
+def test_login_page_challenges_for_basic_credentials(registry_server):
+    r = httpx.get(registry_server.url + "/login")
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic ")
+    r = httpx.get(registry_server.url + "/login", auth=("me", registry_server.admin_token))
+    assert r.status_code == 303
