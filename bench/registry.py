@@ -102,7 +102,9 @@ def start_distribution(root: Path) -> Server:
         raise SystemExit("docker-registry is not installed (scripts/install-system-deps.sh)")
     port = free_port()
     config = root / "distribution.yml"
-    config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+    # Debian's default configuration (in-memory blob descriptor cache), quiet logs, loopback only
+    config.write_text(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
+                      f"  cache:\n    blobdescriptor: inmemory\n  filesystem:\n"
                       f"    rootdirectory: {root / 'distribution'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -9,7 +9,8 @@ import typer
 from enarx_pkg._cli.common import info, print_json
 from enarx_pkg.errors import InputError, UsageError
 
-registry_app = typer.Typer(help="Run and administer the enarx-pkg registry.", no_args_is_help=True)
+registry_app = typer.Typer(help="Run and administer the enarx-pkg registry.", no_args_is_help=True,
+                           add_completion=False)
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 registry_app.add_typer(token_app, name="token")
 
