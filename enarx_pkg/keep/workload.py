@@ -25,12 +25,23 @@ MAX_CONFIG_BYTES = 1 << 20
 Sink = Callable[[bytes], None]
 
 
+WARM_TOML = '[package]\nname = "warm"\nversion = "0.0.0"\n'
+
+
 def prewarm() -> None:
-    """Import the heavy modules now (the pool does this before any deployer is waiting)."""
-    import wasmtime  # noqa: F401
+    """Do the slow first-time work now, before any deployer is waiting: imports, the Enarx.toml
+    schema, a wasmtime engine and one trivial run (no secret exists in the keep yet)."""
+    import wasmtime
 
     from enarx_pkg import encrypt, manifest, runtime  # noqa: F401
     from enarx_pkg.oci import client  # noqa: F401
+
+    toml = manifest.loads(WARM_TOML, Path("warm.toml"))
+    with tempfile.TemporaryDirectory(prefix="enarx-keep-warm-") as tmp:
+        module = Path(tmp) / "warm.wasm"
+        module.write_bytes(wasmtime.wat2wasm('(module (func (export "_start")))'))
+        runtime.run(replace(runtime.spec_for(toml, module, stdin=b"", stdout=lambda b: None,
+                                             stderr=lambda b: None), cache=False))
 
 
 def execute(envelope: seal.Envelope, stdin: bytes, on_stdout: Sink, on_stderr: Sink,
