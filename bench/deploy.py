@@ -28,7 +28,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 EP = str(BIN / "enarx-pkg")
-FLOOR = (  # fallback if -X importtime gives nothing"import typer, click, httpx, cryptography.hazmat.primitives.hpke, jwcrypto.jwe, jsonschema, "
+# fallback if -X importtime gives nothing
+FLOOR = ("import typer, click, httpx, cryptography.hazmat.primitives.hpke, jwcrypto.jwe, jsonschema, "
          "enarx_pkg.deploy, enarx_pkg.deploy_plan, enarx_pkg.pull, enarx_pkg.verify, enarx_pkg.attestation.policy, "
          "enarx_pkg.attestation.sim, enarx_pkg._cli.deploy")
 DIRECT = """
@@ -175,7 +176,8 @@ def floor_script(rig: Rig, ref: str) -> str:
             name = line.rsplit("|", 1)[1]
             if name.strip() and not name.startswith("  "):  # " name" is top level, "   name" nested
                 names.append(name.strip())
-    body = "\n".join(f"try:\n    import {n}\nexcept Exception:\n    pass" for n in names if all(p.isidentifier() for p in n.split(".")))
+    names = [n for n in names if all(p.isidentifier() for p in n.split("."))]
+    body = "\n".join(f"try:\n    import {n}\nexcept Exception:\n    pass" for n in names)
     return body or FLOOR
 
 
