@@ -39,6 +39,7 @@ _ROUTE = re.compile(
     r"(?P<tags>tags/list)|manifests/(?P<ref>[^/]+)|blobs/uploads/?(?P<upload>[^/]*)|"
     r"blobs/(?P<blob>[^/]+)|referrers/(?P<subject>[^/]+))$"
 )
+_HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:.]{2,45}\](?::\d{1,5})?$")
 Handler = Callable[[Registry, Request, Principal, dict[str, str]], Awaitable[Response]]
 
 
@@ -122,7 +123,10 @@ def _principal(reg: Registry, request: Request, name: str | None, action: str) -
 
 
 def _challenge_header(reg: Registry, request: Request, name: str | None, action: str) -> dict[str, str]:
-    base = reg.settings.public_url or f"{request.url.scheme}://{request.headers.get('host', 'localhost')}"
+    host = request.headers.get("host", "")
+    if not _HOST_RE.match(host):  # the realm is echoed into a header: no quotes or odd bytes from clients
+        host = "localhost"
+    base = reg.settings.public_url or f"{request.url.scheme}://{host}"
     service = base.split("://", 1)[-1]
     value = f'Bearer realm="{base}/token",service="{service}"'
     if name is not None:

@@ -174,3 +174,10 @@ def test_anonymous_pull_follows_the_repository_setting(server, admin):
     set_repo(server._settings(), name, anonymous_pull=1)
     assert httpx.get(f"{server.url}/v2/{name}/manifests/1.0.0").status_code == 200
     assert httpx.post(f"{server.url}/v2/{name}/blobs/uploads/").status_code == 401
+
+
+def test_host_header_cannot_inject_into_the_auth_challenge(server):
+    r = httpx.get(server.url + "/v2/", headers={"Host": 'evil", realm="http://attacker'})
+    assert r.status_code in (400, 401)
+    if r.status_code == 401:
+        assert "attacker" not in r.headers["www-authenticate"]
