@@ -168,3 +168,24 @@ def test_login_page_challenges_for_basic_credentials(registry_server):
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic ")
     r = httpx.get(registry_server.url + "/login", auth=("me", registry_server.admin_token))
     assert r.status_code == 303
+
+
+def test_encrypted_layers_and_refused_signatures_are_shown_as_such(registry_server, testvectors):
+    client = Client(registry_server, registry_server.admin_token)
+    config = client.push_blob("web/sealed", b"{}")
+    layer = client.push_blob("web/sealed", b"ciphertext")
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                "layers": [{"mediaType": "application/wasm+encrypted", "digest": layer, "size": 10}]}
+    body = json.dumps(manifest).encode()
+    assert client.push_manifest("web/sealed", "1.0.0", body).status_code == 201
+    forged = (testvectors / "sigstore" / "negative" / "bundle_no_log_entry.txt.sigstore").read_bytes()
+    _attach(client, "web/sealed", sha(body), len(body), forged)
+    api = httpx.Client(base_url=registry_server.url + "/api/v1",
+                       headers={"Authorization": f"Bearer {registry_server.admin_token}"})
+    v = api.get("/repositories/web/sealed/-/versions/1.0.0").json()
+    assert v["encrypted"] is True and v["layers"][0]["encrypted"] is True and v["enarx_toml"] is None
+    [sig] = v["signatures"]
+    assert sig["verified"] is False and sig["note"].startswith("not verified")
+    page = httpx.get(registry_server.url + "/repo/web/sealed/-/versions/1.0.0",
+                     headers={"Authorization": f"Bearer {registry_server.admin_token}"}).text
+    assert "encrypted</span>" in page and "not verified" in page
