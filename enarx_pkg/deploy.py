@@ -22,7 +22,7 @@ from typing import Any
 
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg._internal import seal
-from enarx_pkg.errors import Error, InputError, TransportError, UsageError
+from enarx_pkg.errors import AttestationError, Error, InputError, TransportError, UsageError
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout
 
 HTTP_TIMEOUT_S = 30.0
@@ -214,7 +214,8 @@ class HostSession:
             raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
         plan.check_binding(claims.report_data, nonce, keep_key, self.host)
         appraisal = ap.appraise(claims, self.policy, expected_report_data=seal.report_data(nonce, keep_key))
-        appraisal.raise_for_failure()
+        if not appraisal.ok:
+            raise AttestationError(plan.appraisal_refusal(self.host, appraisal.tee, appraisal.checks))
         self.result.measurement = claims.measurement
         return keep_key
 

@@ -76,6 +76,15 @@ def check_sim(tee: str, host: str, insecure_sim: bool) -> None:
             hint="for development only: pass --insecure-sim and pin the host's sim key in the policy")
 
 
+def appraisal_refusal(host: str, tee: str, checks: Sequence[Any]) -> str:
+    """The refusal message: every check of the appraisal, passed and failed, so nothing is guessed."""
+    lines = [f"  {'ok  ' if c.passed else 'FAIL'} {c.name}: observed {c.observed}, expected {c.expected}"
+             for c in checks]
+    failed = sum(1 for c in checks if not c.passed)
+    return f"{tee} evidence from {host} refused by the policy ({failed} of {len(checks)} checks failed):\n" + \
+        "\n".join(lines)
+
+
 def check_backend(tee: str, allowed: Sequence[str], host: str) -> None:
     if allowed and tee not in allowed:
         raise AttestationError(f"{host} offers a {tee} keep; the package's [keep] backends allow {', '.join(allowed)}")

@@ -10,8 +10,8 @@ import typer
 
 from enarx_pkg._cli.common import info, print_json, warn
 
-host_app = typer.Typer(help="Run the host agent that creates keeps.", no_args_is_help=True)
-deploy_app = typer.Typer()
+host_app = typer.Typer(help="Run the host agent that creates keeps.", no_args_is_help=True, add_completion=False)
+deploy_app = typer.Typer(add_completion=False)
 
 
 @host_app.callback()
@@ -59,13 +59,13 @@ def deploy(
     host_token_file: Annotated[Path | None, typer.Option(help="bearer token for the host agents")] = None,
     policy: Annotated[Path | None, typer.Option(help="attestation policy (TOML)")] = None,
     key: Annotated[Path | None, typer.Option(help="signer's public key (PEM)")] = None,
-    certificate_identity: Annotated[str | None, typer.Option()] = None,
-    certificate_oidc_issuer: Annotated[str | None, typer.Option()] = None,
+    certificate_identity: Annotated[str | None, typer.Option(help="keyless signer identity (cosign's flag)")] = None,
+    certificate_oidc_issuer: Annotated[str | None, typer.Option(help="OIDC issuer of that identity")] = None,
     decryption_key: Annotated[Path | None, typer.Option(help="private key the package was encrypted for")] = None,
     secret: Annotated[list[str] | None, typer.Option(help="NAME=env:VAR or NAME=file:PATH")] = None,
     keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
-    insecure_sim: Annotated[bool, typer.Option(help="accept SOFTWARE sim keeps (no protection)")] = False,
-    stdin: Annotated[bool, typer.Option(help="send our stdin to the workload (sealed)")] = False,
+    insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="send our stdin to the workload (sealed)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
