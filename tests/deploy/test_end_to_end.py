@@ -86,3 +86,28 @@ def test_secret_option_overrides_source(published, sim_host, policy_for, monkeyp
     [r] = d.deploy(s)
     assert r.error is None, r.error and r.error.message
     assert b"env=PROBE_SECRET=from-a-file" in r.stdout
+
+
+def test_encrypted_package_from_our_registry(published, sim_host, policy_for, registry_server, tmp_path,
+                                             monkeypatch) -> None:
+    """The embedded default: our registry (SQLite + files, no anonymous pull) holds the encrypted, signed
+    package; the deployer's credential is sealed to the keep, which pulls with it."""
+    from enarx_pkg.oci.auth import Credential, static
+    from enarx_pkg.oci.reference import parse_registry
+    from enarx_pkg.publish import Target, publish
+    from enarx_pkg.pull import pull
+
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    pulled = pull(published.encrypted, tmp_path / "enc")
+    creds = static(registry_server.host, Credential("admin", registry_server.admin_token))
+    target = publish(pulled.layout, Target(parse_registry(registry_server.host), "deploy/probe", "0.1.0"),
+                     credentials=creds)
+    s = settings(published, sim_host, policy_for(sim_host), ref=f"{registry_server.host}/deploy/probe:0.1.0",
+                 decryption_key=published.recipient_key.read_bytes())
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_HOST", registry_server.host)
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_USERNAME", "admin")
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_PASSWORD", registry_server.admin_token)
+    [r] = d.deploy(s)
+    assert r.error is None, r.error and r.error.message
+    assert MARKER in r.stdout and r.status == 1
+    assert target.reference.digest == published.encrypted_digest  # same bytes, another registry
