@@ -1,7 +1,7 @@
 """An OCI Distribution client: manifests, blobs (streamed, verified), uploads (chunked, resumable), referrers.
 
 No CLI, no globals: the keep uses the same class to pull by digest. Memory stays flat in blob size:
-blobs move in ``Settings.read_chunk`` pieces and are hashed as they pass.
+blobs move in socket-sized pieces (≤ 64 KiB) through a bounded queue and are hashed as they pass.
 """
 
 from __future__ import annotations
