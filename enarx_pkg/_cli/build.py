@@ -11,8 +11,6 @@ build_app = typer.Typer(add_completion=False)
 inspect_app = typer.Typer(add_completion=False)
 run_app = typer.Typer(add_completion=False)
 
-NO_TEE = "running locally without a TEE: no attestation, no confidentiality"
-
 
 @build_app.command()
 def build(
@@ -73,34 +71,8 @@ def run(ctx: typer.Context) -> None:
     build), LAYOUT an OCI image layout. ARGS replace the Enarx.toml args. --no-cache compiles
     afresh instead of using the compiled-module cache.
     """
-    # Options are parsed here rather than declared: typer's per-parameter coercion imports
-    # pydantic (~100 ms), a third of what running a small workload costs.
-    import sys
+    # Options are parsed in _cli.run rather than declared: typer's per-parameter coercion imports
+    # pydantic (~100 ms); plain invocations do not reach typer at all (see _cli.main).
+    from enarx_pkg._cli import run as run_cmd
 
-    from enarx_pkg import runtime
-
-    target, argv, cache = _run_options(list(ctx.args))
-    print(NO_TEE, file=sys.stderr)
-    sys.stderr.flush()
-    raise typer.Exit(runtime.run_path(Path(target), argv, cache=cache))
-
-
-def _run_options(words: list[str]) -> tuple[str, tuple[str, ...] | None, bool]:
-    from enarx_pkg.errors import UsageError
-
-    cache, target, rest = True, ".", None
-    while words:
-        word = words.pop(0)
-        if word == "--":
-            rest = tuple(words)
-            break
-        if word == "--no-cache":
-            cache = False
-        elif word.startswith("-"):
-            raise UsageError(f"run: unknown option {word!r} (workload arguments go after --)")
-        elif target == "." and rest is None:
-            target = word
-        else:
-            rest = (word, *words)
-            break
-    return target, rest, cache
+    raise typer.Exit(run_cmd.run(list(ctx.args)))

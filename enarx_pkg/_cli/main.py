@@ -1,18 +1,17 @@
-"""Root command. Sub-commands are imported only when they run, so ``--help`` starts fast."""
+"""Root command. Sub-commands are imported only when they run, so ``--help`` starts fast.
+
+The typer app lives in :mod:`enarx_pkg._cli.root` and is imported on first use. A plain
+``enarx-pkg run ...`` never imports it: ``main`` hands the words to :mod:`enarx_pkg._cli.run`
+directly, which is what the typer ``run`` command would do with them (typer and the pydantic it
+uses for option coercion cost ~150 ms, twice what running a small workload takes).
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from typing import Any
-
-import typer
-import typer.main
-from typer.core import TyperGroup
-
-from enarx_pkg import __version__
 
 # name -> (module, attribute holding a typer.Typer, one-line help shown by ``enarx-pkg --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -36,53 +35,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class LazyGroup(TyperGroup):
-    """Lists commands from ``COMMANDS`` and imports a command's module only when it is invoked."""
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the typer app, as ``enarx_pkg._cli.main.app`` (built lazily)
+        from enarx_pkg._cli.root import app
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        return list(COMMANDS)
-
-    def get_command(self, ctx: Any, cmd_name: str) -> Any:
-        if cmd_name not in COMMANDS:
-            return None
-        module_name, attr, _ = COMMANDS[cmd_name]
-        app = getattr(importlib.import_module(module_name), attr)
-        command = typer.main.get_command(app)
-        command.name = cmd_name
-        return command
-
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-app = typer.Typer(
-    cls=LazyGroup,
-    rich_markup_mode=None,
-    add_completion=False,
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"enarx-pkg {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def cli(
-    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
-) -> None:
-    """Build, sign, publish and deploy confidential WebAssembly workloads.
-
-    Exit codes: 0 ok, 2 usage, 65 invalid input, 66 not found, 69 registry/host/network failure,
-    70 build failed, 77 signature or digest refused, 78 attestation refused, 124 workload timed out,
-    134 workload trapped; `run` and `deploy` otherwise exit with the workload's own status.
-    """
+        return app
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,23 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     from enarx_pkg.errors import Error
 
     args = sys.argv[1:] if argv is None else argv
-    from typer._click.exceptions import ClickException
-
-    root = typer.main.get_command(app)
     try:
-        rv = root.main(args=args, prog_name="enarx-pkg", standalone_mode=False)
+        return _dispatch(args)
     except Error as exc:
         to_dict = getattr(exc, "to_dict", None)  # e.g. ManifestError lists its problems
         details = to_dict() if callable(to_dict) else None
         _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args,
                 details)
         return int(exc.exit_code)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except _typer_exceptions() as exc:
+        return _typer_outcome(exc)
+    except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug in enarx-pkg, not the user's fault: say so, briefly
@@ -115,7 +67,41 @@ def main(argv: list[str] | None = None) -> int:
         _report(f"internal error: {type(exc).__name__}: {exc}\n  hint: set ENARX_PKG_DEBUG=1 for a traceback "
                 "and report it", 1, "InternalError", str(exc), "--json" in args)
         return 1
+
+
+def _dispatch(args: list[str]) -> int:
+    from enarx_pkg._cli import run
+
+    if args[:1] == ["run"] and run.plain(args[1:]):
+        return run.run(run.click_args(args[1:]))
+    import typer.main
+
+    from enarx_pkg._cli.root import app
+
+    rv = typer.main.get_command(app).main(args=args, prog_name="enarx-pkg", standalone_mode=False)
     return rv if isinstance(rv, int) else 0
+
+
+def _typer_exceptions() -> tuple[type[BaseException], ...]:
+    """typer's exit/abort/usage exceptions; none can be raised before typer is imported."""
+    if "typer" not in sys.modules:
+        return ()
+    import typer
+    from typer._click.exceptions import ClickException
+
+    return typer.Exit, typer.Abort, ClickException
+
+
+def _typer_outcome(exc: BaseException) -> int:
+    import typer
+
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):
+        print("aborted", file=sys.stderr)
+        return 130
+    exc.show()  # type: ignore[attr-defined]  # a ClickException: usage errors, bad parameters
+    return int(exc.exit_code)  # type: ignore[attr-defined]
 
 
 def _report(text: str, code: int, kind: str, message: str, as_json: bool,

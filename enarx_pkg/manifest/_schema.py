@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from enarx_pkg.manifest import _fastcheck
 from enarx_pkg.manifest._positions import Path as KeyPath
 from enarx_pkg.manifest._positions import Positions
 from enarx_pkg.manifest.problems import Problem
@@ -44,6 +45,8 @@ def _validator() -> Any:
 
 def check(doc: dict[str, Any], file: str, positions: Positions) -> list[Problem]:
     """Every structural problem in ``doc`` (parsed TOML), located in the source."""
+    if _fastcheck.verdict(schema(), doc) is True:
+        return []  # exactly what jsonschema would conclude, without importing it (~70 ms)
     problems: list[Problem] = []
     for error in _validator().iter_errors(doc):
         problems.extend(_translate(error, file, positions))
