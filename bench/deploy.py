@@ -122,7 +122,7 @@ class Rig:
         """Build, encrypt, sign and publish; returns the reference to deploy."""
         oci, enc = self.root / f"{repo}-oci", self.root / f"{repo}-enc"
         self._run([EP, "build", str(project), "-o", str(oci)])
-        self._run([str(BIN / "python"), "-m", "enarx_pkg.encrypt", str(oci), "--recipient",
+        self._run([EP, "encrypt", str(oci), "--recipient",
                    str(self.root / "recipient.pub"), "--output", str(enc)])
         self._run([EP, "sign", str(enc), "--key", str(self.root / "signer.key")])
         self._run([EP, "publish", str(enc), "--registry", self.reg, "--repository", f"bench/{repo}", "--tag", "1"])

@@ -201,29 +201,3 @@ def _pubopts_hmac(desc: Descriptor) -> bytes:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m enarx_pkg.encrypt LAYOUT --recipient PUB [...] --output DIR`` (encrypt, then sign DIR)."""
-    import argparse
-
-    from enarx_pkg.errors import Error
-
-    p = argparse.ArgumentParser(prog="python -m enarx_pkg.encrypt",
-                                description="Encrypt a package layout for recipients (sign the result).")
-    p.add_argument("layout", type=Path)
-    p.add_argument("--recipient", type=Path, action="append", required=True)
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--ref")
-    a = p.parse_args(argv)
-    try:
-        out = encrypt_layout(Layout.open(a.layout), [r.read_bytes() for r in a.recipient], ref=a.ref, dest=a.output)
-    except Error as exc:
-        print(exc.diagnostics())
-        return int(exc.exit_code)
-    print(f"encrypted {out.resolve(a.ref).digest} -> {out.path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

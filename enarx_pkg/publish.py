@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from enarx_pkg._internal import canonical
 from enarx_pkg.errors import NotFoundError, UsageError, VerificationError
@@ -85,10 +86,18 @@ def target_from(registry: str | None, repository: str | None, tag: str | None, e
 def publish(layout: Layout, target: Target, *, credentials: CredentialSource | None = None,
             settings: Settings | None = None, progress: ProgressFactory | None = None,
             mount_from: str | None = None, source_ref: str | None = None,
-            recipients: tuple[Path, ...] = ()) -> PublishResult:
-    """Push the package in ``layout`` (and its signatures) to ``target``; encrypt first if asked."""
+            recipients: tuple[Path, ...] = (), sign_key: Any = None) -> PublishResult:
+    """Push the package in ``layout`` (and its signatures) to ``target``; encrypt first if asked.
+
+    Encryption makes a new manifest (its digest covers the ciphertext), which the plaintext's
+    signatures do not cover: ``sign_key`` (an EC private key) signs the encrypted manifest.
+    """
     if recipients:
         layout = _encrypt(layout, recipients)
+        if sign_key is not None:
+            from enarx_pkg.sign import sign_layout
+
+            sign_layout(layout, key=sign_key)
     if credentials is None:
         from enarx_pkg import credentials as _creds
 

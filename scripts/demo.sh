@@ -36,7 +36,7 @@ echo "== 1. registry (SQLite + files in $DEMO/registry) on $REG"
 "$EP" registry serve --data "$DEMO/registry" --port "$REG_PORT" >"$DEMO/registry.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://$REG/v2/"
-PUSH_TOKEN=$("$EP" registry token create --data "$DEMO/registry" --name demo --scope admin | tail -n1)  # see docs/deploy.md: scoped push tokens
+PUSH_TOKEN=$("$EP" registry token create --data "$DEMO/registry" --name demo-ci --scope 'push:demo/*' | tail -n1)
 printf '%s' "$PUSH_TOKEN" | "$EP" login "$REG" -u demo --password-stdin >/dev/null
 
 echo "== 2. sim host agent on 127.0.0.1:$HOST_PORT"
@@ -54,7 +54,7 @@ echo "== 4. keys: a signing key, and the key the package is encrypted for"
 "$EP" keys generate --out "$DEMO/recipient" >/dev/null
 
 echo "== 5. encrypt (ocicrypt layers), then sign the ENCRYPTED manifest, then publish"
-"$BIN/python" -m enarx_pkg.encrypt "$DEMO/oci" --recipient "$DEMO/recipient.pub" --output "$DEMO/oci-enc"
+"$EP" encrypt "$DEMO/oci" --recipient "$DEMO/recipient.pub" --output "$DEMO/oci-enc"
 "$EP" sign "$DEMO/oci-enc" --key "$DEMO/signer.key"
 "$EP" publish "$DEMO/oci-enc" --registry "$REG" --repository demo/hello --tag 0.1.0
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "keys": ("enarx_pkg._cli.signing", "keys_app", "Generate signing keys."),
     "sign": ("enarx_pkg._cli.signing", "sign_app", "Sign a package (sigstore bundle + SLSA provenance)."),
     "verify": ("enarx_pkg._cli.signing", "verify_app", "Verify a package's signatures."),
+    "encrypt": ("enarx_pkg._cli.encrypt", "encrypt_app", "Encrypt a package's layers for recipients (ocicrypt)."),
     "login": ("enarx_pkg._cli.transfer", "login_app", "Store credentials for a registry."),
     "logout": ("enarx_pkg._cli.transfer", "logout_app", "Remove stored credentials for a registry."),
     "publish": ("enarx_pkg._cli.transfer", "publish_app", "Push a package and its signatures to a registry."),

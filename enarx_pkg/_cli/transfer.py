@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from enarx_pkg._cli.common import info, is_terminal, print_json
+from enarx_pkg._cli.common import info, is_terminal, print_json, warn
 
 login_app = typer.Typer(add_completion=False)
 logout_app = typer.Typer(add_completion=False)
@@ -70,6 +70,8 @@ def publish(
     mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
     recipient: list[Path] = typer.Option([], "--recipient", help="Recipient public key PEM file (with --encrypt)."),
+    sign_key: Path = typer.Option(None, "--sign-key", help="With --encrypt: sign the encrypted manifest with this "
+                                  "private key (passphrase from ENARX_PKG_KEY_PASSWORD)."),
     plain_http: bool = PLAIN_HTTP,
     as_json: bool = JSON,
 ) -> None:
@@ -79,11 +81,21 @@ def publish(
 
     if encrypt != bool(recipient):
         raise UsageError("--encrypt needs at least one --recipient (and --recipient needs --encrypt)")
+    if sign_key and not encrypt:
+        raise UsageError("--sign-key goes with --encrypt; sign a plaintext package with `enarx-pkg sign`")
+    key = None
+    if sign_key:
+        from enarx_pkg import keys
+
+        key = keys.load_private(sign_key)
+    elif encrypt:
+        warn("the encrypted manifest is a new package and is not signed: `deploy` will refuse it "
+             "(pass --sign-key, or run `enarx-pkg encrypt`, `sign`, then `publish`)")
     layout, toml = pub.find_layout(source)
     target = pub.target_from(registry, repository, tag, toml, plain_http=plain_http)
     with _progress(as_json) as progress:
         result = pub.publish(layout, target, progress=progress, mount_from=mount_from,
-                             recipients=tuple(recipient))
+                             recipients=tuple(recipient), sign_key=key)
     if as_json:
         print_json(result.to_json())
     else:

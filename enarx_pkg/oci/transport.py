@@ -199,7 +199,7 @@ def _registry_error(resp: httpx.Response) -> str:
         errors = resp.json().get("errors") or []
         first = errors[0]
         text = f"{first.get('code', '')}: {first.get('message', '')}"
-    except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError):
+    except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError, httpx.StreamError):
         return ""
     text = "".join(c for c in text if c.isprintable())[:200]
     return f" ({text})" if text.strip(": ") else ""

@@ -44,6 +44,18 @@ def test_wrong_token_is_refused_without_echoing_it(registry_server: Any, tmp_pat
     assert "not-a-real-token" not in exc.value.diagnostics()
 
 
+def test_push_scoped_token_publishes_and_pulls_through_the_token_flow(registry_server: Any, tmp_path: Path) -> None:
+    # a CI token that may only push to team/*: the client starts with a pull-scoped bearer token and must
+    # be sent back to /token for push (regression: it used to be refused with 403 DENIED)
+    creds = static(registry_server.host, Credential("ci", registry_server.token("push:team/*"), "test"))
+    layout, dg = make_package(tmp_path / "pkg", note="scoped")
+    res = publish(layout, Target(parse_registry(registry_server.host), "team/app", "2.0.0"), credentials=creds)
+    assert str(res.reference).endswith(dg)
+    assert pull(f"{registry_server.host}/team/app:2.0.0", tmp_path / "out", credentials=creds).manifest_digest == dg
+    with pytest.raises(AuthError):
+        publish(layout, Target(parse_registry(registry_server.host), "other/app", "2.0.0"), credentials=creds)
+
+
 @pytest.fixture
 def ours_proxy(registry_server: Any) -> Iterator[ProxyServer]:
     p = ProxyServer(registry_server.url).start()
