@@ -209,7 +209,8 @@ class HostSession:
             raise InputError(f"{self.host} sent a keep key or evidence that is not base64") from None
         tee = created["tee"]
         plan.check_sim(tee, self.host, self.settings.insecure_sim)
-        claims = verify_evidence(tee, evidence, certs=_certs(tee, created.get("aux")))
+        claims = verify_evidence(tee, evidence, certs=_certs(tee, created.get("aux")),
+                                 collateral=_collateral(self.policy, self.settings.policy_path))
         if len(keep_key) != seal.KEY_BYTES:
             raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
         plan.check_binding(claims.report_data, nonce, keep_key, self.host)
@@ -294,6 +295,17 @@ class HostSession:
 
         with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
             self.http.delete(f"/v1/keeps/{self.result.keep_id}")
+
+
+def _collateral(policy: Any, policy_path: Path | None) -> Any:
+    """The policy's offline collateral directory (TCB info, QE identity, CRLs), relative to the policy file."""
+    where = policy.collateral.get("dir")
+    if not where:
+        return None
+    from enarx_pkg.attestation import Collateral
+
+    base = policy_path.parent if policy_path is not None else Path.cwd()
+    return Collateral.from_dir(base / where)
 
 
 def _certs(tee: str, aux: Any) -> list[bytes]:
