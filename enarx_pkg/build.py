@@ -77,15 +77,20 @@ def build(project: Path, out: Path | None = None, progress: Progress | None = No
 
 
 def _put_checked(layout: Layout, module: Path, fuel: bool) -> tuple[Descriptor, wasmcheck.ModuleInfo]:
-    """Copy the module into the layout (hashing it on the way, once), then check it."""
+    """Copy the module into the layout (hashing it on the way, once), then check the stored copy.
+
+    Checking the blob, not the source file, means what was validated is exactly what was packaged,
+    even if the build output changes meanwhile; errors still name the source file.
+    """
     existed = set(os.listdir(layout.path / "blobs" / "sha256"))
     desc = layout.put_file(module, MEDIA_WASM, {ANNOTATION_TITLE: module.name})
+    blob = layout.blob_path(desc.digest)
     try:
-        return desc, wasmcheck.check(module, desc.digest, fuel=fuel)
-    except BuildError:
-        if layout.blob_path(desc.digest).name not in existed:  # leave no refused module behind
-            layout.blob_path(desc.digest).unlink(missing_ok=True)
-        raise
+        return desc, wasmcheck.check(blob, desc.digest, fuel=fuel)
+    except BuildError as exc:
+        if blob.name not in existed:  # leave no refused module behind
+            blob.unlink(missing_ok=True)
+        raise BuildError(exc.message.replace(str(blob), str(module)), hint=exc.hint) from None
 
 
 def source_date_epoch(source: gitinfo.SourceInfo) -> int:
