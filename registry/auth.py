@@ -52,7 +52,6 @@ class Principal:
     name: str
     token_id: str | None
     grants: frozenset[str] = field(default_factory=frozenset)
-    exchanged: bool = False  # a short-lived bearer token from /token, scoped to what the client asked for
 
     @property
     def admin(self) -> bool:
@@ -182,7 +181,7 @@ class Authorizer:
         tid = payload.get("tid")
         if tid is not None and not self._token_alive(tid):
             raise Unauthorized("the API token behind this bearer token was revoked")
-        return Principal(payload["sub"], tid, frozenset(payload["grants"]), exchanged=True)
+        return Principal(payload["sub"], tid, frozenset(payload["grants"]))
 
     def grant(self, principal: Principal, scope_params: list[str]) -> frozenset[str]:
         """What a bearer token may carry: the requested docker scopes that ``principal`` holds."""

@@ -89,8 +89,6 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
     if not reg.auth.allowed(principal, action, name):
         if principal is ANONYMOUS:
             raise _challenge(reg, request, name, action, "authentication required")
-        if principal.exchanged:  # the client asked /token for too little: 401 so it asks again for more
-            raise _challenge(reg, request, name, action, f"insufficient scope: {action} on {name}")
         raise OciError("DENIED", f"token does not grant {action} on {name}", headers=_challenge_header(
             reg, request, name, action))
     return await handler(reg, request, principal, parts)

@@ -116,7 +116,15 @@ class Authenticator:
                 tok = self._tokens.get(self._key(ch, scope))
                 if tok and tok.expires > time.monotonic():
                     return "Bearer " + tok.value
+                if scope:  # same token service, new scope (e.g. push after pull): ask now, skip a 401
+                    return "Bearer " + self._fetch_token(ch, scope)
         return None
+
+    def forget(self, scope: str) -> None:
+        """Drop the cached token for ``scope`` (the registry refused it: ask the token service again)."""
+        ch = self._bearer.get(scope) or self._bearer.get("")
+        if ch is not None:
+            self._tokens.pop(self._key(ch, scope), None)
 
     def answer(self, response: httpx.Response, scope: str) -> str | None:
         """Given a 401, return the header to retry with, or ``None`` when there is nothing to try."""
@@ -134,19 +142,21 @@ class Authenticator:
 
     @staticmethod
     def _key(ch: Challenge, scope: str) -> tuple[str, str, str]:
-        return ch.params.get("realm", ""), ch.params.get("service", ""), ch.params.get("scope", scope)
+        # keyed by what the operation needs: a challenge from a pull must not satisfy a push
+        return ch.params.get("realm", ""), ch.params.get("service", ""), scope or ch.params.get("scope", "")
 
     def _fetch_token(self, ch: Challenge, scope: str) -> str:
         realm = ch.params["realm"]
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise AuthError(f"registry {self.host} names an invalid token realm")
-        query: dict[str, str] = {}
+        query: list[tuple[str, str | int | float | bool | None]] = []
         if "service" in ch.params:
-            query["service"] = ch.params["service"]
-        wanted = ch.params.get("scope", scope)
-        if wanted:
-            query["scope"] = wanted
+            query.append(("service", ch.params["service"]))
+        # ask for what this operation needs, plus what the registry said it wants if that differs
+        # (repeated scope parameters, as docker's token protocol allows)
+        for wanted in dict.fromkeys(x for x in (scope, ch.params.get("scope", "")) if x):
+            query.append(("scope", wanted))
         headers = {}
         cred = self.credential
         if cred is not None:
@@ -158,7 +168,8 @@ class Authenticator:
         self._tokens[self._key(ch, scope)] = token
         return token.value
 
-    def _request_token(self, realm: str, query: dict[str, str], headers: dict[str, str]) -> _Token:
+    def _request_token(self, realm: str, query: list[tuple[str, str | int | float | bool | None]],
+                       headers: dict[str, str]) -> _Token:
         try:
             r = self._http.get(realm, params=query, headers=headers)
         except httpx.HTTPError as exc:

@@ -95,8 +95,9 @@ class Transport:
         authorized: str | None = None
         for _hop in range(self.settings.max_redirects + 2):
             resp = self._attempt(method, target, scope, headers, body, authorized)
-            if resp.status_code == 401 and origin(target) == self._origin and authorized is None:
+            if self._asks_again(resp, target, authorized):
                 resp.read()
+                self.auth.forget(scope)  # a 403 with a Bearer challenge: the cached token is too narrow
                 authorized = self.auth.answer(resp, scope)
                 if authorized is not None:
                     resp.close()
@@ -109,6 +110,14 @@ class Transport:
             resp.close()
             target = self._redirect_target(target, resp.headers["location"])
         raise TransportError(f"too many redirects from registry {self.registry.host}", url=str(url))
+
+    def _asks_again(self, resp: httpx.Response, target: httpx.URL, authorized: str | None) -> bool:
+        """401, or 403 with a Bearer challenge (registries differ on insufficient scope), answered once."""
+        if authorized is not None or origin(target) != self._origin:
+            return False
+        if resp.status_code == 401:
+            return True
+        return resp.status_code == 403 and resp.headers.get("www-authenticate", "").lower().startswith("bearer")
 
     def _redirect_target(self, current: httpx.URL, location: str) -> httpx.URL:
         nxt = current.join(location)
