@@ -242,6 +242,20 @@ class _Pumps:
             raise self.errors[0]
 
 
+def confine_dirs(dirs: tuple[Dir, ...], root: Path, where: str) -> None:
+    """Refuse ``[[keep.dirs]]`` host paths that leave ``root``.
+
+    A package's Enarx.toml is the author's wish, not the runner's: a pulled package run locally, or
+    any package in a keep, must not preopen ``/`` (or ``../..``) and read the machine's other files.
+    """
+    base = root.resolve()
+    for d in dirs:
+        host = (base / d.host).resolve()  # an absolute d.host replaces base, and is then refused
+        if not host.is_relative_to(base):
+            raise InputError(f"[[keep.dirs]] host {d.host!r} (guest {d.guest}) is outside {where}; "
+                             "a package may only preopen directories below it")
+
+
 def _host_dir(d: Dir, base: Path | None) -> Path:
     host = Path(d.host) if Path(d.host).is_absolute() or base is None else Path(base) / d.host
     if not host.is_dir():
@@ -372,6 +386,8 @@ def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool =
 
     verify_layout_blob(layout, wasm)
     model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout_dir} (Enarx.toml layer)")
+    if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
+        confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
                     module_digest=wasm.digest, cache=cache)
     return run(spec)

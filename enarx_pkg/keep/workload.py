@@ -20,7 +20,6 @@ from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, ImageManifest
 
-MAX_STDIN_BYTES = 64 << 20
 MAX_CONFIG_BYTES = 1 << 20
 Sink = Callable[[bytes], None]
 
@@ -44,11 +43,12 @@ def prewarm() -> None:
                                              stderr=lambda b: None), cache=False))
 
 
-def execute(envelope: seal.Envelope, stdin: bytes, on_stdout: Sink, on_stderr: Sink,
+def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_stderr: Sink,
             timings: dict[str, float] | None = None) -> int:
     """Fetch, verify and run the sealed package; returns the workload's exit status.
 
-    ``timings`` collects seconds per step (pull, decrypt, run) for the deployer's breakdown.
+    ``stdin`` is the input itself, or a path the runtime opens as the workload's stdin (the keep's
+    FIFO, fed while the workload runs). ``timings`` collects seconds per step (pull, decrypt, run).
     """
     timings = {} if timings is None else timings
     with tempfile.TemporaryDirectory(prefix="enarx-keep-") as tmp:
@@ -114,7 +114,7 @@ def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path, tim
     return dest
 
 
-def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes, work: Path,
+def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | Path, work: Path,
         on_stdout: Sink, on_stderr: Sink) -> int:
     """Run the module under the package's ``[keep]`` limits, with secrets as env vars or files."""
     from enarx_pkg import manifest, runtime
@@ -124,6 +124,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes, w
     if socket_files:
         raise InputError(f"file {socket_files[0].name!r} of kind {socket_files[0].kind!r} needs a socket, "
                          "which this keep runtime cannot provide")
+    runtime.confine_dirs(toml.keep.dirs, work, "the keep's work directory")  # never the keep host's files
     env = dict(toml.env)
     dirs = _secret_files(envelope.secrets, work / "secrets", env)
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
