@@ -17,6 +17,8 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "init": ("enarx_pkg._cli.manifest", "init_app", "Create an Enarx.toml and a hello-world source."),
     "validate": ("enarx_pkg._cli.manifest", "validate_app", "Check an Enarx.toml and print its normalised form."),
+    "secret": ("enarx_pkg._cli.edit", "secret_app", "Declare where the deployer reads a secret (never its value)."),
+    "version": ("enarx_pkg._cli.edit", "version_app", "Bump [package] version in Enarx.toml (semver)."),
     "build": ("enarx_pkg._cli.build", "build_app", "Build the workload into a reproducible OCI layout."),
     "inspect": ("enarx_pkg._cli.build", "inspect_app", "Show a package's manifest, config, layers and Enarx.toml."),
     "run": ("enarx_pkg._cli.build", "run_app", "Run the workload locally in wasmtime (no TEE)."),
