@@ -9,12 +9,21 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from registry import api, v2, web
 from registry.auth import Unauthorized
 from registry.settings import Settings
 from registry.state import Registry
+
+# The pages are read-only and script-free: nothing may run, frame them, or be sniffed into HTML.
+SITE_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                 b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
 
 
 class RegistryApp:
@@ -28,6 +37,8 @@ class RegistryApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["path"] == "/v2" or scope["path"].startswith("/v2/")):
             await v2.handle(self.reg, scope, receive, send)
+        elif scope["type"] == "http":
+            await self.site(scope, receive, _with_headers(send))
         else:
             await self.site(scope, receive, send)
 
@@ -50,6 +61,14 @@ class RegistryApp:
             grants |= {"admin"}
         token, ttl = self.reg.auth.issue_bearer(principal, frozenset(grants))
         return JSONResponse({"token": token, "access_token": token, "expires_in": ttl})
+
+
+def _with_headers(send: Send) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SITE_HEADERS]}
+        await send(message)
+    return sending
 
 
 def create_app(settings: Settings) -> RegistryApp:

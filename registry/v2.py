@@ -32,7 +32,7 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
-API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
+API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff"}
 
 _ROUTE = re.compile(
     r"^(?P<name>.+?)/(?:"
