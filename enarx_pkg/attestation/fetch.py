@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from enarx_pkg._internal import atomic
+from enarx_pkg._internal import atomic, bounded
 from enarx_pkg.errors import TransportError, UsageError
 
 AMD_KDS = "https://kdsintf.amd.com"
@@ -73,14 +73,15 @@ def download(plan: list[Download], out: Path, *, timeout: float = 30.0) -> list[
     with httpx.Client(timeout=timeout, follow_redirects=True) as client:
         for item in plan:
             try:
-                resp = client.get(item.url)
+                with client.stream("GET", item.url) as resp:
+                    body = bounded.read(resp, MAX_RESPONSE) if resp.status_code == 200 else b""
             except httpx.HTTPError as exc:
                 raise TransportError(f"cannot fetch collateral: {exc}", url=item.url) from exc
             if resp.status_code != 200:
                 raise TransportError("collateral request failed", url=item.url, status=resp.status_code)
-            if len(resp.content) > MAX_RESPONSE:
+            if body is None:  # counted while streaming: a huge answer is never buffered whole
                 raise TransportError("collateral response too large", url=item.url)
-            atomic.write_bytes(out / item.file, resp.content)
+            atomic.write_bytes(out / item.file, body)
             written.append(out / item.file)
             if item.header and item.header in resp.headers:
                 atomic.write_text(out / item.header_file, unquote(resp.headers[item.header]))

@@ -11,6 +11,7 @@ Secrets stay inside :class:`Credential` (its ``repr`` hides them) and never reac
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from enarx_pkg._internal import bounded
 from enarx_pkg.errors import Error, ExitCode, TransportError
 from enarx_pkg.oci.reference import is_loopback
 
@@ -171,18 +173,20 @@ class Authenticator:
     def _request_token(self, realm: str, query: list[tuple[str, str | int | float | bool | None]],
                        headers: dict[str, str]) -> _Token:
         try:
-            r = self._http.get(realm, params=query, headers=headers)
+            with self._http.stream("GET", realm, params=query, headers=headers) as r:
+                status = r.status_code
+                data = bounded.read(r, MAX_TOKEN_RESPONSE) if status == 200 else b""
         except httpx.HTTPError as exc:
             raise TransportError(f"token service of {self.host} unreachable: {type(exc).__name__}",
                                  url=realm) from None
-        if r.status_code in (401, 403):
+        if status in (401, 403):
             raise AuthError(f"registry {self.host} refused the credentials"
                             + (f" from {self.credential.source}" if self.credential else " (none were given)"),
                             hint=f"run `enarx-pkg login {self.host}`")
-        if r.status_code != 200 or len(r.content) > MAX_TOKEN_RESPONSE:
-            raise TransportError(f"token service of {self.host} failed", url=realm, status=r.status_code)
+        if status != 200 or data is None:  # None: over the limit, stopped reading
+            raise TransportError(f"token service of {self.host} failed", url=realm, status=status)
         try:
-            body = r.json()
+            body = json.loads(data)
             value = body.get("token") or body.get("access_token")
             ttl = int(body.get("expires_in", 60))
         except (ValueError, AttributeError, TypeError):

@@ -9,6 +9,7 @@ HTTPS to plain HTTP is refused.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import ssl
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from enarx_pkg._internal import bounded
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
 from enarx_pkg.oci.reference import Registry
@@ -96,7 +98,7 @@ class Transport:
         for _hop in range(self.settings.max_redirects + 2):
             resp = self._attempt(method, target, scope, headers, body, authorized)
             if self._asks_again(resp, target, authorized):
-                resp.read()
+                _discard(resp)
                 self.auth.forget(scope)  # a 403 with a Bearer challenge: the cached token is too narrow
                 authorized = self.auth.answer(resp, scope)
                 if authorized is not None:
@@ -199,13 +201,21 @@ def _tls_context() -> ssl.SSLContext:
                                       capath=os.environ.get("SSL_CERT_DIR"))
 
 
+def _discard(resp: httpx.Response) -> None:
+    """Read a small declared body (kept for the error message); any other is left for the close to drop."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= 65536:
+        with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+            resp.read()
+
+
 def _registry_error(resp: httpx.Response) -> str:
     """The registry's own error code and message (short, printable), if its body carries one."""
     try:
-        resp.read()
-        if len(resp.content) > 65536:
+        data = resp.content if resp.is_stream_consumed else bounded.read(resp, 65536)
+        if data is None or len(data) > 65536:
             return ""
-        errors = resp.json().get("errors") or []
+        errors = json.loads(data).get("errors") or []
         first = errors[0]
         text = f"{first.get('code', '')}: {first.get('message', '')}"
     except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError, httpx.StreamError):

@@ -1,0 +1,22 @@
+"""Reading an HTTP response body from an untrusted peer without letting it decide how much memory we use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def read(response: Any, limit: int) -> bytes | None:
+    """The body of a streamed ``httpx.Response``, or ``None`` as soon as it passes ``limit`` bytes.
+
+    Counted as it arrives (after content decoding, so a compressed bomb stops early too), never
+    buffered whole first the way ``response.read()`` / ``.content`` / ``.json()`` would.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
