@@ -28,6 +28,7 @@ from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
 
 CREATE_TIMEOUT_S = 10.0
 
+MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
 
 @dataclass(frozen=True)
 class HostSettings:
@@ -56,6 +57,7 @@ class Agent:
         self.settings = settings
         self.pool = Pool(settings.command, settings.pool_size)
         self.keeps: dict[str, Keep] = {}
+        self.creating = 0  # create-keep requests waiting for a pooled keep: they count against max_keeps
         self._reaper: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
@@ -110,12 +112,17 @@ async def platform(request: Request) -> Response:
 
 async def create_keep(request: Request) -> Response:
     agent: Agent = request.app.state.agent
-    nonce = _nonce(await request.body())
+    body = await _bounded_body(request, MAX_CREATE_BYTES)
+    nonce = None if body is None else _nonce(body)
     if nonce is None:
         return _problem(400, "body must be JSON {\"nonce\": base64 of 32 bytes}")
-    if len(agent.keeps) >= agent.settings.max_keeps:
+    if len(agent.keeps) + agent.creating >= agent.settings.max_keeps:
         return _problem(503, f"this host runs its maximum of {agent.settings.max_keeps} keeps; retry later")
-    process = await agent.pool.take()
+    agent.creating += 1  # held across the wait, so concurrent requests cannot all pass the check above
+    try:
+        process = await agent.pool.take()
+    finally:
+        agent.creating -= 1
     keep_id = secrets.token_hex(16)
     agent.keeps[keep_id] = Keep(process)
     try:
