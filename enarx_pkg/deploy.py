@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg._internal import seal
@@ -41,7 +42,7 @@ class DeploySettings:
     secrets: tuple[plan.SecretSource, ...] = ()
     insecure_sim: bool = False
     args: tuple[str, ...] | None = None
-    stdin: bytes | None = None
+    stdin: bytes | BinaryIO | None = None  # a stream is sent as it is read (one host), chunk by chunk
     keep_registry: str | None = None  # where the keep pulls from, if not where the deployer resolved
     plain_http: bool | None = None
 
@@ -104,6 +105,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     if not settings.hosts:
         raise UsageError("deploy needs at least one --host URL")
     policy = load_policy(settings)
+    if len(settings.hosts) > 1 and settings.stdin is not None and not isinstance(settings.stdin, bytes):
+        settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
         package = resolve_and_verify(settings, Path(tmp))
@@ -244,6 +247,7 @@ class HostSession:
         out, err = self._sink(self.result.stdout, stdout), self._sink(self.result.stderr, stderr)
         decoder = plan.OutputDecoder(channel, self.host, out, err)
         path = f"/v1/keeps/{self.result.keep_id}/provision"
+        feeder = StdinFeeder(self, channel) if self.settings.stdin is not None else None
         t = time.perf_counter()
         try:
             with self.http.stream("POST", path, content=sealed, timeout=None) as r:
@@ -251,33 +255,18 @@ class HostSession:
                     raise TransportError(f"host agent refused the envelope: {r.read()[:200]!r}",
                                          url=self.host + path, status=r.status_code)
                 self._time("provision", t)
-                if self.settings.stdin is not None:
-                    self._send_stdin(channel, self.settings.stdin)
+                if feeder is not None:
+                    feeder.start()
                 for chunk in r.iter_raw():
                     if decoder.feed(chunk):
                         break
         except httpx.HTTPError as exc:
             raise TransportError(f"lost the keep's output stream: {type(exc).__name__}", url=self.host + path) from None
+        if decoder.status is None and feeder is not None and feeder.error is not None:
+            raise feeder.error  # we ended the keep because its input failed
         self.result.status = decoder.finish()
         self._time("provision_to_exit", t)
         self.result.timings.update(decoder.keep_timings)
-
-    def _send_stdin(self, channel: seal.Channel, data: bytes) -> None:
-        body = plan.stdin_records(channel, data)
-        step = 2 * seal.MAX_FRAME_BYTES  # the agent bounds each request; batch whole records
-        records, batch = seal.RecordReader().feed(body), bytearray()
-        for kind, payload in records:
-            rec = seal.record(kind, payload)
-            if batch and len(batch) + len(rec) > step:
-                self._post_stdin(bytes(batch))
-                batch.clear()
-            batch += rec
-        self._post_stdin(bytes(batch))
-
-    def _post_stdin(self, body: bytes) -> None:
-        r = self.http.post(f"/v1/keeps/{self.result.keep_id}/stdin", content=body)
-        if r.status_code >= 300:
-            raise TransportError("host agent refused stdin", url=self.host, status=r.status_code)
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:
@@ -295,6 +284,47 @@ class HostSession:
 
         with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
             self.http.delete(f"/v1/keeps/{self.result.keep_id}")
+
+
+class StdinFeeder:
+    """Streams the deployer's stdin to one keep as sealed frames, in one chunked upload, while output flows back.
+
+    Each chunk is sealed and sent as soon as it is read (memory: one chunk). If reading or sending
+    fails, the keep is destroyed (it would otherwise wait for the rest of its input) and the deploy
+    reports this error; a keep that exited before taking all of its input is not an error.
+    """
+
+    def __init__(self, session: HostSession, channel: seal.Channel) -> None:
+        stdin = session.settings.stdin
+        assert stdin is not None
+        self.source: BinaryIO = io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin
+        self.session, self.channel = session, channel
+        self.error: Error | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name=f"stdin-{self.session.result.keep_id}").start()
+
+    def _run(self) -> None:
+        import httpx
+
+        s = self.session
+        path = f"/v1/keeps/{s.result.keep_id}/stdin"
+        read = getattr(self.source, "read1", None) or self.source.read
+        # no read/write timeout: a workload that reads slowly holds the upload back, by design
+        timeout = httpx.Timeout(HTTP_TIMEOUT_S, read=None, write=None)
+        with httpx.Client(base_url=s.host, headers=s.http.headers, timeout=timeout) as http:
+            try:
+                r = http.post(path, content=plan.stdin_stream(self.channel, read))
+                if r.status_code < 300 or r.status_code in (404, 410):  # 404/410: the keep already exited
+                    return
+                self.error = TransportError(f"host agent refused stdin: {r.text[:200]}", url=s.host + path,
+                                            status=r.status_code)
+            except httpx.HTTPError as exc:
+                self.error = TransportError(f"lost the stdin upload: {type(exc).__name__}", url=s.host + path)
+            except OSError as exc:
+                self.error = InputError(f"cannot read stdin: {exc.strerror or type(exc).__name__}")
+            with contextlib.suppress(httpx.HTTPError):
+                http.delete(f"/v1/keeps/{s.result.keep_id}")
 
 
 def _collateral(policy: Any, policy_path: Path | None) -> Any:

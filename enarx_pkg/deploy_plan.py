@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from enarx_pkg.errors import (
 
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 Sink = Callable[[bytes], None]
+STDIN_CHUNK_BYTES = 64 << 10  # one sealed stdin frame carries at most this much
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,16 @@ def envelope_for(*, registry: str, repository: str, manifest_digest: str, sessio
                          dict(secrets), tuple(args) if args is not None else None, stdin)
 
 
-def stdin_records(channel: seal.Channel, data: bytes) -> bytes:
-    """stdin as sealed frames wrapped in records, ending with the empty end-of-input frame."""
-    frames = channel.seal_all(seal.STDIN, data) if data else []
-    frames.append(channel.seal(seal.STDIN, b""))
-    return b"".join(seal.record(seal.R_INPUT, f) for f in frames)
+def stdin_stream(channel: seal.Channel, read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """stdin as sealed frame records, produced as ``read`` returns data, then the empty end-of-input frame.
+
+    ``read(n)`` returns at most ``n`` bytes and ``b""`` at the end (``read1`` of a buffered stream), so
+    each chunk travels as soon as it exists and at most one chunk is in hand at a time.
+    """
+    while chunk := read(STDIN_CHUNK_BYTES):
+        for frame in channel.seal_all(seal.STDIN, chunk):
+            yield seal.record(seal.R_INPUT, frame)
+    yield seal.record(seal.R_INPUT, channel.seal(seal.STDIN, b""))
 
 
 _KEEP_ERRORS: dict[str, type[Error]] = {

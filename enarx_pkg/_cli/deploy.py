@@ -65,7 +65,7 @@ def deploy(
     secret: Annotated[list[str] | None, typer.Option(help="NAME=env:VAR or NAME=file:PATH")] = None,
     keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
     insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
-    stdin: Annotated[bool, typer.Option("--stdin", help="send our stdin to the workload (sealed)")] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="stream our stdin to the workload (sealed)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
@@ -79,7 +79,7 @@ def deploy(
         policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
-        args=tuple(args) if args else None, stdin=sys.stdin.buffer.read() if stdin else None,
+        args=tuple(args) if args else None, stdin=sys.stdin.buffer if stdin else None,
         keep_registry=keep_registry)
     live = len(host) == 1 and not json_out
     results = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,

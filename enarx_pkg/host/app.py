@@ -24,11 +24,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from enarx_pkg._internal import seal
+from enarx_pkg.errors import VerificationError
 from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
 
 CREATE_TIMEOUT_S = 10.0
-
 MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
+
 
 @dataclass(frozen=True)
 class HostSettings:
@@ -42,7 +43,6 @@ class HostSettings:
     provision_deadline_s: float = 30.0  # a created keep must be provisioned this soon
     lifetime_s: float = 3600.0  # no keep outlives this
     max_envelope_bytes: int = seal.MAX_ENVELOPE_BYTES + 1024
-    max_input_bytes: int = 4 * seal.MAX_FRAME_BYTES
 
 
 @dataclass
@@ -189,24 +189,31 @@ async def _relay(agent: Agent, keep_id: str, keep: Keep) -> AsyncIterator[bytes]
 
 
 async def stdin(request: Request) -> Response:
-    """Sealed stdin frames (records of kind INPUT) from the deployer to the keep."""
+    """Sealed stdin frames (records of kind INPUT) from the deployer, relayed to the keep as they arrive.
+
+    The body may be one long chunked upload: each complete record goes on at once, and memory stays
+    bounded by one record, because the next chunk is read only after the keep's pipe took the last one
+    (the keep in turn reads only as fast as its workload consumes stdin).
+    """
     agent: Agent = request.app.state.agent
     keep = agent.keeps.get(request.path_params["keep_id"])
     if keep is None or not keep.provisioned:
         return _problem(404, "no such provisioned keep")
-    body = await _bounded_body(request, agent.settings.max_input_bytes)
-    if body is None:
-        return _problem(413, "stdin request is over the size limit; send smaller batches")
     reader = seal.RecordReader(seal.MAX_FRAME_BYTES)
-    try:
-        frames = reader.feed(body)
-    except Exception:
-        return _problem(400, "body is not a sequence of stdin records")
-    if reader.pending or any(kind != seal.R_INPUT for kind, _ in frames):
-        return _problem(400, "body is not a sequence of stdin records")
-    with contextlib.suppress(ConnectionError):
-        for kind, frame in frames:
-            await keep.process.send(kind, frame)
+    async for chunk in request.stream():
+        try:
+            records = reader.feed(chunk)
+        except VerificationError:
+            return _problem(413, "a stdin record is over the frame size limit")
+        if any(kind != seal.R_INPUT for kind, _ in records):
+            return _problem(400, "body is not a sequence of stdin records")
+        try:
+            for kind, frame in records:
+                await keep.process.send(kind, frame)
+        except ConnectionError:
+            return _problem(410, "the keep has exited; it takes no more input")
+    if reader.pending:
+        return _problem(400, "body ends inside a stdin record")
     return Response(status_code=204)
 
 

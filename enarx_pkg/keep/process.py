@@ -4,8 +4,9 @@ Life of a keep::
 
     start, import wasmtime & co, compute measurement  ── READY {backend, measurement} ──▶ agent
     ◀── CREATE {keep_id, nonce}   fresh X25519 key, evidence over report_data ── CREATED ──▶
-    ◀── PROVISION (HPKE envelope) open it, then stdin frames ◀── INPUT ...
-    pull by digest, decrypt, check, run      ── FRAME (sealed stdout/stderr/exit/error) ──▶
+    ◀── PROVISION (HPKE envelope) open it; pull by digest, decrypt, check, run
+    ◀── INPUT ... sealed stdin frames, fed to the workload as they come (a FIFO is its stdin)
+                                             ── FRAME (sealed stdout/stderr/exit/error) ──▶
 
 The agent pre-starts keeps so the slow imports happen before a deployer asks; the key pair is made
 only after the nonce arrives, so evidence is always fresh. Before provisioning, failures are reported
@@ -16,17 +17,21 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 from enarx_pkg._internal import canonical, seal
 from enarx_pkg.errors import Error, InputError, VerificationError
-from enarx_pkg.keep.workload import MAX_STDIN_BYTES, execute, prewarm
+from enarx_pkg.keep.workload import execute, prewarm
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,6 @@ class Evidence:
         self.opts = opts
         self.measurement = bytes.fromhex(opts.sim_measurement) if opts.sim_measurement else measurement()
         if opts.backend == "sim":
-            from pathlib import Path
-
             from enarx_pkg.attestation.sim import SimPlatform
 
             self._sim = SimPlatform.load_or_create(Path(opts.data_dir))
@@ -129,40 +132,103 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
 
 
 def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
-    channel = seal.Channel(envelope.session_key, keep_side=True)
-    lock = threading.Lock()
-
-    def emit(frame_type: int) -> Callable[[bytes], None]:
-        def send(data: bytes) -> None:
-            with lock:  # sequence numbers must leave in the order they were assigned
-                for frame in channel.seal_all(frame_type, data):
-                    pipe.send(seal.R_FRAME, frame)
-        return send
-
+    outbox = Outbox(seal.Channel(envelope.session_key, keep_side=True), pipe)
     timings: dict[str, float] = {}
+    # everything the workload leaves on disk (module, secrets, stdin FIFO) lives under one private root,
+    # so an abort can remove it before the process ends
+    root = Path(tempfile.mkdtemp(prefix="enarx-keep-"))
+    tempfile.tempdir = str(root)
     try:
-        stdin = _read_stdin(channel, pipe) if envelope.stdin else b""
-        status = execute(envelope, stdin, emit(seal.STDOUT), emit(seal.STDERR), timings)
+        stdin: bytes | Path = b""
+        if envelope.stdin:
+            stdin = root / "stdin"
+            os.mkfifo(stdin, 0o600)
+            threading.Thread(target=_feed_stdin, args=(outbox, stdin, root), daemon=True).start()
+        status = execute(envelope, stdin, outbox.writer(seal.STDOUT), outbox.writer(seal.STDERR), timings)
     except Error as exc:
-        emit(seal.ERROR)(canonical.dumps({"kind": type(exc).__name__, "message": exc.message,
-                                          "exit_code": int(exc.exit_code)}))
+        outbox.close(seal.ERROR, _error_payload(exc))
         return 1
-    emit(seal.EXIT)(canonical.dumps({"status": status, "timings": {k: round(v, 6) for k, v in timings.items()}}))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    outbox.close(seal.EXIT, canonical.dumps({"status": status,
+                                             "timings": {k: round(v, 6) for k, v in timings.items()}}))
     return 0
 
 
-def _read_stdin(channel: seal.Channel, pipe: Pipe) -> bytes:
-    """Collect sealed stdin frames up to the empty end-of-input frame (bounded by the runtime)."""
-    data = bytearray()
-    while True:
-        frame_type, payload = channel.open(pipe.receive(seal.R_INPUT))
-        if frame_type != seal.STDIN:
-            raise VerificationError("keep received a non-stdin frame from the deployer")
-        if not payload:
-            return bytes(data)
-        data += payload
-        if len(data) > MAX_STDIN_BYTES:
-            raise InputError(f"stdin is over the {MAX_STDIN_BYTES}-byte limit of a keep")
+def _error_payload(exc: Error) -> bytes:
+    return canonical.dumps({"kind": type(exc).__name__, "message": exc.message, "exit_code": int(exc.exit_code)})
+
+
+class Outbox:
+    """Sealed frames to the deployer, in sequence; the exit or error frame is always the last one."""
+
+    def __init__(self, channel: seal.Channel, pipe: Pipe) -> None:
+        self.channel, self.pipe = channel, pipe
+        self.lock = threading.Lock()  # sequence numbers must leave in the order they were assigned
+        self.closed = False
+
+    def _send(self, frame_type: int, data: bytes) -> None:
+        if self.closed:
+            return
+        for frame in self.channel.seal_all(frame_type, data):
+            self.pipe.send(seal.R_FRAME, frame)
+
+    def writer(self, frame_type: int) -> Callable[[bytes], None]:
+        def send(data: bytes) -> None:
+            with self.lock:
+                self._send(frame_type, data)
+        return send
+
+    def close(self, frame_type: int, payload: bytes) -> None:
+        with self.lock:
+            self._send(frame_type, payload)
+            self.closed = True
+
+    def abort(self, exc: Error | None, root: Path) -> NoReturn:
+        """Stop the keep now (the workload may be mid-read): last sealed word, wipe the disk, exit."""
+        with self.lock:
+            if exc is not None:
+                self._send(seal.ERROR, _error_payload(exc))
+            self.closed = True
+            shutil.rmtree(root, ignore_errors=True)
+            os._exit(1 if exc is not None else 0)
+
+
+def _feed_stdin(outbox: Outbox, fifo: Path, root: Path) -> None:
+    """Stream sealed stdin frames into the workload's stdin FIFO as they arrive.
+
+    Each frame is authenticated, in sequence, before a byte of it reaches the workload; a dropped,
+    replayed, reordered or altered frame ends the keep with a sealed error (the workload cannot be
+    allowed to carry on as if its input had ended). The FIFO's 64 KiB buffer is the back-pressure:
+    while the workload does not read, this thread does not read the agent's pipe either.
+    """
+    try:
+        fd = os.open(fifo, os.O_WRONLY)  # returns once the runtime has opened the read end
+    except OSError:
+        return
+    try:
+        while True:
+            frame_type, payload = outbox.channel.open(outbox.pipe.receive(seal.R_INPUT))
+            if frame_type != seal.STDIN:
+                raise VerificationError("keep received a non-stdin frame from the deployer")
+            if not payload:
+                return
+            _write_all(fd, payload)
+    except BrokenPipeError:
+        return  # the workload closed its stdin or exited: the rest of the input is not wanted
+    except EOFError:
+        outbox.abort(None, root)  # the agent went away
+    except Error as exc:
+        outbox.abort(exc, root)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def main(argv: list[str]) -> int:

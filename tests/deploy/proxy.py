@@ -1,7 +1,9 @@
 """A loopback HTTP proxy that plays a malicious host or registry: it records and tampers with traffic.
 
 Responses are read whole from upstream before being (possibly altered and) sent on, which is fine
-for tests: keeps here finish in well under a second.
+for tests: keeps here finish in well under a second. With ``stream_responses`` they are relayed as
+they arrive instead (no response hook), which a deploy that streams stdin needs: its upload starts
+only once the provision response has begun. Chunked request bodies are read whole, then forwarded.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Proxy:
     on_response: ResponseHook | None = None
     log: list[Exchange] = field(default_factory=list)
     url: str = ""
+    stream_responses: bool = False
 
     def paths(self) -> list[str]:
         return [f"{e.method} {e.path}" for e in self.log]
@@ -52,13 +55,28 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]
         def log_message(self, *args: object) -> None:
             pass
 
+        def _body(self) -> bytes:
+            if self.headers.get("transfer-encoding", "").lower() != "chunked":
+                length = int(self.headers.get("content-length") or 0)
+                return self.rfile.read(length) if length else b""
+            body = bytearray()
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(body)
+
         def _forward(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
+            body = self._body()
             path = self.path
             if proxy.on_request:
                 path, body = proxy.on_request(self.command, path, body)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() not in ("host", "content-length", "transfer-encoding")}
+            if proxy.stream_responses:
+                self._relay(path, body, headers)
+                return
             r = client.request(self.command, proxy.upstream + path, content=body, headers=headers)
             out = r.content
             if proxy.on_response:
@@ -72,6 +90,24 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(out)
+
+        def _relay(self, path: str, body: bytes, headers: dict[str, str]) -> None:
+            out = bytearray()
+            with client.stream(self.command, proxy.upstream + path, content=body, headers=headers) as r:
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                bodyless = self.command == "HEAD" or r.status_code in (204, 304)
+                self.send_header(*(("Content-Length", "0") if bodyless else ("Transfer-Encoding", "chunked")))
+                self.end_headers()
+                for chunk in [] if bodyless else r.iter_raw():
+                    out += chunk
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                if not bodyless:
+                    self.wfile.write(b"0\r\n\r\n")
+            proxy.log.append(Exchange(self.command, path, body, r.status_code, bytes(out)))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
 
