@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,6 +17,8 @@ from registry import api, v2, web
 from registry.auth import Unauthorized
 from registry.settings import Settings
 from registry.state import Registry
+
+MAX_TOKEN_FORM = 64 << 10  # a docker token request: a few scopes and one token
 
 # The pages are read-only and script-free: nothing may run, frame them, or be sniffed into HTML.
 SITE_HEADERS = [
@@ -47,9 +51,16 @@ class RegistryApp:
         authorization = request.headers.get("authorization")
         scopes = request.query_params.getlist("scope")
         if request.method == "POST":
-            form = await request.form()
-            scopes += [str(s) for s in form.getlist("scope")]
-            password = form.get("password") or form.get("refresh_token")
+            body = await _bounded_body(request, MAX_TOKEN_FORM)
+            try:
+                form = parse_qs((body or b"").decode("utf-8", "replace"), max_num_fields=100)
+            except ValueError:
+                body = None
+            if body is None:
+                return JSONResponse({"errors": [{"code": "SIZE_INVALID", "message": "token request is over "
+                                                 f"{MAX_TOKEN_FORM} bytes or 100 fields"}]}, 413)
+            scopes += form.get("scope", [])
+            password = (form.get("password") or form.get("refresh_token") or [""])[0]
             if password:
                 authorization = f"Bearer {password}"
         try:
@@ -61,6 +72,19 @@ class RegistryApp:
             grants |= {"admin"}
         token, ttl = self.reg.auth.issue_bearer(principal, frozenset(grants))
         return JSONResponse({"token": token, "access_token": token, "expires_in": ttl})
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it passes ``limit`` (counted as it arrives; the endpoint is unauthenticated)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _with_headers(send: Send) -> Send:
