@@ -51,3 +51,30 @@ def endless(routes: dict[str, tuple[int, dict[str, str]]]) -> Iterator[tuple[str
     finally:
         server.shutdown()
         server.server_close()
+
+
+def sent_before_answer(url: str, path: str, headers: dict[str, str], filler: bytes = b" ",
+                       limit: int = 64 << 20) -> tuple[int, bytes]:
+    """POST an endless chunked body of ``filler`` to ``url + path``; return (bytes sent before the
+    server answered, the start of its answer). A server that buffers the whole body never answers
+    before ``limit``, and then this times out."""
+    import select
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{lines}Transfer-Encoding: chunked\r\n\r\n".encode())
+        data = (filler * (65536 // len(filler) + 1))[:65536]
+        chunk = b"%x\r\n%s\r\n" % (len(data), data)
+        while sent < limit:
+            if select.select([s], [], [], 0)[0]:
+                break
+            try:
+                s.sendall(chunk)
+            except OSError:
+                break
+            sent += len(data)
+        s.settimeout(10)
+        return sent, s.recv(4096)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import os
-import select
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
+from tests.security.hostile import sent_before_answer
 
 pytestmark = pytest.mark.timeout(180)
 ROUTES = [("GET", "/v1/platform"), ("POST", "/v1/keeps"), ("POST", "/v1/keeps/abc/provision"),
@@ -47,31 +46,10 @@ def test_token_file_is_private(agent: HostAgent) -> None:
     assert agent.token_file.stat().st_mode & 0o777 == 0o600
 
 
-def _bytes_sent_before_answer(agent: HostAgent, path: str, limit: int = 64 << 20) -> int:
-    """Stream an endless chunked body; return how much went out before the agent answered."""
-    host, port = agent.url.removeprefix("http://").split(":")
-    sent = 0
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {agent.token}\r\n"
-                   "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
-        chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-        while sent < limit:
-            readable, _, _ = select.select([s], [], [], 0)
-            if readable:
-                break
-            try:
-                s.sendall(chunk)
-            except OSError:
-                break
-            sent += 65536
-        s.settimeout(10)
-        answer = s.recv(4096)
-    assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
-    return sent
-
-
 def test_create_keep_body_is_bounded(agent: HostAgent) -> None:
-    assert _bytes_sent_before_answer(agent, "/v1/keeps") < 8 << 20
+    sent, answer = sent_before_answer(agent.url, "/v1/keeps", {"Authorization": f"Bearer {agent.token}",
+                                                               "Content-Type": "application/json"})
+    assert answer.startswith(b"HTTP/1.1 400") and sent < 8 << 20
 
 
 def test_max_keeps_holds_under_concurrent_creates(agent: HostAgent) -> None:
