@@ -45,6 +45,7 @@ class DeploySettings:
     stdin: bytes | BinaryIO | None = None  # a stream is sent as it is read (one host), chunk by chunk
     keep_registry: str | None = None  # where the keep pulls from, if not where the deployer resolved
     plain_http: bool | None = None
+    allow_yanked: bool = False  # deploy a version its registry marks yanked
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -74,13 +75,14 @@ class Package:
     timings: dict[str, float]
 
 
-def resolve_and_verify(settings: DeploySettings, workdir: Path) -> Package:
-    """Pull the manifest, blobs and signatures, and verify the signature. No host is contacted."""
+def resolve_and_verify(settings: DeploySettings, workdir: Path, event: Event | None = None) -> Package:
+    """Refuse a yanked version, pull the manifest, blobs and signatures, verify the signature. No host is contacted."""
     from enarx_pkg import pull as _pull
     from enarx_pkg import verify
 
     t0 = time.perf_counter()
-    result = _pull.pull(settings.ref, workdir / "package", plain_http=settings.plain_http)
+    ref = check_yanked(settings, event or (lambda h, s: None))
+    result = _pull.pull(ref, workdir / "package", plain_http=settings.plain_http)
     t1 = time.perf_counter()
     signatures = verify.verify_layout(result.layout, result.manifest_digest, settings.signer)
     t2 = time.perf_counter()
@@ -88,6 +90,25 @@ def resolve_and_verify(settings: DeploySettings, workdir: Path) -> Package:
     signers = tuple(str(getattr(s, "signer", "") or getattr(s, "identity", "")) for s in signatures)
     timings = {"resolve": t1 - t0, "verify_signature": t2 - t1}
     return Package(result.reference, manifest, result.layout, signers, timings)
+
+
+def check_yanked(settings: DeploySettings, event: Event) -> Any:
+    """Refuse a version the registry marks yanked, unless ``allow_yanked``; returns the reference to pull.
+
+    A registry that hides yanked tags (ours does) still serves them by digest, so an allowed yanked
+    version is pulled by the digest its API named; the signature is verified on that digest as always.
+    """
+    from enarx_pkg import credentials, yanked
+    from enarx_pkg.oci.reference import parse
+
+    ref = parse(settings.ref, plain_http=settings.plain_http)
+    status = yanked.lookup(ref, credentials.lookup(ref.registry.host))
+    if status is None or not status.yanked:
+        return ref
+    if not settings.allow_yanked:
+        raise yanked.refuse(ref, status)
+    event(ref.registry.host, f"WARNING: {ref} is yanked; deploying it anyway (--allow-yanked)")
+    return ref.pinned(status.digest) if ref.digest is None and status.digest else ref
 
 
 def load_policy(settings: DeploySettings) -> Any:
@@ -109,7 +130,7 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
-        package = resolve_and_verify(settings, Path(tmp))
+        package = resolve_and_verify(settings, Path(tmp), event)
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
             futures = [pool.submit(_deploy_host, h, settings, package, policy,

@@ -65,6 +65,7 @@ def deploy(
     secret: Annotated[list[str] | None, typer.Option(help="NAME=env:VAR or NAME=file:PATH")] = None,
     keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
     insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
+    allow_yanked: Annotated[bool, typer.Option("--allow-yanked", help="deploy even a version marked yanked")] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="stream our stdin to the workload (sealed)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
@@ -80,7 +81,7 @@ def deploy(
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=sys.stdin.buffer if stdin else None,
-        keep_registry=keep_registry)
+        keep_registry=keep_registry, allow_yanked=allow_yanked)
     live = len(host) == 1 and not json_out
     results = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                        stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
