@@ -3,7 +3,8 @@
 Loading a serialized module is 200-650x faster than compiling it, but ``deserialize`` trusts its
 input completely (it is native code). So an entry is only used if its trailer checksum, which binds
 the cache key to the bytes, matches; a damaged or mismatched entry is deleted and rebuilt, never
-handed to wasmtime.
+handed to wasmtime. The checksum is not a secret, so an entry is also refused unless the file and
+its directory are ours and writable by nobody else.
 
 Entry layout: ``payload || MAGIC || SHA-256(key || payload)``.
 """
@@ -85,6 +86,8 @@ def read_entry(entry: Path, key: bytes) -> bytearray | None:
     """The payload of an intact entry; a missing entry gives None, a damaged one is deleted."""
     try:
         with open(entry, "rb") as f:
+            if not _private(os.fstat(f.fileno())) or not _private(os.stat(entry.parent)):
+                return None  # someone else could have written it: never hand it to deserialize
             data = bytearray(f.read())
     except FileNotFoundError:
         return None
@@ -125,6 +128,11 @@ def _deserialize(engine: wasmtime.Engine, kind: Kind, payload: bytearray) -> Any
 
         return Component.deserialize(engine, payload)
     return wasmtime.Module.deserialize(engine, payload)
+
+
+def _private(st: os.stat_result) -> bool:
+    """Ours, and writable by nobody else: the checksum is unkeyed, so only the file system protects it."""
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def _remove(entry: Path) -> None:
