@@ -233,7 +233,7 @@ class HostSession:
             raise InputError(f"{self.host} sent a keep key or evidence that is not base64") from None
         tee = created["tee"]
         plan.check_sim(tee, self.host, self.settings.insecure_sim)
-        claims = verify_evidence(tee, evidence, certs=_certs(tee, created.get("aux")),
+        claims = verify_evidence(tee, evidence, certs=evidence_certs(tee, created.get("aux")),
                                  collateral=_collateral(self.policy, self.settings.policy_path))
         if len(keep_key) != seal.KEY_BYTES:
             raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
@@ -359,7 +359,7 @@ def _collateral(policy: Any, policy_path: Path | None) -> Any:
     return Collateral.from_dir(base / where)
 
 
-def _certs(tee: str, aux: Any) -> list[bytes]:
+def evidence_certs(tee: str, aux: Any) -> list[bytes]:
     """Certificates the keep sent beside its evidence (SNP: the host's certificate table)."""
     if tee != "snp" or not isinstance(aux, str) or not aux:
         return []

@@ -16,7 +16,7 @@ deploy_app = typer.Typer(add_completion=False)
 
 @host_app.callback()
 def host() -> None:
-    """Run the host agent that creates keeps (``serve``)."""
+    """Run the host agent that creates keeps (``serve``); pin a host on first contact (``keyscan``)."""
 
 
 @host_app.command("serve")
@@ -49,6 +49,26 @@ def serve(
 
     run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, provision_deadline, keep_lifetime,
                      tuple(extra)), announce)
+
+
+@host_app.command("keyscan")
+def keyscan(
+    url: Annotated[str, typer.Argument(help="host agent URL")],
+    host_token_file: Annotated[Path | None, typer.Option(help="bearer token for the host agent")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
+) -> None:
+    """Attest one fresh keep on the host and print a policy (TOML) pinning what it showed (first contact)."""
+    from enarx_pkg.keyscan import keyscan as scan
+
+    result = scan(url, host_token_file.read_text().strip() if host_token_file else None)
+    warn(result.warning)
+    for note in result.notes:
+        warn(note)
+    if json_out:
+        print_json({"host": result.host, "tee": result.tee, "policy": result.policy, "toml": result.toml,
+                    "warning": result.warning, "notes": list(result.notes)})
+    else:
+        sys.stdout.write(result.toml)
 
 
 @deploy_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
