@@ -8,6 +8,7 @@ Each thread keeps its own connection, so no request pays for connection set-up.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,9 @@ class SqliteDatabase:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # created 0600 before SQLite opens it (its -wal/-shm files copy this mode): it holds the
+        # bearer-token signing secret, which would let any local reader mint admin tokens
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         self._local = threading.local()
         with self.transaction() as tx:
             for stmt in _statements("INTEGER PRIMARY KEY AUTOINCREMENT"):

@@ -44,7 +44,8 @@ class Registry:
     """Everything a request handler needs, built once per worker process."""
 
     def __init__(self, settings: Settings) -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # private: the metadata database holds the bearer-token signing secret and token hashes
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.settings = settings
         self.meta = Metadata(open_database(settings.db_url))
         self.store = BlobStore(settings.data_dir)
