@@ -68,7 +68,7 @@ def _info(keep_id: str) -> bytes:
 class LayerKey:
     """Decryption material for one encrypted layer, keyed by its ciphertext digest."""
 
-    symkey: bytes
+    symkey: bytes = field(repr=False)  # never in a repr, a log line or a traceback
     nonce: bytes
     plaintext_digest: str
 
@@ -90,7 +90,7 @@ class LayerKey:
 class SecretValue:
     """A secret's value and how the workload receives it (env var, or a file at ``mount``)."""
 
-    value: bytes
+    value: bytes = field(repr=False)
     mount: str | None = None
 
 
