@@ -50,9 +50,10 @@ def sign(
                                  help="OCI layout, project dir, or registry reference (signatures are pushed back)."),
     key: str | None = typer.Option(None, "--key", help="Private key (PEM) to sign with."),
     keyless: bool = typer.Option(False, "--keyless", help="Sign with a Fulcio certificate for your OIDC identity."),
-    identity_token: str | None = typer.Option(None, "--identity-token", envvar="SIGSTORE_ID_TOKEN", metavar="T",
-                                              help="OIDC token for --keyless (prefer the SIGSTORE_ID_TOKEN "
-                                                   "variable; default: ambient CI credentials)."),
+    identity_token: str | None = typer.Option(None, "--identity-token", metavar="FILE",
+                                              help="File holding the OIDC token for --keyless ('-': stdin). A "
+                                                   "token itself is never taken from the command line. Default: "
+                                                   "the SIGSTORE_ID_TOKEN variable, then ambient CI credentials."),
     staging: bool = typer.Option(False, "--staging", help="Use the sigstore staging instance."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
     password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
@@ -62,8 +63,8 @@ def sign(
     """Sign a package: SLSA provenance in a sigstore bundle, attached as an OCI referrer."""
     from enarx_pkg import sign as signing
 
-    result = signing.sign_target(target, signing.SignSettings(key, keyless, identity_token, staging,
-                                                              password_env, ref))
+    token = _identity_token(identity_token)
+    result = signing.sign_target(target, signing.SignSettings(key, keyless, token, staging, password_env, ref))
     if as_json:
         print_json(result.to_json())
         return
@@ -117,3 +118,24 @@ def _render(report: Any) -> None:
             print(f"      command: {p.command or '?'} ({p.inputs} input digests)")
     for refused in report.refused:
         info(f"  --  signature {refused.referrer} not accepted: {refused.reason}")
+
+
+def _identity_token(source: str | None) -> str | None:
+    """Read the OIDC token from a file or stdin, else SIGSTORE_ID_TOKEN; never from argv (it is a credential)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from enarx_pkg.errors import NotFoundError, UsageError
+
+    if source is None:
+        return os.environ.get("SIGSTORE_ID_TOKEN") or None
+    if source == "-":
+        return sys.stdin.read(65536).strip() or None
+    path = Path(source)
+    if not path.is_file():
+        if source.count(".") == 2 and source.startswith("eyJ"):  # a JWT typed on the command line
+            raise UsageError("--identity-token takes a FILE holding the token, not the token itself",
+                             hint="write it to a 0600 file, pipe it with --identity-token -, or set SIGSTORE_ID_TOKEN")
+        raise NotFoundError(f"identity token file {source} does not exist")
+    return path.read_text(encoding="utf-8", errors="replace")[:65536].strip() or None

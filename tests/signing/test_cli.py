@@ -84,6 +84,26 @@ def test_keyless_refuses_a_malformed_token_without_echoing_it(tmp_path: Path, no
     assert "identity token refused" in err and "secret-token-value" not in err
 
 
+def test_identity_token_is_read_from_a_file_or_stdin_never_argv(tmp_path: Path, no_ambient_credentials: None,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    make_package(tmp_path / "l")
+    token = "eyJhbGciOi.secret-token-value.x"
+    # typed on the command line: refused as a usage error, and not echoed
+    assert main(["sign", str(tmp_path / "l"), "--keyless", "--identity-token", token]) == 2
+    err = capsys.readouterr().err
+    assert "FILE holding the token" in err and "secret-token-value" not in err
+    # from a file and from stdin: read (and then refused by the token check, as it is malformed)
+    (tmp_path / "tok").write_text(token + "\n")
+    assert main(["sign", str(tmp_path / "l"), "--keyless", "--identity-token", str(tmp_path / "tok")]) == 65
+    assert "identity token refused" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(token))
+    assert main(["sign", str(tmp_path / "l"), "--keyless", "--identity-token", "-"]) == 65
+    assert main(["sign", str(tmp_path / "l"), "--keyless", "--identity-token", str(tmp_path / "nope")]) == 66
+
+
 def _jwt(**claims: object) -> str:
     import jwt
     from cryptography.hazmat.primitives.asymmetric import ec
