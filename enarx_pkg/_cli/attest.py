@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
-attest_app = typer.Typer(help="Inspect and verify TEE attestation evidence.", no_args_is_help=True)
-platform_app = typer.Typer(help="Report this host's TEE interfaces.", no_args_is_help=True)
+attest_app = typer.Typer(help="Inspect and verify TEE attestation evidence.",
+                         no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+platform_app = typer.Typer(help="Report this host's TEE interfaces.",
+                           no_args_is_help=True, rich_markup_mode=None, add_completion=False)
 
 TeeOpt = Annotated[str, typer.Option("--tee", help="auto, snp, tdx, sgx, cca or sim.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]

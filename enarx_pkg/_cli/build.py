@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-build_app = typer.Typer(add_completion=False)
-inspect_app = typer.Typer(add_completion=False)
-run_app = typer.Typer(add_completion=False)
+build_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+inspect_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+run_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 @build_app.command()

@@ -10,8 +10,9 @@ import typer
 
 from enarx_pkg._cli.common import info, print_json, warn
 
-host_app = typer.Typer(help="Run the host agent that creates keeps.", no_args_is_help=True, add_completion=False)
-deploy_app = typer.Typer(add_completion=False)
+host_app = typer.Typer(help="Run the host agent that creates keeps.",
+                       no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+deploy_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 @host_app.callback()
@@ -74,15 +75,17 @@ def keyscan(
 @deploy_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def deploy(
     ref: Annotated[str, typer.Argument(help="registry/repository[:tag|@digest]")],
-    host: Annotated[list[str], typer.Option(help="host agent URL (repeat for several)")],
-    args: Annotated[list[str] | None, typer.Argument(help="workload arguments (after --)")] = None,
+    host: Annotated[list[str], typer.Option(metavar="URL", help="host agent URL (repeat for several)")],
+    args: Annotated[list[str] | None, typer.Argument(metavar="ARGS",
+                                                     help="workload arguments (after --)")] = None,
     host_token_file: Annotated[Path | None, typer.Option(help="bearer token for the host agents")] = None,
     policy: Annotated[Path | None, typer.Option(help="attestation policy (TOML)")] = None,
     key: Annotated[Path | None, typer.Option(help="signer's public key (PEM)")] = None,
     certificate_identity: Annotated[str | None, typer.Option(help="keyless signer identity (cosign's flag)")] = None,
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="OIDC issuer of that identity")] = None,
     decryption_key: Annotated[Path | None, typer.Option(help="private key the package was encrypted for")] = None,
-    secret: Annotated[list[str] | None, typer.Option(help="NAME=env:VAR or NAME=file:PATH")] = None,
+    secret: Annotated[list[str] | None, typer.Option(metavar="NAME=SOURCE",
+                                                     help="NAME=env:VAR or NAME=file:PATH")] = None,
     keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
     insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
     allow_yanked: Annotated[bool, typer.Option("--allow-yanked", help="deploy even a version marked yanked")] = False,

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import typer
 
-encrypt_app = typer.Typer(add_completion=False)
+encrypt_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 @encrypt_app.command()
 def encrypt(
     layout: Path = typer.Argument(..., help="OCI layout of the package (e.g. DIR/target/oci)."),
-    recipient: list[Path] = typer.Option(..., "--recipient", help="Recipient public key PEM (RSA, EC P-256 or "
-                                         "X25519); repeat for several."),
+    recipient: list[Path] = typer.Option(..., "--recipient", metavar="PUBKEY",
+                                         help="Recipient public key PEM (RSA, EC P-256 or X25519); repeat for "
+                                              "several."),
     output: Path = typer.Option(..., "--output", "-o", help="New OCI layout for the encrypted package."),
     ref: str = typer.Option(None, "--ref", help="Tag or digest, if the layout holds several packages."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -10,8 +10,8 @@ import typer
 
 from enarx_pkg._cli.common import info, print_json
 
-init_app = typer.Typer(add_completion=False)
-validate_app = typer.Typer(add_completion=False)
+init_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+validate_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 class Lang(StrEnum):

@@ -10,8 +10,9 @@ from enarx_pkg._cli.common import info, print_json
 from enarx_pkg.errors import InputError, UsageError
 
 registry_app = typer.Typer(help="Run and administer the enarx-pkg registry.", no_args_is_help=True,
-                           add_completion=False)
-token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+                           rich_markup_mode=None, add_completion=False)
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True, rich_markup_mode=None,
+                        add_completion=False)
 registry_app.add_typer(token_app, name="token")
 
 DATA = typer.Option(None, "--data", help="Data directory (SQLite metadata and blobs) [default: ./registry-data].")
@@ -56,7 +57,8 @@ def serve(data: str = DATA, database: str = DATABASE,
 
 @token_app.command("create")
 def token_create(name: str = typer.Option(..., "--name", help="Who or what the token is for."),
-                 scope: list[str] = typer.Option(..., "--scope", help="pull:REPO, push:ORG/*, delete:REPO, admin."),
+                 scope: list[str] = typer.Option(..., "--scope", metavar="SCOPE",
+                                                 help="pull:REPO, push:ORG/*, delete:REPO, admin."),
                  ttl_days: float = typer.Option(None, "--ttl-days", help="Expire after this many days."),
                  data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Create an API token and print it once (only its hash is stored)."""

@@ -12,10 +12,10 @@ import typer
 
 from enarx_pkg._cli.common import info, is_terminal, print_json, warn
 
-login_app = typer.Typer(add_completion=False)
-logout_app = typer.Typer(add_completion=False)
-publish_app = typer.Typer(add_completion=False)
-pull_app = typer.Typer(add_completion=False)
+login_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+logout_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+publish_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+pull_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 PLAIN_HTTP = typer.Option(None, "--plain-http/--https",
                           help="Force plain HTTP (or HTTPS). Default: HTTP for loopback hosts, HTTPS otherwise.")
@@ -63,13 +63,14 @@ def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL
 @publish_app.command()
 def publish(
     source: Path = typer.Argument(Path("."), help="Project directory (uses target/oci) or OCI layout."),
-    registry: str = typer.Option(None, "--registry", help="Registry (default: \\[publish] registry)."),
+    registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
     repository: str = typer.Option(None, "--repository",
-                                   help="Repository (default: \\[publish] repository, else \\[package] name)."),
-    tag: str = typer.Option(None, "--tag", help="Tag (default: \\[package] version)."),
+                                   help="Repository (default: [publish] repository, else [package] name)."),
+    tag: str = typer.Option(None, "--tag", help="Tag (default: [package] version)."),
     mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
-    recipient: list[Path] = typer.Option([], "--recipient", help="Recipient public key PEM file (with --encrypt)."),
+    recipient: list[Path] = typer.Option([], "--recipient", metavar="PUBKEY",
+                                         help="Recipient public key PEM file (with --encrypt)."),
     sign_key: Path = typer.Option(None, "--sign-key", help="With --encrypt: sign the encrypted manifest with this "
                                   "private key (passphrase from ENARX_PKG_KEY_PASSWORD)."),
     plain_http: bool = PLAIN_HTTP,
@@ -107,7 +108,7 @@ def publish(
 
 @pull_app.command()
 def pull(
-    ref: str = typer.Argument(..., help="registry/repository\\[:tag]\\[@sha256:...]"),
+    ref: str = typer.Argument(..., help="registry/repository[:tag][@sha256:...]"),
     output: Path = typer.Option(None, "--output", "-o", help="Layout directory (default: ./<name>)."),
     plain_http: bool = PLAIN_HTTP,
     as_json: bool = JSON,
