@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import tempfile
 import threading
@@ -22,11 +23,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from enarx_pkg import deploy_plan as plan
-from enarx_pkg._internal import seal
+from enarx_pkg._internal import bounded, seal
 from enarx_pkg.errors import AttestationError, Error, InputError, TransportError, UsageError
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout
 
 HTTP_TIMEOUT_S = 30.0
+# A host agent is untrusted: it may send an answer that never ends. Its answers are read only up to these.
+MAX_ANSWER_BYTES = 1 << 20  # JSON: ids, a public key, a platform report
+MAX_CREATED_BYTES = 4 << 20  # create-keep also carries base64 evidence and aux (each at most 1 MiB raw)
+MAX_REFUSAL_BYTES = 64 << 10  # an error answer: only its start is shown
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
 
@@ -200,20 +205,12 @@ class HostSession:
                 self._destroy()
             self.http.close()
 
-    def _post(self, path: str, **kw: Any) -> Any:
-        import httpx
-
-        try:
-            r = self.http.post(path, **kw)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"host agent unreachable: {type(exc).__name__}", url=self.host + path) from None
-        if r.status_code >= 300:
-            raise TransportError(f"host agent refused: {r.text[:200]}", url=self.host + path, status=r.status_code)
-        return r.json()
+    def _post(self, path: str, limit: int, **kw: Any) -> Any:
+        return agent_json(self.http, "POST", path, limit, **kw)
 
     def _create(self, nonce: bytes) -> dict[str, Any]:
         self.event(self.host, "creating keep")
-        created = self._post("/v1/keeps", json={"nonce": base64.b64encode(nonce).decode()})
+        created = self._post("/v1/keeps", MAX_CREATED_BYTES, json={"nonce": base64.b64encode(nonce).decode()})
         if not isinstance(created, dict) or not all(isinstance(created.get(k), str)
                                                     for k in ("keep_id", "keep_public_key", "tee", "evidence")):
             raise TransportError("host agent answered create-keep without keep_id/key/tee/evidence", url=self.host)
@@ -273,8 +270,9 @@ class HostSession:
         try:
             with self.http.stream("POST", path, content=sealed, timeout=None) as r:
                 if r.status_code >= 300:
-                    raise TransportError(f"host agent refused the envelope: {r.read()[:200]!r}",
-                                         url=self.host + path, status=r.status_code)
+                    text = (bounded.read(r, MAX_REFUSAL_BYTES) or b"")[:200].decode("utf-8", "replace")
+                    raise TransportError(f"host agent refused the envelope: {text}", url=self.host + path,
+                                         status=r.status_code)
                 self._time("provision", t)
                 if feeder is not None:
                     feeder.start()
@@ -304,7 +302,7 @@ class HostSession:
         import httpx
 
         with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
-            self.http.delete(f"/v1/keeps/{self.result.keep_id}")
+            agent_delete(self.http, self.result.keep_id)
 
 
 class StdinFeeder:
@@ -335,17 +333,50 @@ class StdinFeeder:
         timeout = httpx.Timeout(HTTP_TIMEOUT_S, read=None, write=None)
         with httpx.Client(base_url=s.host, headers=s.http.headers, timeout=timeout) as http:
             try:
-                r = http.post(path, content=plan.stdin_stream(self.channel, read))
-                if r.status_code < 300 or r.status_code in (404, 410):  # 404/410: the keep already exited
-                    return
-                self.error = TransportError(f"host agent refused stdin: {r.text[:200]}", url=s.host + path,
+                with http.stream("POST", path, content=plan.stdin_stream(self.channel, read)) as r:
+                    if r.status_code < 300 or r.status_code in (404, 410):  # 404/410: the keep already exited
+                        return
+                    text = (bounded.read(r, MAX_REFUSAL_BYTES) or b"")[:200].decode("utf-8", "replace")
+                self.error = TransportError(f"host agent refused stdin: {text}", url=s.host + path,
                                             status=r.status_code)
             except httpx.HTTPError as exc:
                 self.error = TransportError(f"lost the stdin upload: {type(exc).__name__}", url=s.host + path)
             except OSError as exc:
                 self.error = InputError(f"cannot read stdin: {exc.strerror or type(exc).__name__}")
             with contextlib.suppress(httpx.HTTPError):
-                http.delete(f"/v1/keeps/{s.result.keep_id}")
+                agent_delete(http, s.result.keep_id)
+
+
+def agent_json(http: Any, method: str, path: str, limit: int = MAX_ANSWER_BYTES, **kw: Any) -> Any:
+    """One request to a host agent; its JSON answer, read no further than ``limit`` bytes.
+
+    The body is counted as it arrives, so an agent that never stops sending costs ``limit`` bytes of
+    memory and a ``TransportError``, not the deployer's memory.
+    """
+    import httpx
+
+    url = str(http.base_url).rstrip("/") + path
+    try:
+        with http.stream(method, path, **kw) as r:
+            status = r.status_code
+            body = bounded.read(r, limit if status < 300 else MAX_REFUSAL_BYTES)
+    except httpx.HTTPError as exc:
+        raise TransportError(f"host agent unreachable: {type(exc).__name__}", url=url) from None
+    if status >= 300:
+        text = (body or b"")[:200].decode("utf-8", "replace")
+        raise TransportError(f"host agent refused: {text or '(answer too long to show)'}", url=url, status=status)
+    if body is None:
+        raise TransportError(f"host agent's answer is over the {limit}-byte limit", url=url, status=status)
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise TransportError("host agent's answer is not JSON", url=url, status=status) from None
+
+
+def agent_delete(http: Any, keep_id: str) -> None:
+    """DELETE a keep; the answer's body is not read (an agent could make it endless)."""
+    with http.stream("DELETE", f"/v1/keeps/{keep_id}"):
+        pass
 
 
 def _collateral(policy: Any, policy_path: Path | None) -> Any:

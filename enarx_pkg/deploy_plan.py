@@ -127,7 +127,8 @@ class OutputDecoder:
     def __init__(self, channel: seal.Channel, host: str, stdout: Sink, stderr: Sink) -> None:
         self.channel, self.host = channel, host
         self.sinks = {seal.STDOUT: stdout, seal.STDERR: stderr}
-        self.reader = seal.RecordReader()
+        # per record: one sealed frame at most (a host could otherwise announce a record of any size)
+        self.reader = seal.RecordReader(seal.MAX_FRAME_BYTES)
         self.status: int | None = None
         self.keep_timings: dict[str, float] = {}
 

@@ -10,6 +10,7 @@ trusted source before the policy is used in production.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg._internal import seal
-from enarx_pkg.errors import AttestationError, InputError, TransportError
+from enarx_pkg.errors import AttestationError, InputError
 
 HTTP_TIMEOUT_S = 30.0
 WARNING = ("{host}: this policy pins what the host showed on first contact, which is NOT authenticated: "
@@ -47,6 +48,8 @@ def keyscan(host: str, token: str | None) -> Scan:
     """Attest one fresh keep on ``host`` and return the policy that pins it (no secret is ever sent)."""
     import httpx
 
+    from enarx_pkg.deploy import agent_delete
+
     host = host.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=host, headers=headers, timeout=HTTP_TIMEOUT_S) as http:
@@ -57,7 +60,8 @@ def keyscan(host: str, token: str | None) -> Scan:
             claims = _verify(host, platform, created, nonce)
         finally:
             if isinstance(created.get("keep_id"), str):
-                http.delete(f"/v1/keeps/{created['keep_id']}")
+                with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
+                    agent_delete(http, created["keep_id"])
     policy, notes = pins(claims)
     text = render(policy, host)
     _self_check(text, claims, host)
@@ -65,18 +69,10 @@ def keyscan(host: str, token: str | None) -> Scan:
 
 
 def _get_json(http: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
-    import httpx
+    from enarx_pkg.deploy import MAX_ANSWER_BYTES, MAX_CREATED_BYTES, agent_json
 
-    try:
-        r = http.request(method, path, **kw)
-    except httpx.HTTPError as exc:
-        raise TransportError(f"host agent unreachable: {type(exc).__name__}", url=str(http.base_url) + path) from None
-    if r.status_code >= 300:
-        raise TransportError(f"host agent refused: {r.text[:200]}", url=str(http.base_url) + path, status=r.status_code)
-    try:
-        obj = r.json()
-    except ValueError:
-        obj = None
+    # bounded reads: the host is untrusted until its keep is attested, and may never stop sending
+    obj = agent_json(http, method, path, MAX_CREATED_BYTES if path == "/v1/keeps" else MAX_ANSWER_BYTES, **kw)
     if not isinstance(obj, dict):
         raise InputError(f"{http.base_url}{path}: the host agent's answer is not a JSON object")
     return obj
