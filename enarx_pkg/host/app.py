@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class HostSettings:
 class Keep:
     process: KeepProcess
     created: float = field(default_factory=time.monotonic)
-    provisioned: bool = False
+    claimed: bool = False  # a provision request has begun: no other may (set once, under Agent.lock)
+    provisioned: bool = False  # the envelope went to the keep
 
 
 class Agent:
@@ -58,6 +60,7 @@ class Agent:
         self.pool = Pool(settings.command, settings.pool_size)
         self.keeps: dict[str, Keep] = {}
         self.creating = 0  # create-keep requests waiting for a pooled keep: they count against max_keeps
+        self.lock = threading.Lock()
         self._reaper: asyncio.Task[None] | None = None
 
     async def startup(self) -> None:
@@ -87,6 +90,21 @@ class Agent:
                 late = not keep.provisioned and age > self.settings.provision_deadline_s
                 if late or age > self.settings.lifetime_s or keep.process.proc.returncode is not None:
                     self.destroy(keep_id)
+
+    def claim(self, keep_id: str) -> Keep | int:
+        """Make ``keep_id`` provisionable by this request only: the keep, or 404 / 409.
+
+        The check and the set happen together under the lock, before the envelope is awaited, so two
+        simultaneous provision requests cannot both see an unclaimed keep.
+        """
+        with self.lock:
+            keep = self.keeps.get(keep_id)
+            if keep is None:
+                return 404
+            if keep.claimed:
+                return 409
+            keep.claimed = True
+            return keep
 
     def authorised(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -161,14 +179,17 @@ async def provision(request: Request) -> Response:
     """Hand the sealed envelope to the keep; the response streams the keep's sealed frames."""
     agent: Agent = request.app.state.agent
     keep_id = request.path_params["keep_id"]
-    keep = agent.keeps.get(keep_id)
-    if keep is None:
+    keep = agent.claim(keep_id)
+    if keep == 404:
         return _problem(404, f"no keep {keep_id}")
-    if keep.provisioned:
+    if not isinstance(keep, Keep):
         return _problem(409, f"keep {keep_id} is already provisioned")
     envelope = await _bounded_body(request, agent.settings.max_envelope_bytes)
     if envelope is None:
+        agent.destroy(keep_id)  # it was claimed, so it can never be provisioned now
         return _problem(413, f"sealed envelope is over the {agent.settings.max_envelope_bytes}-byte limit")
+    if agent.keeps.get(keep_id) is not keep:
+        return _problem(404, f"keep {keep_id} was destroyed while its envelope arrived")
     keep.provisioned = True
     await keep.process.send(seal.R_PROVISION, envelope)
     return StreamingResponse(_relay(agent, keep_id, keep), media_type="application/octet-stream")

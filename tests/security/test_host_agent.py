@@ -64,6 +64,34 @@ def test_max_keeps_holds_under_concurrent_creates(agent: HostAgent) -> None:
     time.sleep(4.5)  # the reaper removes the unprovisioned keeps before the next test
 
 
+def test_concurrent_provisions_of_one_keep_admit_only_the_first(agent: HostAgent) -> None:
+    """Provisioning is one-shot: while one request's envelope is still arriving, others get 409.
+
+    Before, the check came before the body was awaited and the flag was set after it, so two requests
+    for the same keep could both pass and both hand the keep an envelope.
+    """
+    import socket
+
+    headers = {"Authorization": f"Bearer {agent.token}"}
+    keep_id = httpx.post(agent.url + "/v1/keeps", headers=headers, json=_nonce(), timeout=120).json()["keep_id"]
+    path, envelope = f"/v1/keeps/{keep_id}/provision", os.urandom(4096)
+    host, port = agent.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as first:
+        first.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {agent.token}\r\n"
+                      f"Content-Length: {len(envelope)}\r\n\r\n".encode() + envelope[:100])
+        time.sleep(0.3)  # the first request is now inside the agent, waiting for the rest of its envelope
+
+        def provision(_: int) -> int:
+            return httpx.post(agent.url + path, headers=headers, content=envelope, timeout=60).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            others = list(pool.map(provision, range(4)))
+        first.sendall(envelope[100:])
+        answer = first.recv(4096)
+    assert others == [409] * 4, others
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+
+
 def test_schemathesis_finds_no_server_errors(agent: HostAgent) -> None:
     import schemathesis
     from hypothesis import HealthCheck, given, seed, settings
