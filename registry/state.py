@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import stat
 from collections import OrderedDict
+from pathlib import Path
 
 from registry.auth import Authorizer
 from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.settings import Settings
+
+log = logging.getLogger("registry")
+
+
+def make_private(data_dir: Path) -> None:
+    """Tighten a data dir and database made group/other-readable (before the 0700/0600 fix): 0700 / 0600.
+
+    Says so in one line, so an operator knows the files were exposed until now.
+    """
+    fixed = []
+    for path, mode in [(data_dir, 0o700), *((f, 0o600) for f in sorted(data_dir.glob("registry.db*")))]:
+        st = path.lstat()
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+            path.chmod(mode)
+            fixed.append(f"{path.name} {stat.S_IMODE(st.st_mode):o}->{mode:o}")
+    if fixed:
+        log.warning("registry: %s was readable by group/other; tightened %s", data_dir, ", ".join(fixed))
 
 
 class ManifestCache:
@@ -46,6 +66,7 @@ class Registry:
     def __init__(self, settings: Settings) -> None:
         # private: the metadata database holds the bearer-token signing secret and token hashes
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(settings.data_dir)
         self.settings = settings
         self.meta = Metadata(open_database(settings.db_url))
         self.store = BlobStore(settings.data_dir)
