@@ -118,6 +118,11 @@ class BlobStore:
         target.parent.mkdir(exist_ok=True)
         os.replace(tmp, target)  # same content whoever wins a race: the digest names it
 
+    def forget_gone_uploads(self) -> None:
+        """Drop the hashing state of uploads whose file is gone (removed by gc, or finished on a replica)."""
+        for upload_id in [u for u in self.hashers if not self.upload_path(u).exists()]:
+            self.hashers.pop(upload_id, None)
+
     def discard_upload(self, upload_id: str) -> None:
         self.hashers.pop(upload_id, None)
         with contextlib.suppress(FileNotFoundError):

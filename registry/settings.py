@@ -19,6 +19,7 @@ class Settings:
     anonymous_pull: bool = False  # default for repositories that do not say otherwise
     max_manifest_bytes: int = 4 * 1024 * 1024
     max_bundle_bytes: int = 1024 * 1024  # signature bundles / Enarx.toml read for the web pages
+    max_blob_bytes: int = 16 << 30  # one blob, monolithic or the sum of its chunks (413 SIZE_INVALID beyond)
     bearer_ttl: int = 300  # seconds a /token bearer token lives
     cache_ttl: float = 1.0  # seconds repository settings and token lookups are cached per process
     upload_grace: float = 3600.0  # gc leaves blobs and uploads younger than this alone

@@ -7,8 +7,12 @@ blob only by rename after its digest matched, and the metadata follows in one tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
@@ -26,7 +30,32 @@ if TYPE_CHECKING:
 
 WRITE_CHUNK = 1 << 20
 _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
-_locks: dict[str, asyncio.Lock] = {}
+SWEEP_INTERVAL_S = 60.0  # how often a new upload also drops hashing state of uploads gc removed
+_last_sweep = 0.0
+
+
+@dataclass
+class _Held:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # requests holding or awaiting the lock
+
+
+_locks: dict[str, _Held] = {}  # only uploads a request is working on right now
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(upload_id: str) -> AsyncIterator[None]:
+    """Serialise requests on one upload; call only for an id already known to be open, so made-up
+    ids never get an entry, and the entry goes when its last request does."""
+    held = _locks.get(upload_id) or _locks.setdefault(upload_id, _Held())
+    held.users += 1
+    try:
+        async with held.lock:
+            yield
+    finally:
+        held.users -= 1
+        if held.users == 0:
+            del _locks[upload_id]
 
 
 def _digest(value: str | None, what: str = "digest") -> str:
@@ -74,12 +103,21 @@ async def start(reg: Registry, request: Request, principal: Principal, parts: di
         mounted = await _mount(reg, principal, name, _digest(q.get("mount"), "mount"), q.get("from", ""))
         if mounted:
             return _done(name, q["mount"])
+    _sweep(reg)
     upload_id = reg.store.new_upload()
     await run_in_threadpool(reg.meta.add_upload, upload_id, name)
     if "digest" in q:
         digest = _digest(q.get("digest"))
         return await _complete(reg, request, principal, name, upload_id, digest, 0)
     return Response(None, 202, headers=_upload_headers(name, upload_id, 0))
+
+
+def _sweep(reg: Registry) -> None:
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep >= SWEEP_INTERVAL_S:
+        _last_sweep = now
+        reg.store.forget_gone_uploads()
 
 
 async def _mount(reg: Registry, principal: Principal, name: str, digest: str, source: str) -> bool:
@@ -98,6 +136,7 @@ async def _session(reg: Registry, name: str, upload_id: str) -> int:
         raise OciError("BLOB_UPLOAD_UNKNOWN", f"upload {upload_id[:40]!r} is not open in {name}")
     size = reg.store.upload_size(upload_id)
     if size is None:
+        reg.store.hashers.pop(upload_id, None)
         raise OciError("BLOB_UPLOAD_UNKNOWN", f"upload {upload_id} has no data file")
     return size
 
@@ -119,16 +158,28 @@ def _check_range(request: Request, name: str, upload_id: str, offset: int) -> in
 
 
 async def _append(reg: Registry, request: Request, upload_id: str, offset: int) -> int:
-    """Stream the request body onto the upload file, hashing as it goes; returns the new size."""
+    """Stream the request body onto the upload file, hashing as it goes; returns the new size.
+
+    A blob may not pass ``max_blob_bytes``: the upload is then discarded (it could never complete)
+    and the request refused with 413 SIZE_INVALID, checked against Content-Length first and then
+    against the bytes as they arrive.
+    """
+    limit = reg.settings.max_blob_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and offset + int(declared) > limit:
+        await _too_large(reg, upload_id, limit)
     hasher = reg.store.hasher_for(upload_id, offset) if offset == 0 or upload_id in reg.store.hashers else \
         await run_in_threadpool(reg.store.hasher_for, upload_id, offset)
-    size = offset
+    size, over = offset, False
     buf = bytearray()
     with open(reg.store.upload_path(upload_id), "r+b", buffering=0) as f:
         f.truncate(offset)
         f.seek(offset)
         try:
             async for chunk in request.stream():
+                if size + len(buf) + len(chunk) > limit:
+                    over = True
+                    break
                 hasher.update(chunk)
                 buf += chunk
                 if len(buf) >= WRITE_CHUNK:
@@ -140,12 +191,21 @@ async def _append(reg: Registry, request: Request, upload_id: str, offset: int) 
             f.write(buf)
             size += len(buf)
             reg.store.hashers[upload_id] = (size, hasher)
+    if over:
+        await _too_large(reg, upload_id, limit)
     return size
+
+
+async def _too_large(reg: Registry, upload_id: str, limit: int) -> None:
+    await _forget(reg, upload_id)
+    raise OciError("SIZE_INVALID", f"blob is over this registry's {limit}-byte limit; the upload is discarded",
+                   status=413)
 
 
 async def patch(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
-    async with _locks.setdefault(upload_id, asyncio.Lock()):
+    await _session(reg, name, upload_id)  # before any lock: a made-up id costs nothing here
+    async with _exclusive(upload_id):
         offset = await _session(reg, name, upload_id)
         expected = _check_range(request, name, upload_id, offset)
         size = await _append(reg, request, upload_id, offset)
@@ -160,7 +220,8 @@ async def patch(reg: Registry, request: Request, principal: Principal, parts: di
 async def finish(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
     digest = _digest(request.query_params.get("digest"))
-    async with _locks.setdefault(upload_id, asyncio.Lock()):
+    await _session(reg, name, upload_id)
+    async with _exclusive(upload_id):
         offset = await _session(reg, name, upload_id)
         _check_range(request, name, upload_id, offset)
         return await _complete(reg, request, principal, name, upload_id, digest, offset)
@@ -178,14 +239,12 @@ async def _complete(reg: Registry, request: Request, principal: Principal, name:
     remote = request.client.host if request.client else None
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, remote)
     await run_in_threadpool(reg.meta.remove_upload, upload_id)
-    _locks.pop(upload_id, None)
     return _done(name, digest)
 
 
 async def _forget(reg: Registry, upload_id: str) -> None:
     reg.store.discard_upload(upload_id)
     await run_in_threadpool(reg.meta.remove_upload, upload_id)
-    _locks.pop(upload_id, None)
 
 
 async def status(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
@@ -197,5 +256,7 @@ async def status(reg: Registry, request: Request, principal: Principal, parts: d
 async def cancel(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
     await _session(reg, name, upload_id)
-    await _forget(reg, upload_id)
+    async with _exclusive(upload_id):  # after a chunk in flight, so its hashing state goes too
+        await _session(reg, name, upload_id)
+        await _forget(reg, upload_id)
     return Response(None, 204)
