@@ -45,11 +45,16 @@ def serve(data: str = DATA, database: str = DATABASE,
           workers: int = typer.Option(1, help="Worker processes (share the data directory/database)."),
           anonymous_pull: bool = typer.Option(False, "--anonymous-pull", help="Default: anyone may pull."),
           public_url: str = typer.Option(None, help="External base URL, used in auth challenges."),
-          cache_ttl: float = typer.Option(1.0, help="Seconds token/repository settings are cached.")) -> None:
+          cache_ttl: float = typer.Option(1.0, help="Seconds token/repository settings are cached."),
+          max_blob_size: int = typer.Option(16 << 30, "--max-blob-size", metavar="BYTES",
+                                            help="Largest blob accepted (413 SIZE_INVALID beyond).")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
     from registry.admin import serve as run
 
-    settings = _settings(data, database, anonymous_pull=anonymous_pull, public_url=public_url, cache_ttl=cache_ttl)
+    if max_blob_size <= 0:
+        raise UsageError("--max-blob-size must be a positive number of bytes")
+    settings = _settings(data, database, anonymous_pull=anonymous_pull, public_url=public_url, cache_ttl=cache_ttl,
+                         max_blob_bytes=max_blob_size)
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
          f"listening on http://{host}:{port}")
     run(settings, host, port, workers)

@@ -89,3 +89,19 @@ def test_enarx_registry_script_is_the_same_cli():
 def test_unknown_token_page_is_401(registry_server):
     r = httpx.get(registry_server.url + "/", headers={"Authorization": "Bearer enxr_nope_nope"})
     assert r.status_code == 401
+
+
+def test_serve_max_blob_size_flag_refuses_larger_blobs(tmp_path):
+    import hashlib
+
+    server = start_registry(tmp_path / "small", extra=["--max-blob-size", "1000"])
+    try:
+        auth = {"Authorization": f"Bearer {server.admin_token}"}
+        for size, expected in ((999, 201), (2000, 413)):
+            body = bytes(size)
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            r = httpx.post(f"{server.url}/v2/limits/blob/blobs/uploads/", params={"digest": digest}, content=body,
+                           headers=auth)
+            assert r.status_code == expected, (size, r.text)
+    finally:
+        server.stop()
