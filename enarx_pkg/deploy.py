@@ -231,7 +231,7 @@ class HostSession:
         tee = created["tee"]
         plan.check_sim(tee, self.host, self.settings.insecure_sim)
         claims = verify_evidence(tee, evidence, certs=evidence_certs(tee, created.get("aux")),
-                                 collateral=_collateral(self.policy, self.settings.policy_path))
+                                 collateral=_collateral(self.policy, self.settings.policy_path, tee, evidence))
         if len(keep_key) != seal.KEY_BYTES:
             raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
         plan.check_binding(claims.report_data, nonce, keep_key, self.host)
@@ -379,15 +379,42 @@ def agent_delete(http: Any, keep_id: str) -> None:
         pass
 
 
-def _collateral(policy: Any, policy_path: Path | None) -> Any:
-    """The policy's offline collateral directory (TCB info, QE identity, CRLs), relative to the policy file."""
-    where = policy.collateral.get("dir")
-    if not where:
+def _collateral(policy: Any, policy_path: Path | None, tee: str, evidence: bytes) -> Any:
+    """The collateral the policy's ``[collateral]`` table asks for (TCB info, QE identity, CRLs).
+
+    ``source = "evidence"``: none beyond what the evidence carries; ``"offline"`` (the default when
+    ``dir`` is set): files in ``dir``, relative to the policy file; ``"fetch"``: downloaded from AMD
+    KDS / Intel PCS into ``dir`` (default: the user cache) for this evidence, then read. Whatever is
+    fetched is untrusted input, checked against the pinned roots like the rest.
+    """
+    table = policy.collateral
+    source, where = table.get("source"), table.get("dir")
+    if source is None:
+        source = "offline" if where else "evidence"
+    if source == "evidence":
+        if where:
+            raise InputError("policy [collateral]: dir is set but source = \"evidence\" ignores it; "
+                             "use source = \"offline\" or drop dir")
         return None
     from enarx_pkg.attestation import Collateral
 
     base = policy_path.parent if policy_path is not None else Path.cwd()
-    return Collateral.from_dir(base / where)
+    if source == "offline":
+        if not where:
+            raise InputError("policy [collateral]: source = \"offline\" needs dir = \"...\"")
+        return Collateral.from_dir(base / where)
+    if tee == "sim":  # nothing to fetch for a software keep
+        return None
+    from enarx_pkg.attestation import fetch
+
+    target = base / where if where else _cache_dir() / "collateral" / tee
+    target.mkdir(parents=True, exist_ok=True)
+    fetch.download(fetch.plan_for(tee, evidence), target)
+    return Collateral.from_dir(target)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "enarx-pkg"
 
 
 def evidence_certs(tee: str, aux: Any) -> list[bytes]:

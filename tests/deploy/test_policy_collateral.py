@@ -34,3 +34,30 @@ def test_collateral_dir_relative_to_the_policy_file(published, sim_host, tmp_pat
     [r] = d.deploy(_settings(published, sim_host, policy))
     assert r.error is None, r.error and r.error.message
     assert MARKER in r.stdout
+
+
+def test_collateral_source_evidence_with_a_dir_is_a_policy_error(published, sim_host, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(sim_host.policy() + '\n[collateral]\nsource = "evidence"\ndir = "x"\n')
+    [r] = d.deploy(_settings(published, sim_host, policy))
+    assert isinstance(r.error, InputError) and 'source = "evidence"' in r.error.message
+    assert MARKER not in r.stdout
+
+
+def test_collateral_source_offline_needs_a_dir(published, sim_host, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(sim_host.policy() + '\n[collateral]\nsource = "offline"\n')
+    [r] = d.deploy(_settings(published, sim_host, policy))
+    assert isinstance(r.error, InputError) and "needs dir" in r.error.message
+
+
+def test_collateral_source_fetch_for_a_sim_keep_fetches_nothing(published, sim_host, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(sim_host.policy() + '\n[collateral]\nsource = "fetch"\n')
+    [r] = d.deploy(_settings(published, sim_host, policy))
+    assert r.error is None, r.error and r.error.message
+    assert not (tmp_path / "cache" / "enarx-pkg" / "collateral").exists()
