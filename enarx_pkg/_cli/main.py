@@ -77,6 +77,12 @@ def _dispatch(args: list[str]) -> int:
 
     if args[:1] == ["run"] and run.plain(args[1:]):
         return run.run(run.click_args(args[1:]))
+    if args[:1] in (["publish"], ["pull"]):  # a plain transfer skips typer too (see transfer_plain)
+        from enarx_pkg._cli import transfer_plain
+
+        opts = transfer_plain.parse(args[0], args[1:])
+        if opts is not None:
+            return transfer_plain.run(args[0], opts)
     import typer.main
 
     from enarx_pkg._cli.root import app
