@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
 from enarx_pkg.oci import reference as _ref
@@ -135,7 +135,7 @@ class _Puller:
         report = self.progress(desc.digest[7:19], desc.size) if self.progress else None
         try:
             with os.fdopen(fd, "wb") as f:
-                self.client.fetch_blob_to(self.repo, desc, f, progress=report)
+                self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f), progress=report)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
@@ -163,6 +163,44 @@ class _Puller:
             out.append(fetched.digest)
         return out
 
+
+
+class _WriteBehind:
+    """A blob file that asks the kernel to start writing back each few MiB as they arrive.
+
+    The one ``fsync`` at the end then waits for the last few MiB instead of the whole blob (it took
+    a quarter of a 256 MiB pull here). ``POSIX_FADV_DONTNEED`` on Linux starts writeback of dirty
+    pages without waiting and drops the pages already clean, so the page cache does not fill either.
+    It is advice only: durability still rests on the fsync.
+    """
+
+    STEP = 8 << 20
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.written = self.started = f.tell()
+
+    def write(self, data: bytes) -> int:
+        n = self.f.write(data)
+        self.written += n
+        if self.written - self.started >= self.STEP and hasattr(os, "posix_fadvise"):
+            self.f.flush()
+            os.posix_fadvise(self.f.fileno(), self.started, self.written - self.started, os.POSIX_FADV_DONTNEED)
+            self.started = self.written
+        return n
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seek(self, offset: int) -> int:  # a restarted download rewinds
+        self.written = self.started = self.f.seek(offset)
+        return self.written
+
+    def truncate(self) -> int:
+        return self.f.truncate()
 
 
 def find_referrers(client: Client, repo: str, subject: str) -> list[Descriptor]:
