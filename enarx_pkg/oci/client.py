@@ -184,9 +184,9 @@ class Client:
         sink = _Sink(out, progress)
         received = 0
         try:
-            with self.t.open("GET", self._path(repo, "blobs", desc.digest), scope(repo), follow=True) as r:
+            with self.t.open("GET", self._path(repo, "blobs", desc.digest), scope(repo), follow=True, raw=True) as r:
                 try:
-                    for chunk in r.iter_raw():  # as the socket delivers it: no re-chunking copies
+                    for chunk in r.iter_raw():  # as the socket delivers it (up to 1 MiB): no re-chunking copies
                         received += len(chunk)
                         if received > desc.size:
                             raise VerificationError(f"{what} is larger than the {desc.size} bytes its descriptor says")

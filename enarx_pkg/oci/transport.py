@@ -22,6 +22,7 @@ import httpx
 from enarx_pkg._internal import bounded
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
+from enarx_pkg.oci.rawhttp import RAW, RawTransport
 from enarx_pkg.oci.reference import Registry
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -66,8 +67,8 @@ class Transport:
         self.registry = registry
         self.settings = settings
         self.http = httpx.Client(
-            follow_redirects=False, timeout=httpx.Timeout(settings.timeout), transport=_LazyTLSTransport(),
-            headers={"User-Agent": settings.user_agent},
+            follow_redirects=False, timeout=httpx.Timeout(settings.timeout),
+            transport=_LazyTLSTransport(settings.timeout), headers={"User-Agent": settings.user_agent},
         )
         self.auth = Authenticator(registry.host, credentials, self.http)
         self._origin = origin(httpx.URL(registry.base_url))
@@ -80,9 +81,13 @@ class Transport:
 
     @contextlib.contextmanager
     def open(self, method: str, url: str, scope: str, *, headers: dict[str, str] | None = None,
-             body: Body = None, follow: bool = False, ok: Iterable[int] = (200,)) -> Iterator[httpx.Response]:
-        """Send one request (streamed response), raising a typed error unless its status is in ``ok``."""
-        resp = self.send(method, url, scope, headers=headers, body=body, follow=follow)
+             body: Body = None, follow: bool = False, ok: Iterable[int] = (200,),
+             raw: bool = False) -> Iterator[httpx.Response]:
+        """Send one request (streamed response), raising a typed error unless its status is in ``ok``.
+
+        ``raw``: a GET whose body is a blob, read in large pieces (see :mod:`enarx_pkg.oci.rawhttp`).
+        """
+        resp = self.send(method, url, scope, headers=headers, body=body, follow=follow, raw=raw)
         try:
             if resp.status_code not in set(ok):
                 raise self.error(resp, method)
@@ -91,19 +96,19 @@ class Transport:
             resp.close()
 
     def send(self, method: str, url: str, scope: str, *, headers: dict[str, str] | None = None,
-             body: Body = None, follow: bool = False) -> httpx.Response:
+             body: Body = None, follow: bool = False, raw: bool = False) -> httpx.Response:
         """Send with auth and redirects; raise :class:`Transient` for retryable failures."""
         target = httpx.URL(url)
         authorized: str | None = None
         for _hop in range(self.settings.max_redirects + 2):
-            resp = self._attempt(method, target, scope, headers, body, authorized)
+            resp = self._attempt(method, target, scope, headers, body, authorized, raw)
             if self._asks_again(resp, target, authorized):
                 _discard(resp)
                 self.auth.forget(scope)  # a 403 with a Bearer challenge: the cached token is too narrow
                 authorized = self.auth.answer(resp, scope)
                 if authorized is not None:
                     resp.close()
-                    resp = self._attempt(method, target, scope, headers, body, authorized)
+                    resp = self._attempt(method, target, scope, headers, body, authorized, raw)
             if resp.status_code in RETRY_STATUSES:
                 resp.close()
                 raise Transient(f"{method} failed with HTTP {resp.status_code}", str(target), resp.status_code)
@@ -129,7 +134,7 @@ class Transport:
         return nxt
 
     def _attempt(self, method: str, target: httpx.URL, scope: str, headers: dict[str, str] | None,
-                 body: Body, authorized: str | None) -> httpx.Response:
+                 body: Body, authorized: str | None, raw: bool = False) -> httpx.Response:
         hdrs = dict(headers or {})
         # credentials go to the registry's own origin only, never to a redirect target elsewhere
         if origin(target) == self._origin:
@@ -137,7 +142,8 @@ class Transport:
             if auth:
                 hdrs["Authorization"] = auth
         content: Any = body() if callable(body) else body
-        req = self.http.build_request(method, target, headers=hdrs, content=content)
+        req = self.http.build_request(method, target, headers=hdrs, content=content,
+                                      extensions={RAW: True} if raw and method == "GET" else None)
         try:
             return self.http.send(req, stream=True)
         except httpx.TimeoutException as exc:
@@ -175,18 +181,28 @@ class Transport:
 class _LazyTLSTransport(httpx.BaseTransport):
     """Plain HTTP needs no TLS context; build the (slow to load) trust store on the first HTTPS request."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self._plain = httpx.HTTPTransport(verify=False)  # only ever used for http:// URLs
         self._tls: httpx.HTTPTransport | None = None
+        self._context: ssl.SSLContext | None = None
+        self._raw = RawTransport(timeout, self._ssl_context)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._context is None:
+            self._context = _tls_context()
+        return self._context
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.extensions.get(RAW):
+            return self._raw.handle_request(request)
         if request.url.scheme != "https":
             return self._plain.handle_request(request)
         if self._tls is None:
-            self._tls = httpx.HTTPTransport(verify=_tls_context())
+            self._tls = httpx.HTTPTransport(verify=self._ssl_context())
         return self._tls.handle_request(request)
 
     def close(self) -> None:
+        self._raw.close()
         self._plain.close()
         if self._tls is not None:
             self._tls.close()
