@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from enarx_pkg._internal import bounded
 from registry import api, v2, web
 from registry.auth import Unauthorized
 from registry.settings import Settings
@@ -51,7 +52,7 @@ class RegistryApp:
         authorization = request.headers.get("authorization")
         scopes = request.query_params.getlist("scope")
         if request.method == "POST":
-            body = await _bounded_body(request, MAX_TOKEN_FORM)
+            body = await bounded.request_body(request, MAX_TOKEN_FORM)
             try:
                 form = parse_qs((body or b"").decode("utf-8", "replace"), max_num_fields=100)
             except ValueError:
@@ -72,19 +73,6 @@ class RegistryApp:
             grants |= {"admin"}
         token, ttl = self.reg.auth.issue_bearer(principal, frozenset(grants))
         return JSONResponse({"token": token, "access_token": token, "expires_in": ttl})
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it passes ``limit`` (counted as it arrives; the endpoint is unauthenticated)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _with_headers(send: Send) -> Send:

@@ -20,3 +20,19 @@ def read(response: Any, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+async def request_body(request: Any, limit: int) -> bytes | None:
+    """The body of a Starlette ``Request``, or ``None`` once it passes ``limit`` (or declares more).
+
+    Servers (the registry, the host agent) use this for every body they keep in memory.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from enarx_pkg._internal import seal
+from enarx_pkg._internal import bounded, seal
 from enarx_pkg.errors import VerificationError
 from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
 
@@ -130,7 +130,7 @@ async def platform(request: Request) -> Response:
 
 async def create_keep(request: Request) -> Response:
     agent: Agent = request.app.state.agent
-    body = await _bounded_body(request, MAX_CREATE_BYTES)
+    body = await bounded.request_body(request, MAX_CREATE_BYTES)
     nonce = None if body is None else _nonce(body)
     if nonce is None:
         return _problem(400, "body must be JSON {\"nonce\": base64 of 32 bytes}")
@@ -166,15 +166,6 @@ def _nonce(body: bytes) -> str | None:
     return None
 
 
-async def _bounded_body(request: Request, limit: int) -> bytes | None:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 async def provision(request: Request) -> Response:
     """Hand the sealed envelope to the keep; the response streams the keep's sealed frames."""
     agent: Agent = request.app.state.agent
@@ -184,7 +175,7 @@ async def provision(request: Request) -> Response:
         return _problem(404, f"no keep {keep_id}")
     if not isinstance(keep, Keep):
         return _problem(409, f"keep {keep_id} is already provisioned")
-    envelope = await _bounded_body(request, agent.settings.max_envelope_bytes)
+    envelope = await bounded.request_body(request, agent.settings.max_envelope_bytes)
     if envelope is None:
         agent.destroy(keep_id)  # it was claimed, so it can never be provisioned now
         return _problem(413, f"sealed envelope is over the {agent.settings.max_envelope_bytes}-byte limit")
