@@ -9,7 +9,6 @@ carrying hash(RAK) as its challenge.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,10 +170,3 @@ def _components(items: Any) -> tuple[CcaSwComponent, ...]:
             raise MalformedEvidence("cca.claims", "software component measurement/signer is not bytes")
         out.append(CcaSwComponent(type=_s(c, 1), measurement=m.hex(), signer_id=signer.hex(), version=_s(c, 4)))
     return tuple(out)
-
-
-def cpak_from_jwk_json(text: str) -> bytes:
-    """Normalise a JWK document to PEM bytes (helper for ``--certs`` directories)."""
-    json.loads(text)
-    return load_cpak(text.encode()).public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)

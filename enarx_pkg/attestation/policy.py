@@ -7,7 +7,6 @@ Appraisal is pure: claims + policy in, an :class:`Appraisal` listing every check
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +186,3 @@ def listed(name: str, observed: str, allowed: list[str]) -> Check:
 
 def at_least(name: str, observed: int, minimum: int) -> Check:
     return Check(name, observed >= minimum, str(observed), f">= {minimum}")
-
-
-def is_fingerprint(value: str) -> bool:
-    return bool(re.match(_FP, value))
