@@ -76,10 +76,6 @@ class Metadata:
     def blob_in_repo(self, repo: str, digest: str) -> bool:
         return bool(self.db.query("SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?", (repo, digest)))
 
-    def blob_size(self, digest: str) -> int | None:
-        rows = self.db.query("SELECT size FROM blobs WHERE digest = ?", (digest,))
-        return int(rows[0][0]) if rows else None
-
     def add_blob(self, repo: str, digest: str, size: int, actor: str, remote: str | None = None) -> None:
         now = time.time()
         with self.db.transaction() as tx:
@@ -228,10 +224,6 @@ class Metadata:
             sql += " AND artifact_type = ?"
             params.append(artifact_type)
         return [_manifest(r) for r in self.db.query(sql + " ORDER BY created, digest", params)]
-
-    def manifest_referenced(self, repo: str, digest: str) -> bool:
-        """True if an index in ``repo`` lists this manifest (it must exist for the index to be valid)."""
-        return bool(self.db.query("SELECT 1 FROM manifest_refs WHERE repo = ? AND digest = ?", (repo, digest)))
 
     # -- repositories --------------------------------------------------------------------------
     def _ensure_repo(self, tx: Database, name: str, now: float) -> RepoRow:
