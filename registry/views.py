@@ -10,14 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, MEDIA_SIGSTORE_BUNDLE
 from registry import signatures
 from registry.auth import Principal
 from registry.names import DIGEST_RE, valid_name, valid_tag
 from registry.state import Registry
 
-MEDIA_ENARX_CONFIG = "application/vnd.enarx.config.v1+toml"
-MEDIA_SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-ENCRYPTED_SUFFIX = "+encrypted"
 _signature_cache: dict[str, signatures.Signature] = {}
 
 
