@@ -8,12 +8,12 @@ decides nothing about trust.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from enarx_pkg._internal import canonical, dsse
 from enarx_pkg.errors import InputError
+from enarx_pkg.package import load_json
 
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 KNOWN_MEDIA_TYPES = (
@@ -64,15 +64,10 @@ def parse(data: bytes, where: str = "bundle") -> ParsedBundle:
 
 
 def _load(data: bytes, where: str) -> dict[str, Any]:
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise MalformedBundle(f"{where}: {len(data)} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBundle(f"{where}: not valid JSON ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(obj, dict):
-        raise MalformedBundle(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+        return load_json(data, where, MAX_BUNDLE_BYTES)
+    except InputError as exc:
+        raise MalformedBundle(exc.message) from None
 
 
 def _material(vm: dict[str, Any], where: str) -> tuple[str | None, bytes | None]:
