@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-IN_TOTO = "application/vnd.in-toto+json"
-
 
 @dataclass(frozen=True)
 class Signature:

@@ -18,7 +18,6 @@ from enarx_pkg.errors import Error, ExitCode, NotFoundError
 
 CONFIGFS_TSM = Path("/sys/kernel/config/tsm/report")
 SEV_GUEST = Path("/dev/sev-guest")
-TDX_GUEST = Path("/dev/tdx_guest")
 GRAMINE = Path("/dev/attestation")
 PROVIDERS = {"sev_guest": "snp", "tdx_guest": "tdx", "arm_cca_guest": "cca", "arm-cca-guest": "cca"}
 MAX_BLOB = 1 << 20

@@ -29,7 +29,6 @@ from enarx_pkg.attestation.claims import PckInfo, SgxClaims, TdxClaims
 if TYPE_CHECKING:
     from enarx_pkg.attestation.collateral import Collateral
 
-HEADER_LEN = 48
 SGX_BODY_LEN = 384
 TD10_BODY_LEN = 584
 TD15_BODY_LEN = 648

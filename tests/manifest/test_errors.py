@@ -12,7 +12,6 @@ from enarx_pkg.errors import ExitCode, NotFoundError
 from enarx_pkg.manifest import ManifestError, Problem
 
 PKG = '[package]\nname = "demo"\nversion = "0.1.0"\n'
-BUILD = '[build]\nrecipe = "wat"\nsources = ["hello.wat"]\noutput = "hello.wasm"\n'
 
 
 def problems(text: str | bytes, path: str = "Enarx.toml") -> list[Problem]:
