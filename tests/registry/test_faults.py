@@ -39,6 +39,20 @@ def _crash_and_resume(server):
         full.update(_chunk(i))
     digest = "sha256:" + full.hexdigest()
     location = admin.http.post("/v2/crash/app/blobs/uploads/").headers["location"]
+    _kill_halfway_through_upload(server, admin, location)
+    server.start()
+    admin = Client(server, server.admin_token)
+
+    # nothing partial is visible, nothing stored before is damaged
+    assert admin.http.head(f"/v2/crash/app/blobs/{digest}").status_code == 404
+    assert not server.data_dir.joinpath("blobs", "sha256", digest[7:9], digest[7:]).exists()
+    assert admin.http.get(f"/v2/crash/app/manifests/{before_digest}").content == before_body
+    before_layer = b"stored before the crash"
+    assert admin.http.get("/v2/crash/app/blobs/" + sha(before_layer)).content == before_layer
+    _resume_upload(admin, location, digest)
+
+
+def _kill_halfway_through_upload(server, admin, location):
     halfway = threading.Event()
 
     def body():
@@ -58,17 +72,10 @@ def _crash_and_resume(server):
     time.sleep(0.2)
     server.kill()
     sender.join(60)
-    server.start()
-    admin = Client(server, server.admin_token)
 
-    # nothing partial is visible, nothing stored before is damaged
-    assert admin.http.head(f"/v2/crash/app/blobs/{digest}").status_code == 404
-    assert not server.data_dir.joinpath("blobs", "sha256", digest[7:9], digest[7:]).exists()
-    assert admin.http.get(f"/v2/crash/app/manifests/{before_digest}").content == before_body
-    before_layer = b"stored before the crash"
-    assert admin.http.get("/v2/crash/app/blobs/" + sha(before_layer)).content == before_layer
 
-    # the upload resumes from what reached the disk
+def _resume_upload(admin, location, digest):
+    """The upload resumes from what reached the disk."""
     status = admin.http.get(location)
     assert status.status_code == 204
     have = int(status.headers["range"].split("-")[1]) + 1
