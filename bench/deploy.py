@@ -234,21 +234,29 @@ def run(rig: Rig, root: Path, a: argparse.Namespace) -> int:
     print(f"ratio total / (direct + floor) {total / peer:8.2f}   (target <= 2.0)")
     print(f"create+evidence+appraisal+provision {ckp:6.1f} ms   (target <= 150 ms)")
     if not a.skip_big:
-        big = rig.package(big_project(root), "big")
-        timed(rig.deploy_cmd(big), env=rig.env)
-        t, r = timed(rig.deploy_cmd(big), env=rig.env)
-        rep = json.loads(r.stdout)["hosts"][0]
-        assert rep["error"] is None, rep
-        tm = rep["timings_ms"]
-        print(f"20 MB module: total {t * 1000:.0f} ms (pull {tm.get('keep_pull', 0):.0f} ms, decrypt "
-              f"{tm.get('keep_decrypt', 0):.0f} ms, run {tm.get('keep_run', 0):.0f} ms)")
+        big_module(rig, root)
     if not a.skip_parallel:
-        t, r = timed(rig.deploy_cmd(ref, hosts=8), env=rig.env)
-        hosts = json.loads(r.stdout)["hosts"]
-        ok = sum(1 for h in hosts if h["error"] is None)
-        print(f"8 keeps in parallel on one host: {ok}/8 ok in {t * 1000:.0f} ms "
-              f"({ok / t:.1f} deploys/s); agent+keeps RSS after: {rss_kb(rig.agent.pid) / 1024:.0f} MB")
+        parallel(rig, ref)
     return 0
+
+
+def big_module(rig: Rig, root: Path) -> None:
+    big = rig.package(big_project(root), "big")
+    timed(rig.deploy_cmd(big), env=rig.env)
+    t, r = timed(rig.deploy_cmd(big), env=rig.env)
+    rep = json.loads(r.stdout)["hosts"][0]
+    assert rep["error"] is None, rep
+    tm = rep["timings_ms"]
+    print(f"20 MB module: total {t * 1000:.0f} ms (pull {tm.get('keep_pull', 0):.0f} ms, decrypt "
+          f"{tm.get('keep_decrypt', 0):.0f} ms, run {tm.get('keep_run', 0):.0f} ms)")
+
+
+def parallel(rig: Rig, ref: str) -> None:
+    t, r = timed(rig.deploy_cmd(ref, hosts=8), env=rig.env)
+    hosts = json.loads(r.stdout)["hosts"]
+    ok = sum(1 for h in hosts if h["error"] is None)
+    print(f"8 keeps in parallel on one host: {ok}/8 ok in {t * 1000:.0f} ms "
+          f"({ok / t:.1f} deploys/s); agent+keeps RSS after: {rss_kb(rig.agent.pid) / 1024:.0f} MB")
 
 
 if __name__ == "__main__":
