@@ -83,9 +83,7 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]
                 out = proxy.on_response(self.command, path, r.status_code, out)
             proxy.log.append(Exchange(self.command, path, body, r.status_code, out))
             self.send_response(r.status_code)
-            for k, v in r.headers.items():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                    self.send_header(k, v)
+            self._end_to_end_headers(r.headers)
             self.send_header("Content-Length", str(len(out)))
             self.end_headers()
             if self.command != "HEAD":
@@ -95,9 +93,7 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]
             out = bytearray()
             with client.stream(self.command, proxy.upstream + path, content=body, headers=headers) as r:
                 self.send_response(r.status_code)
-                for k, v in r.headers.items():
-                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
-                        self.send_header(k, v)
+                self._end_to_end_headers(r.headers)
                 bodyless = self.command == "HEAD" or r.status_code in (204, 304)
                 self.send_header(*(("Content-Length", "0") if bodyless else ("Transfer-Encoding", "chunked")))
                 self.end_headers()
@@ -108,6 +104,12 @@ def _handler(proxy: Proxy, client: httpx.Client) -> type[BaseHTTPRequestHandler]
                 if not bodyless:
                     self.wfile.write(b"0\r\n\r\n")
             proxy.log.append(Exchange(self.command, path, body, r.status_code, bytes(out)))
+
+        def _end_to_end_headers(self, headers: httpx.Headers) -> None:
+            # framing and encoding headers describe upstream's wire form, which the proxy re-frames
+            for k, v in headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _forward
 
@@ -137,3 +139,17 @@ def split_records(body: bytes) -> list[tuple[int, bytes]]:
 
 def join_records(records: list[tuple[int, bytes]]) -> bytes:
     return b"".join(seal.record(k, p) for k, p in records)
+
+
+def tamper_records(records: list[tuple[int, bytes]], how: str) -> list[tuple[int, bytes]]:
+    """What a host in the middle can do to a sealed frame stream without a key: drop, replay or reorder."""
+    out = list(records)
+    if how == "drop":
+        del out[0]
+    elif how == "replay":
+        out.insert(1, out[0])
+    elif how == "reorder":
+        out[0], out[1] = out[1], out[0]
+    else:
+        raise ValueError(f"unknown tampering {how!r}")
+    return out

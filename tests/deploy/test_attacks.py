@@ -18,7 +18,7 @@ from enarx_pkg import verify
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import AttestationError, VerificationError
 from tests.deploy.conftest import MARKER, SECRET, Published
-from tests.deploy.proxy import Proxy, join_records, running, split_records
+from tests.deploy.proxy import Proxy, join_records, running, split_records, tamper_records
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
 
 
@@ -121,14 +121,7 @@ def test_tampered_output_frames_are_refused(published, sim_host, policy_for, how
             return body
         recs = split_records(body)
         assert len(recs) >= 2  # at least one output frame + the exit frame
-        if how == "drop":
-            del recs[0]
-        elif how == "replay":
-            recs.insert(1, recs[0])
-        elif how == "reorder":
-            recs[0], recs[1] = recs[1], recs[0]
-        else:
-            recs = recs[:-1]  # no sealed exit status
+        recs = recs[:-1] if how == "truncate" else tamper_records(recs, how)  # truncate: no sealed exit status
         return join_records(recs)
 
     proxy = Proxy(sim_host.url, on_response=tamper)

@@ -21,7 +21,7 @@ from enarx_pkg._internal import seal
 from enarx_pkg.errors import VerificationError
 from tests.conftest import REPO
 from tests.deploy.conftest import MARKER, SECRET, Published
-from tests.deploy.proxy import Proxy, join_records, running, split_records
+from tests.deploy.proxy import Proxy, join_records, running, split_records, tamper_records
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
 
 
@@ -119,15 +119,11 @@ def test_tampered_stdin_frames_are_refused_by_the_keep(published, sim_host, poli
         recs = split_records(body)
         assert [len(p) for _, p in recs] == [len(FIRST) + seal.FRAME_OVERHEAD, len(SECOND) + seal.FRAME_OVERHEAD,
                                              seal.FRAME_OVERHEAD]
-        if how == "drop":
-            del recs[0]
-        elif how == "replay":
-            recs.insert(1, recs[0])
-        elif how == "reorder":
-            recs[0], recs[1] = recs[1], recs[0]
-        else:
+        if how == "flip":
             kind, frame = recs[0]
             recs[0] = (kind, frame[:20] + bytes([frame[20] ^ 1]) + frame[21:])
+        else:
+            recs = tamper_records(recs, how)
         return path, join_records(recs)
 
     proxy = Proxy(sim_host.url, on_request=tamper, stream_responses=True)
