@@ -249,7 +249,10 @@ class HostSession:
         self.event(self.host, "sealing keys and secrets to the attested keep")
         ref = self.package.reference
         layer_keys = unwrap_keys(self.package.manifest, self.settings.decryption_key)
-        declared = package_secrets(self.package, layer_keys)
+        config = package_config(self.package, layer_keys)
+        if config is not None:  # the package's own [keep] backends, checked before anything is sealed
+            plan.check_backend(self.result.tee, config.keep.backends, self.host)
+        declared = config.secrets if config is not None else ()
         secrets = read_secrets(plan.merge_secrets(declared, self.settings.secrets))
         registry = parse_registry(self.settings.keep_registry) if self.settings.keep_registry else ref.registry
         cred = credentials.lookup(ref.registry.host)
@@ -437,15 +440,15 @@ def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[s
     return {d.digest: encrypt.unwrap_layer_key(d, decryption_key) for d in encrypted}  # type: ignore[arg-type]
 
 
-def package_secrets(package: Package, layer_keys: dict[str, seal.LayerKey]) -> Sequence[Any]:
-    """The ``[secrets]`` the package's Enarx.toml declares (decrypting the config layer if needed)."""
+def package_config(package: Package, layer_keys: dict[str, seal.LayerKey]) -> Any:
+    """The package's normalised Enarx.toml (decrypting the config layer if needed), or None without one."""
     import io
 
     from enarx_pkg import encrypt, manifest
 
     conf = [d for d in package.manifest.layers if d.media_type.removesuffix(ENCRYPTED_SUFFIX) == MEDIA_ENARX_CONFIG]
     if len(conf) != 1:
-        return ()
+        return None
     desc = conf[0]
     if encrypt.is_encrypted(desc):
         out = io.BytesIO()
@@ -454,7 +457,7 @@ def package_secrets(package: Package, layer_keys: dict[str, seal.LayerKey]) -> S
         text = out.getvalue().decode("utf-8")
     else:
         text = package.layout.read_blob(desc.digest, 1 << 20).decode("utf-8")
-    return manifest.loads(text, Path("Enarx.toml")).secrets  # type: ignore[attr-defined,no-any-return]
+    return manifest.loads(text, Path("Enarx.toml"))
 
 
 def read_secrets(sources: Sequence[plan.SecretSource]) -> dict[str, seal.SecretValue]:
