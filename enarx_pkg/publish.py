@@ -9,6 +9,7 @@ an ``OCI-Subject`` header on the manifest PUT); otherwise the referrers tag sche
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,7 @@ class _Publisher:
         self.client, self.repo, self.layout = client, repo, layout
         self.progress, self.mount_from = progress, mount_from
         self.pushed = self.skipped = self.mounted = 0
+        self.lock = threading.Lock()
         self.refs: list[str] = []
         self.via: str | None = None
 
@@ -142,10 +144,30 @@ class _Publisher:
     def package(self, desc: Descriptor) -> bytes:
         data = self.manifest_bytes(desc.digest)
         manifest = ImageManifest.from_bytes(data, f"manifest {desc.digest}")
-        for blob in (manifest.config, *manifest.layers):
-            self.blob(blob)
+        self.blobs((manifest.config, *manifest.layers))
         self.client.put_manifest(self.repo, desc.digest, data, MEDIA_MANIFEST)
         return data
+
+    def blobs(self, blobs: tuple[Descriptor, ...]) -> None:
+        """Push ``blobs``: the smallest alone first, then the rest side by side (as skopeo does).
+
+        The first one settles the auth scheme, token and credential lookup on its own, so the
+        concurrent ones reuse them instead of each answering the same challenge. The small blobs'
+        round trips (HEAD, POST, PUT each) then hide behind the big one's upload. Every blob is
+        done (or has failed) before this returns; the first failure is raised.
+        """
+        first, *rest = sorted(blobs, key=lambda d: d.size)
+        self.blob(first)
+        if len(rest) < 2:
+            for d in rest:
+                self.blob(d)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(rest), 4), thread_name_prefix="publish") as pool:
+            futures = [pool.submit(self.blob, d) for d in reversed(rest)]  # the biggest starts first
+        for f in futures:
+            f.result()
 
     def blob(self, desc: Descriptor) -> None:
         if not self.layout.has_blob(desc.digest):
@@ -155,12 +177,13 @@ class _Publisher:
                                         mount_from=self.mount_from, progress=report)
         if report:
             report(desc.size)
-        if outcome == "skipped":
-            self.skipped += 1
-        elif outcome == "mounted":
-            self.mounted += 1
-        else:
-            self.pushed += 1
+        with self.lock:
+            if outcome == "skipped":
+                self.skipped += 1
+            elif outcome == "mounted":
+                self.mounted += 1
+            else:
+                self.pushed += 1
 
     def signatures(self, subject: str) -> None:
         refs = self.layout.referrers(subject)
@@ -170,8 +193,7 @@ class _Publisher:
         for r in refs:
             data = self.manifest_bytes(r.digest)
             manifest = ImageManifest.from_bytes(data, f"referrer {r.digest}")
-            for blob in (manifest.config, *manifest.layers):
-                self.blob(blob)
+            self.blobs((manifest.config, *manifest.layers))
             headers = self.client.put_manifest(self.repo, r.digest, data, MEDIA_MANIFEST)
             api = api and headers.get("oci-subject") == subject
             self.refs.append(r.digest)
