@@ -194,6 +194,9 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
                  at: datetime | None = None) -> TdxClaims | SgxClaims:
     """Verify quote signature, QE report binding and signature, PCK chain; appraise collateral if given."""
     q = parse_quote(evidence)
+    if q.qe_vendor_id != INTEL_QE_VENDOR:  # only Intel's QE is appraised (QE identity, TCB info are Intel's)
+        raise EvidenceError("quote.qe_vendor_id", f"quoting enclave vendor {q.qe_vendor_id.hex()} is not Intel's "
+                            f"({INTEL_QE_VENDOR.hex()})")
     pem = q.pck_chain.rstrip(b"\0") or b"\n".join(certs)
     if not pem:
         raise EvidenceError("pck.chain", "quote carries no PCK chain and none was supplied")

@@ -163,6 +163,16 @@ def test_flipped_bit_in_signed_tdx_region_refused(vec, offset):
         verify_evidence("tdx", bytes(data), at=AT_VALID)
 
 
+@pytest.mark.parametrize("path, tee", [("tdx/trustee-v4-spr/quote.dat", "tdx"), ("sgx/occlum-v3/quote.dat", "sgx")])
+def test_quote_from_a_non_intel_quoting_enclave_refused(vec, path, tee):
+    data = bytearray(vec.read(path))
+    assert bytes(data[12:28]) == dcap.INTEL_QE_VENDOR  # the header's qe_vendor_id
+    data[12] ^= 0xFF
+    with pytest.raises(EvidenceError) as exc:
+        verify_evidence(tee, bytes(data), at=AT_VALID)
+    assert exc.value.check == "quote.qe_vendor_id"
+
+
 @pytest.mark.parametrize("offset", [0, 48, 48 + 64, 48 + 320, 431, 436, 436 + 64, 436 + 128 + 10])
 def test_flipped_bit_in_sgx_quote_refused(vec, offset):
     data = bytearray(vec.read("sgx/occlum-v3/quote.dat"))
