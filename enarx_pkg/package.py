@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -319,7 +318,3 @@ def verify_layout_blob(layout: Layout, desc: Descriptor) -> None:
     dg, size = digest.of_file(layout.blob_path(desc.digest))
     if dg != desc.digest or size != desc.size:
         raise VerificationError(f"blob {desc.digest} in {layout.path} does not match its descriptor")
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True)
