@@ -220,21 +220,12 @@ class HostSession:
     def _attest(self, created: dict[str, Any], nonce: bytes) -> bytes:
         """Verify the evidence, its binding and the policy; returns the keep key we may seal to."""
         from enarx_pkg.attestation import policy as ap
-        from enarx_pkg.attestation import verify_evidence
 
         self.event(self.host, f"verifying {created['tee']} evidence")
-        try:
-            keep_key = base64.b64decode(created["keep_public_key"], validate=True)
-            evidence = base64.b64decode(created["evidence"], validate=True)
-        except ValueError:
-            raise InputError(f"{self.host} sent a keep key or evidence that is not base64") from None
-        tee = created["tee"]
+        tee, keep_key, evidence = decode_offer(created, self.host)
         plan.check_sim(tee, self.host, self.settings.insecure_sim)
-        claims = verify_evidence(tee, evidence, certs=evidence_certs(tee, created.get("aux")),
-                                 collateral=_collateral(self.policy, self.settings.policy_path, tee, evidence))
-        if len(keep_key) != seal.KEY_BYTES:
-            raise InputError(f"{self.host} sent a keep key of {len(keep_key)} bytes, expected 32")
-        plan.check_binding(claims.report_data, nonce, keep_key, self.host)
+        claims = verify_offer(self.host, tee, keep_key, evidence, created.get("aux"), nonce,
+                              collateral=_collateral(self.policy, self.settings.policy_path, tee, evidence))
         appraisal = ap.appraise(claims, self.policy, expected_report_data=seal.report_data(nonce, keep_key))
         if not appraisal.ok:
             raise AttestationError(plan.appraisal_refusal(self.host, appraisal.tee, appraisal.checks))
@@ -418,6 +409,31 @@ def _collateral(policy: Any, policy_path: Path | None, tee: str, evidence: bytes
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "enarx-pkg"
+
+
+def decode_offer(created: dict[str, Any], host: str) -> tuple[str, bytes, bytes]:
+    """The TEE, keep public key and evidence of a create-keep answer, shapes and encodings checked."""
+    tee = created.get("tee")
+    if not isinstance(tee, str) or not all(isinstance(created.get(k), str) for k in ("keep_public_key", "evidence")):
+        raise InputError(f"{host} answered create-keep without tee/key/evidence")
+    try:
+        keep_key = base64.b64decode(created["keep_public_key"], validate=True)
+        evidence = base64.b64decode(created["evidence"], validate=True)
+    except ValueError:
+        raise InputError(f"{host} sent a keep key or evidence that is not base64") from None
+    if len(keep_key) != seal.KEY_BYTES:
+        raise InputError(f"{host} sent a keep key of {len(keep_key)} bytes, expected 32")
+    return tee, keep_key, evidence
+
+
+def verify_offer(host: str, tee: str, keep_key: bytes, evidence: bytes, aux: Any, nonce: bytes, *,
+                 collateral: Any = None) -> Any:
+    """Verify an offered keep's evidence and its binding to ``nonce`` and its key (no policy)."""
+    from enarx_pkg.attestation import verify_evidence
+
+    claims = verify_evidence(tee, evidence, certs=evidence_certs(tee, aux), collateral=collateral)
+    plan.check_binding(claims.report_data, nonce, keep_key, host)
+    return claims
 
 
 def evidence_certs(tee: str, aux: Any) -> list[bytes]:

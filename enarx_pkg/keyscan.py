@@ -16,7 +16,6 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from enarx_pkg import deploy_plan as plan
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import AttestationError, InputError
 
@@ -80,21 +79,10 @@ def _get_json(http: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
 
 def _verify(host: str, platform: dict[str, Any], created: dict[str, Any], nonce: bytes) -> Any:
     """Evidence signature, binding to our nonce and the offered key, and agreement with the platform report."""
-    from enarx_pkg.attestation import verify_evidence
-    from enarx_pkg.deploy import evidence_certs
+    from enarx_pkg.deploy import decode_offer, verify_offer
 
-    tee = created.get("tee")
-    if not isinstance(tee, str) or not all(isinstance(created.get(k), str) for k in ("keep_public_key", "evidence")):
-        raise InputError(f"{host} answered create-keep without tee/key/evidence")
-    try:
-        keep_key = base64.b64decode(created["keep_public_key"], validate=True)
-        evidence = base64.b64decode(created["evidence"], validate=True)
-    except ValueError:
-        raise InputError(f"{host} sent a keep key or evidence that is not base64") from None
-    claims: Any = verify_evidence(tee, evidence, certs=evidence_certs(tee, created.get("aux")))
-    if len(keep_key) != seal.KEY_BYTES:
-        raise InputError(f"{host} sent a keep key of {len(keep_key)} bytes, expected 32")
-    plan.check_binding(claims.report_data, nonce, keep_key, host)
+    tee, keep_key, evidence = decode_offer(created, host)
+    claims: Any = verify_offer(host, tee, keep_key, evidence, created.get("aux"), nonce)
     if platform.get("backend") != claims.tee:
         raise AttestationError(f"{host} reports backend {platform.get('backend')!r} but its keep gave "
                                f"{claims.tee} evidence")
