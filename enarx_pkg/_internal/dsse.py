@@ -7,8 +7,6 @@ cosign and sigstore write them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enarx_pkg._internal import b64
 from enarx_pkg.errors import InputError, VerificationError
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -39,9 +38,9 @@ class Envelope:
     def to_json(self) -> dict[str, Any]:
         """The protobuf-specs JSON form (``io.intoto.Envelope``), base64 with padding."""
         return {
-            "payload": b64(self.payload),
+            "payload": b64.encode(self.payload),
             "payloadType": self.payload_type,
-            "signatures": [{"sig": b64(s)} for s in self.signatures],
+            "signatures": [{"sig": b64.encode(s)} for s in self.signatures],
         }
 
     @classmethod
@@ -58,8 +57,8 @@ class Envelope:
         for i, s in enumerate(sigs):
             if not isinstance(s, dict):
                 raise InputError(f"{where}.signatures[{i}]: expected an object")
-            raw.append(unb64(s.get("sig"), f"{where}.signatures[{i}].sig"))
-        return cls(payload_type, unb64(obj.get("payload"), f"{where}.payload"), tuple(raw))
+            raw.append(b64.decode(s.get("sig"), f"{where}.signatures[{i}].sig"))
+        return cls(payload_type, b64.decode(obj.get("payload"), f"{where}.payload"), tuple(raw))
 
 
 def sign(key: ec.EllipticCurvePrivateKey, payload_type: str, payload: bytes) -> Envelope:
@@ -79,17 +78,3 @@ def verify(key: ec.EllipticCurvePublicKey, envelope: Envelope) -> None:
             continue
     raise VerificationError("DSSE signature does not verify with the given public key "
                             "(payload, payload type or signature was altered, or another key signed it)")
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(value: Any, where: str) -> bytes:
-    """Decode standard base64 strictly (protobuf JSON bytes); anything else is malformed input."""
-    if not isinstance(value, str):
-        raise InputError(f"{where}: expected a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(f"{where}: not valid base64") from None

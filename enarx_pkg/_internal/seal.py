@@ -14,7 +14,6 @@ The host relays both as opaque bytes. Nothing here does I/O.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -27,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from enarx_pkg._internal import canonical, digest
+from enarx_pkg._internal import b64, canonical, digest
 from enarx_pkg.errors import InputError, VerificationError
 
 SEAL_INFO = b"enarx-pkg/seal/v1"
@@ -73,13 +72,13 @@ class LayerKey:
     plaintext_digest: str
 
     def to_json(self) -> dict[str, str]:
-        return {"symkey": _b64(self.symkey), "nonce": _b64(self.nonce), "digest": self.plaintext_digest}
+        return {"symkey": b64.encode(self.symkey), "nonce": b64.encode(self.nonce), "digest": self.plaintext_digest}
 
     @classmethod
     def from_json(cls, obj: Any, where: str) -> LayerKey:
         if not isinstance(obj, dict):
             raise InputError(f"{where}: expected an object")
-        key, nonce = _unb64(obj.get("symkey"), f"{where}.symkey"), _unb64(obj.get("nonce"), f"{where}.nonce")
+        key, nonce = b64.decode(obj.get("symkey"), f"{where}.symkey"), b64.decode(obj.get("nonce"), f"{where}.nonce")
         dg = obj.get("digest")
         if len(key) != 32 or len(nonce) != 16 or not isinstance(dg, str) or not digest.is_valid(dg):
             raise InputError(f"{where}: expected a 32-byte key, a 16-byte nonce and a sha256 digest")
@@ -114,10 +113,10 @@ class Envelope:
     def to_bytes(self) -> bytes:
         return canonical.dumps({
             "v": 1, "registry": self.registry, "repository": self.repository,
-            "manifest": self.manifest_digest, "session_key": _b64(self.session_key),
+            "manifest": self.manifest_digest, "session_key": b64.encode(self.session_key),
             "credential": list(self.credential) if self.credential else None,
             "layer_keys": {d: k.to_json() for d, k in self.layer_keys.items()},
-            "secrets": {n: {"value": _b64(s.value), "mount": s.mount} for n, s in self.secrets.items()},
+            "secrets": {n: {"value": b64.encode(s.value), "mount": s.mount} for n, s in self.secrets.items()},
             "args": list(self.args) if self.args is not None else None, "stdin": self.stdin,
         })
 
@@ -134,7 +133,7 @@ class Envelope:
     @classmethod
     def _parse(cls, obj: dict[str, Any]) -> Envelope:
         where = "sealed envelope"
-        mdg, key = obj.get("manifest"), _unb64(obj.get("session_key"), f"{where}.session_key")
+        mdg, key = obj.get("manifest"), b64.decode(obj.get("session_key"), f"{where}.session_key")
         if not isinstance(mdg, str) or not digest.is_valid(mdg) or len(key) != KEY_BYTES:
             raise InputError(f"{where}: needs a sha256 manifest digest and a 32-byte session key")
         for name in ("registry", "repository"):
@@ -167,7 +166,7 @@ def _parse_secrets(raw: Mapping[str, Any]) -> dict[str, SecretValue]:
         if not isinstance(s, dict):
             raise InputError("sealed envelope: a secret is not an object")
         mount = s.get("mount")
-        out[name] = SecretValue(_unb64(s.get("value"), "sealed envelope.secrets"),
+        out[name] = SecretValue(b64.decode(s.get("value"), "sealed envelope.secrets"),
                                 mount if isinstance(mount, str) else None)
     return out
 
@@ -247,19 +246,6 @@ class Channel:
             raise VerificationError(f"sealed frame {seq} has unknown type {frame_type}")
         self._recv_seq += 1
         return frame_type, payload
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise InputError(f"{where}: expected base64 text")
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise InputError(f"{where}: not valid base64") from None
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from enarx_pkg._internal import canonical, dsse
+from enarx_pkg._internal import b64, canonical, dsse
 from enarx_pkg.errors import InputError
 from enarx_pkg.package import load_json
 
@@ -82,11 +82,11 @@ def _material(vm: dict[str, Any], where: str) -> tuple[str | None, bytes | None]
             hint = pk.get("hint") if isinstance(pk, dict) else None
             return (hint if isinstance(hint, str) else None), None
         if present[0] == "certificate":
-            return None, dsse.unb64(_get(vm["certificate"], "rawBytes"), f"{where}.certificate.rawBytes")
+            return None, b64.decode(_get(vm["certificate"], "rawBytes"), f"{where}.certificate.rawBytes")
         certs = _get(vm["x509CertificateChain"], "certificates")
         if not isinstance(certs, list) or not certs:
             raise MalformedBundle(f"{where}.x509CertificateChain.certificates: expected a non-empty list")
-        return None, dsse.unb64(_get(certs[0], "rawBytes"), f"{where}.x509CertificateChain.certificates[0]")
+        return None, b64.decode(_get(certs[0], "rawBytes"), f"{where}.x509CertificateChain.certificates[0]")
     except InputError as exc:
         raise MalformedBundle(exc.message) from None
 
