@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from enarx_pkg._internal import atomic
 from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
 from enarx_pkg.oci import reference as _ref
 from enarx_pkg.oci.auth import CredentialSource
@@ -130,19 +131,10 @@ class _Puller:
         if desc.size > self.limits.max_blob_bytes:
             raise InputError(f"blob {desc.digest} is {desc.size} bytes, over the {self.limits.max_blob_bytes}"
                              "-byte limit")
-        target = self.layout.blob_path(desc.digest)
-        fd, tmp = tempfile.mkstemp(prefix=".part-", dir=target.parent)
         report = self.progress(desc.digest[7:19], desc.size) if self.progress else None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f), progress=report)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        # visible under its digest only once fetched, verified and synced (mode as the temp file had)
+        with atomic.open_atomic(self.layout.blob_path(desc.digest), mode=0o600) as f:
+            self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f), progress=report)
         self.count += 1
         self.total += desc.size
 
