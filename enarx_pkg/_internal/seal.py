@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -28,6 +28,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from enarx_pkg._internal import b64, canonical, digest
 from enarx_pkg.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from enarx_pkg.trust import AttestedKeep
 
 SEAL_INFO = b"enarx-pkg/seal/v1"
 BINDING_PREFIX = b"enarx-pkg/keep/v1"
@@ -171,14 +174,22 @@ def _parse_secrets(raw: Mapping[str, Any]) -> dict[str, SecretValue]:
     return out
 
 
-def seal_envelope(envelope: Envelope, keep_public_key: bytes, keep_id: str) -> bytes:
-    """Encrypt the envelope to the (attested) keep key; only that keep, under that id, can open it."""
+def seal_envelope(envelope: Envelope, keep: AttestedKeep) -> bytes:
+    """Encrypt the envelope to an attested keep's key; only that keep, under its id, can open it.
+
+    It takes an :class:`~enarx_pkg.trust.AttestedKeep`, which only ``trust.attest`` makes: there is
+    no way to seal to a key whose evidence was not verified.
+    """
+    from enarx_pkg.trust import AttestedKeep
+
+    if not isinstance(keep, AttestedKeep):
+        raise TypeError("seal_envelope seals only to an AttestedKeep (from enarx_pkg.trust.attest)")
     plaintext = envelope.to_bytes()
     if len(plaintext) > MAX_ENVELOPE_BYTES:
         raise InputError(f"sealed envelope would be {len(plaintext)} bytes, over the "
                          f"{MAX_ENVELOPE_BYTES}-byte limit (secrets too large?)")
-    pub = X25519PublicKey.from_public_bytes(keep_public_key)
-    return bytes(_suite().encrypt(plaintext, pub, info=_info(keep_id)))
+    pub = X25519PublicKey.from_public_bytes(keep.public_key)
+    return bytes(_suite().encrypt(plaintext, pub, info=_info(keep.keep_id)))
 
 
 def open_envelope(sealed: bytes, private_key: X25519PrivateKey, keep_id: str) -> Envelope:
