@@ -227,8 +227,10 @@ def _cert_signer(parsed: ParsedBundle) -> tuple[str, str | None]:
 def _log_time(parsed: ParsedBundle) -> tuple[str | None, str | None]:
     if parsed.integrated_time is None:
         return None, None
-    when = dt.datetime.fromtimestamp(parsed.integrated_time, dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ"), "transparency log (Rekor integrated time)"
+    when = dt.datetime.fromtimestamp(parsed.integrated_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if parsed.kind == "key":  # sigstore checked the entry of a keyless bundle; nothing checks this one
+        return when, "Rekor integrated time (not verified: --key checks the signature only)"
+    return when, "transparency log (Rekor integrated time)"
 
 
 def check_package(layout: Layout, subject: Descriptor) -> None:

@@ -58,6 +58,11 @@ def sign(
     trust_config: str | None = typer.Option(None, "--trust-config", metavar="FILE",
                                             help="sigstore ClientTrustConfig JSON of a private Sigstore "
                                                  "(trusted root + Fulcio/Rekor/TSA URLs); default: public sigstore."),
+    timestamp_server: str | None = typer.Option(None, "--timestamp-server", metavar="URL",
+                                                help="With --key: add an RFC 3161 timestamp from this TSA."),
+    tlog_upload: bool = typer.Option(False, "--tlog-upload",
+                                     help="With --key: log the signature in Rekor (the trust config's, "
+                                          "else the public one), as cosign does."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
     password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
                                      help="Environment variable holding the private key's passphrase."),
@@ -67,8 +72,9 @@ def sign(
     from enarx_pkg import sign as signing
 
     token = _identity_token(identity_token)
-    result = signing.sign_target(target, signing.SignSettings(key, keyless, token, staging, password_env, ref,
-                                                                   trust_config=trust_config))
+    result = signing.sign_target(target, signing.SignSettings(
+        key, keyless, token, staging, password_env, ref, trust_config=trust_config,
+        timestamp_server=timestamp_server, tlog_upload=tlog_upload))
     if as_json:
         print_json(result.to_json())
         return

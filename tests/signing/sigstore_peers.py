@@ -153,6 +153,8 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.E
     return b.sign(ikey, hashes.SHA256())
 
 
+# No `certs = chain`: openssl writes the SignedData certificate SET unsorted (not DER), which
+# rfc3161-client (sigstore-python's parser too) refuses; the signer certificate alone is one element.
 OPENSSL_TSA_CONF = """
 [ tsa ]
 default_tsa = tsa_config
@@ -160,7 +162,6 @@ default_tsa = tsa_config
 dir = {dir}
 serial = $dir/serial
 signer_cert = $dir/tsa.pem
-certs = $dir/chain.pem
 signer_key = $dir/tsa.key
 signer_digest = sha256
 default_policy = 1.3.6.1.4.1.57264.2
