@@ -29,6 +29,8 @@ from enarx_pkg.package import (
 ANN_CONTENT = "dev.sigstore.bundle.content"
 ANN_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
 ANN_CREATED = "org.opencontainers.image.created"
+ANN_TITLE = "org.opencontainers.image.title"
+BUNDLE_FILE_NAME = "bundle.sigstore.json"
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ def attach(layout: Layout, subject: Descriptor, bundle: bytes, predicate_type: s
            created: str | None = None) -> Descriptor:
     """Store ``bundle`` as an OCI 1.1 referrer of ``subject`` (untagged), as cosign does."""
     config = layout.put_bytes(EMPTY_JSON, MEDIA_EMPTY)
-    layer = layout.put_bytes(bundle, MEDIA_SIGSTORE_BUNDLE)
+    # the title is the file name oras and other OCI clients give the blob when they pull it
+    layer = layout.put_bytes(bundle, MEDIA_SIGSTORE_BUNDLE, {ANN_TITLE: BUNDLE_FILE_NAME})
     referrer = ImageManifest(
         config=config,
         layers=(layer,),

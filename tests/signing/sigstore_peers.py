@@ -251,13 +251,13 @@ class _Failing(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.body)
 
-    do_GET = do_POST = _answer  # noqa: N815
+    do_GET = do_POST = _answer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
-class failing_service:  # noqa: N801
+class failing_service:
     """A loopback HTTP service that answers every request with ``status`` and ``body``: yields its URL."""
 
     def __init__(self, status: int = 503, body: bytes = _Failing.body) -> None:

@@ -54,21 +54,21 @@ def test_plain_key_bundle_has_no_timestamp_for_sigstore_js(tmp_path: Path, keypa
                                                            private_sigstore: PrivateSigstore) -> None:
     _, bundle, path = _sign(tmp_path, keypairs)
     assert bundle["dsseEnvelope"]["signatures"][0]["keyid"] == bundle["verificationMaterial"]["publicKey"]["hint"]
-    verdict = sigstore_js_verify(path, private_sigstore.trusted_root, "--key", str(keypairs["alice"].with_suffix(".pub")),
-                                 "--tlog-threshold", "0")
+    pub = str(keypairs["alice"].with_suffix(".pub"))
+    verdict = sigstore_js_verify(path, private_sigstore.trusted_root, "--key", pub, "--tlog-threshold", "0")
     assert not verdict["ok"] and "timestamps" in verdict["message"]
 
 
 def test_timestamp_of_another_key_is_refused_by_sigstore_js(tmp_path: Path, keypairs: dict[str, Path],
                                                             private_sigstore: PrivateSigstore) -> None:
-    _, bundle, path = _sign(tmp_path, keypairs, "--timestamp-server", private_sigstore.tsa_url)
+    _, _bundle, path = _sign(tmp_path, keypairs, "--timestamp-server", private_sigstore.tsa_url)
     verdict = sigstore_js_verify(path, private_sigstore.trusted_root, "--key", str(keypairs["bob"].with_suffix(".pub")),
                                  "--tlog-threshold", "0")
     assert not verdict["ok"]
 
 
 def test_tsa_failure_exits_69(tmp_path: Path, keypairs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    layout, desc = make_package(tmp_path / "layout", name="stamped")
+    _layout, desc = make_package(tmp_path / "layout", name="stamped")
     with failing_service(502, b"bad gateway") as url:
         code = main(["sign", str(tmp_path / "layout"), "--key", str(keypairs["alice"].with_suffix(".key")),
                      "--timestamp-server", url])
@@ -78,7 +78,8 @@ def test_tsa_failure_exits_69(tmp_path: Path, keypairs: dict[str, Path], capsys:
     assert not Layout.open(tmp_path / "layout").referrers(desc.digest)  # nothing attached
 
 
-def test_rekor_failure_on_upload_exits_69(tmp_path: Path, keypairs: dict[str, Path], private_sigstore: PrivateSigstore,
+def test_rekor_failure_on_upload_exits_69(tmp_path: Path, keypairs: dict[str, Path],
+                                          private_sigstore: PrivateSigstore,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from tests.signing.sigstore_peers import with_service
 
@@ -92,7 +93,8 @@ def test_rekor_failure_on_upload_exits_69(tmp_path: Path, keypairs: dict[str, Pa
 
 
 def test_malformed_rekor_answer_is_refused(tmp_path: Path, keypairs: dict[str, Path],
-                                           private_sigstore: PrivateSigstore, capsys: pytest.CaptureFixture[str]) -> None:
+                                           private_sigstore: PrivateSigstore,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     from tests.signing.sigstore_peers import with_service
 
     make_package(tmp_path / "layout", name="stamped")

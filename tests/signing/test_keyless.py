@@ -149,7 +149,7 @@ def test_malformed_log_entry_is_a_refusal(mutation: str, tmp_path: Path, keyless
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from enarx_pkg import provenance, sign
 
-    layout, desc = make_package(tmp_path / "layout", name="keyless")
+    _layout, desc = make_package(tmp_path / "layout", name="keyless")
     bundle = json.loads(keyless_signed[2].read_bytes())
     MALFORMED_ENTRIES[mutation](bundle["verificationMaterial"]["tlogEntries"][0])
     sign.attach(Layout.open(tmp_path / "layout"), desc, json.dumps(bundle).encode(), provenance.SLSA_PROVENANCE_V1)
@@ -208,3 +208,13 @@ def test_ambient_oidc_failure_exits_69(tmp_path: Path, private_sigstore: Private
     assert code == 69, err
     assert "OIDC failed" in err and "500" in err
     assert "request-secret-42" not in err
+
+
+def test_standalone_keyless_bundle_verifies_by_digest(keyless_signed: tuple[Path, str, Path],
+                                                      private_sigstore: PrivateSigstore,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, digest, bundle = keyless_signed
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(bundle), "--digest", digest, "--certificate-identity", IDENTITY,
+                 "--certificate-oidc-issuer", ISSUER, "--trust-config", str(private_sigstore.trust_config)]) == 0
+    assert f"signed by {IDENTITY} (issuer {ISSUER})" in capsys.readouterr().out
