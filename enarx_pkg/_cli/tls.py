@@ -124,8 +124,8 @@ def tls_cmd(
         return
     for c in result.appraisal.checks:
         print(f"PASS  {c.name}: observed {c.observed}; expected {c.expected}")
-    print(f"PASS  binding: report_data binds the certificate's key and package {result.evidence.package}")
-    print(f"certificate: {result.subject} names {', '.join(result.names)}, valid until {result.not_after.isoformat()}")
+    print(f"package: {result.evidence.package} (bound, with the certificate's key, by report_data)")
+    print(f"certificate: {result.subject}, names {', '.join(result.names)}, valid until {result.not_after.isoformat()}")
     print("accepted")
 
 

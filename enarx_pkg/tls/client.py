@@ -8,6 +8,7 @@ certificate is checked before one application byte is sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import socket
@@ -72,6 +73,11 @@ def client_context(*, tls12: bool = False) -> ssl.SSLContext:
     return ctx
 
 
+@functools.lru_cache(maxsize=2)
+def _shared_context(tls12: bool) -> ssl.SSLContext:
+    return client_context(tls12=tls12)  # a context is costly to make and safe to share between sockets
+
+
 def _sni(name: str) -> str | None:
     try:
         ipaddress.ip_address(name)
@@ -83,7 +89,7 @@ def _sni(name: str) -> str | None:
 def wrap(sock: socket.socket, peer: AttestedPeer, name: str, *, context: ssl.SSLContext | None = None,
          ) -> tuple[ssl.SSLSocket, TlsAppraisal]:
     """Handshake on ``sock`` and check the peer; the socket is closed on refusal."""
-    tls = (context or client_context()).wrap_socket(sock, server_hostname=_sni(name))
+    tls = (context or _shared_context(False)).wrap_socket(sock, server_hostname=_sni(name))
     try:
         return tls, peer.check(tls.getpeercert(binary_form=True), name)
     except BaseException:
@@ -100,7 +106,7 @@ def connect(host: str, port: int, peer: AttestedPeer, *, name: str | None = None
     except OSError as exc:
         raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
     try:
-        return wrap(sock, peer, name or host, context=client_context(tls12=tls12))
+        return wrap(sock, peer, name or host, context=_shared_context(tls12))
     except (ssl.SSLError, OSError) as exc:
         raise TransportError(f"TLS handshake with {where} failed: {exc}") from exc
 

@@ -45,7 +45,7 @@ def test_accepts_an_attested_keep_and_prints_the_appraisal(tmp_path, serve_tls, 
     out = _attest(server, sim_keep.policy(tmp_path / "p.toml"), "--package", PACKAGE)
     assert out.returncode == 0, out.stderr
     assert "PASS  sim.key" in out.stdout and "PASS  report_data" in out.stdout
-    assert f"package {PACKAGE}" in out.stdout and out.stdout.rstrip().endswith("accepted")
+    assert f"package: {PACKAGE}" in out.stdout and out.stdout.rstrip().endswith("accepted")
     assert "SIM EVIDENCE" in out.stderr
 
 
