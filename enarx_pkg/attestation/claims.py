@@ -70,6 +70,7 @@ class TcbEvaluation:
     advisory_ids: tuple[str, ...]
     qe_status: str
     module_status: str = ""
+    module_advisory_ids: tuple[str, ...] = ()
     fmspc: str = ""
     crl_checked: bool = False
 
