@@ -58,7 +58,9 @@ class SnpClaims:
     launch_tcb: SnpTcb
     platform_info: int
     firmware: str
+    author_key_en: bool = False
     crl_checked: bool = False
+    hcl_ak_pub: str = ""  # Azure HCL: the vTPM attestation key bound by REPORT_DATA (JWK)
 
 
 @dataclass(frozen=True)
