@@ -19,10 +19,8 @@ def required_collateral(policy: Policy, tee: str) -> list[str]:
     ``crl = true`` (the older spelling) adds ``crl`` for every TEE.
     """
     table = policy.collateral
-    if "require" in table:
-        req = list(table["require"])
-    else:
-        req = ["qe_identity", "crl"] if tee in ("tdx", "sgx") else []
+    default = ["qe_identity", "crl"] if tee in ("tdx", "sgx") else []
+    req = list(table.get("require", default))
     if table.get("crl") and "crl" not in req:
         req.append("crl")
     return req

@@ -127,10 +127,6 @@ def _ext_int(der: bytes) -> int:
     return int.from_bytes(der[2:], "big")
 
 
-def _verified_chain(leaf_der: bytes, ask_der: bytes, ark_der: bytes) -> _Chain:
-    return _verified_chain_pinned(leaf_der, ask_der, ark_der, tuple(sorted(anchors.amd_arks().items())))
-
-
 @lru_cache(maxsize=128)
 def _verified_chain_pinned(leaf_der: bytes, ask_der: bytes, ark_der: bytes,
                            ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
@@ -153,11 +149,16 @@ def _verified_chain_pinned(leaf_der: bytes, ask_der: bytes, ark_der: bytes,
     return _Chain(leaf, (leaf, ask, ark), product, key, raw.get(_OID + "4"), tcb)
 
 
-@lru_cache(maxsize=128)
 def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Chain:
     """Pick and verify the chain for one report from a bag of certificates (cached by their bytes)."""
+    return _chain_for_pinned(certs, signing_key, chip_id, tuple(sorted(anchors.amd_arks().items())))
+
+
+@lru_cache(maxsize=128)
+def _chain_for_pinned(certs: tuple[bytes, ...], signing_key: str, chip_id: str,
+                      ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
     leaf, ask, ark = _pick(_x509.load_certs(certs), signing_key, chip_id)
-    return _verified_chain(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER))
+    return _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
 
 
 def _pick(certs: Sequence[x509.Certificate], signing_key: str, chip_id: str) -> tuple[x509.Certificate, ...]:

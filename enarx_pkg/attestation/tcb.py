@@ -145,7 +145,8 @@ def check_kind(tee: str, info: dict[str, Any], qe_id: dict[str, Any] | None) -> 
     want_info, want_qe = ("TDX", "TD_QE") if tee == "tdx" else ("SGX", "QE")
     if info.get("id") != want_info or info.get("version") != 3:
         raise EvidenceError("collateral.tcb_info.kind", f"TCB info is id {info.get('id')!r} version "
-                                                        f"{info.get('version')!r}; a {tee} quote needs {want_info!r} v3")
+                                                        f"{info.get('version')!r}; a {tee} quote needs "
+                                                        f"{want_info!r} v3")
     if qe_id is not None and (qe_id.get("id") != want_qe or qe_id.get("version") != 2):
         raise EvidenceError("collateral.qe_identity.kind", f"QE identity is id {qe_id.get('id')!r} version "
                                                            f"{qe_id.get('version')!r}; a {tee} quote needs "

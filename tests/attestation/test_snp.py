@@ -215,8 +215,8 @@ def test_missing_certificates(vec):
 def test_turin_vcek_chain_and_tcb_layout(vec):
     from enarx_pkg.attestation import snp
 
-    ch = snp._verified_chain(*[c.public_bytes(snp._DER) for c in snp._x509.load_certs(
-        [vec.read("snp/turin-vcek-chain-only/vcek.der"), vec.read("snp/roots/ask_ark_turin.pem")])])
+    ch = snp._chain_for((vec.read("snp/turin-vcek-chain-only/vcek.der"), vec.read("snp/roots/ask_ark_turin.pem")),
+                        "vcek", "00" * 64)
     assert ch.product == "Turin" and ch.hwid == bytes.fromhex("1e550a8ee5cf9f4d")
     assert ch.tcb == {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 9, "fmc": 0}
     assert snp._tcb(int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "little"), "Turin") == SnpTcb(2, 3, 4, 9, fmc=1)
