@@ -12,6 +12,7 @@ from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.settings import Settings
+from registry.upload_state import UploadState
 
 log = logging.getLogger("registry")
 
@@ -69,6 +70,7 @@ class Registry:
         make_private(settings.data_dir)
         self.settings = settings
         self.meta = Metadata(open_database(settings.db_url))
+        self.sessions = UploadState(self.meta.db)
         self.store = BlobStore(settings.data_dir)
         self.auth = Authorizer(self.meta, settings)
         self.manifests = ManifestCache()
