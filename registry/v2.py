@@ -212,7 +212,7 @@ def _acceptable(accept: str | None, media_type: str) -> bool:
     return not types or media_type in types or "*/*" in types or "application/*" in types
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise OciError("MANIFEST_INVALID", f"manifest is {declared} bytes; the limit is {limit}", status=413)
@@ -227,7 +227,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def _put_manifest(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, ref = parts["name"], parts["ref"]
     by_digest = _check_ref(ref)
-    data = await _read_limited(request, reg.settings.max_manifest_bytes)
+    data = await read_limited(request, reg.settings.max_manifest_bytes)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if by_digest and ref != digest:
         raise OciError("DIGEST_INVALID", f"manifest body hashes to {digest}, not {ref}")
