@@ -37,6 +37,7 @@ class KeylessOptions:
 
     identity_token: str | None = None
     staging: bool = False
+    trust_config: str | None = None  # ClientTrustConfig JSON of a private Sigstore instance
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def sign_layout(layout: Layout, ref: str | None = None, *, key: ec.EllipticCurve
         assert keyless is not None
         from enarx_pkg._internal import sigstore_keyless
 
-        bundle = sigstore_keyless.sign_statement(statement, keyless.identity_token, staging=keyless.staging)
+        bundle = sigstore_keyless.sign_statement(statement, keyless.identity_token, staging=keyless.staging,
+                                                 trust_config=keyless.trust_config)
         signer = _keyless_signer(bundle)
     created = now()
     ref_desc = attach(layout, subject, bundle, provenance.SLSA_PROVENANCE_V1, created)
@@ -128,6 +130,7 @@ class SignSettings:
     staging: bool = False
     password_env: str | None = keys.DEFAULT_PASSWORD_ENV
     ref: str | None = None
+    trust_config: str | None = None
 
 
 def sign_target(target: str, settings: SignSettings) -> SignResult:
@@ -160,4 +163,14 @@ def _sign_opened(t: Any, settings: SignSettings) -> SignResult:
         return sign_layout(t.layout, ref, key=key)
     if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
         raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
-    return sign_layout(t.layout, ref, keyless=KeylessOptions(settings.identity_token, settings.staging))
+    return sign_layout(t.layout, ref, keyless=KeylessOptions(settings.identity_token, settings.staging,
+                                                             trust_config_of(settings, defaults, t.project)))
+
+
+def trust_config_of(settings: Any, defaults: Any, project: Path | None) -> str | None:
+    """``--trust-config``, else ``[signing] trust_config`` (relative to the project), else None."""
+    if settings.trust_config:
+        return str(settings.trust_config)
+    if defaults is not None and defaults.trust_config:
+        return str(Path(project or ".") / defaults.trust_config)
+    return None

@@ -57,6 +57,7 @@ class IdentityPolicy:
     identity_regexp: str | None = None
     issuer_regexp: str | None = None
     staging: bool = False
+    trust_config: str | None = None  # ClientTrustConfig JSON of a private Sigstore instance
 
     def __post_init__(self) -> None:
         if (self.identity is None) == (self.identity_regexp is None):
@@ -175,8 +176,8 @@ def verify_artifact_bundle(bundle_bytes: bytes, artifact: bytes | str, policy: P
                                     "(--certificate-identity/--certificate-oidc-issuer)")
         from enarx_pkg._internal import sigstore_keyless
 
-        sigstore_keyless.verify_artifact(bundle_bytes, artifact, _identity_match(policy),
-                                         staging=policy.staging, offline=offline)
+        sigstore_keyless.verify_artifact(bundle_bytes, artifact, _identity_match(policy), staging=policy.staging,
+                                         offline=offline, trust_config=policy.trust_config)
         signer, issuer = _cert_signer(parsed)
         pred = "message-signature"
     when, source = _log_time(parsed)
@@ -203,8 +204,8 @@ def _verify_signature(data: bytes, parsed: ParsedBundle, policy: Policy,
                                 "identity was required", hint="verify it with --key PUBLIC_KEY")
     from enarx_pkg._internal import sigstore_keyless
 
-    payload_type, payload = sigstore_keyless.verify_dsse(data, _identity_match(policy),
-                                                         staging=policy.staging, offline=offline)
+    payload_type, payload = sigstore_keyless.verify_dsse(data, _identity_match(policy), staging=policy.staging,
+                                                         offline=offline, trust_config=policy.trust_config)
     signer, issuer = _cert_signer(parsed)
     return payload_type, payload, signer, issuer
 
@@ -323,6 +324,7 @@ class VerifySettings:
     staging: bool = False
     offline: bool = True
     ref: str | None = None
+    trust_config: str | None = None
 
 
 def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
@@ -358,4 +360,7 @@ def policy_for(s: VerifySettings, defaults: Any, base: Any) -> Policy:
         raise UsageError("nothing to verify against",
                          hint="pass --key PUB or --certificate-identity ID --certificate-oidc-issuer ISS "
                               "(or set [signing] in Enarx.toml)")
-    return IdentityPolicy(s.identity, s.issuer, s.identity_regexp, s.issuer_regexp, s.staging)
+    from enarx_pkg.sign import trust_config_of
+
+    return IdentityPolicy(s.identity, s.issuer, s.identity_regexp, s.issuer_regexp, s.staging,
+                          trust_config_of(s, defaults, base))

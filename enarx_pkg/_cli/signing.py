@@ -55,6 +55,9 @@ def sign(
                                                    "token itself is never taken from the command line. Default: "
                                                    "the SIGSTORE_ID_TOKEN variable, then ambient CI credentials."),
     staging: bool = typer.Option(False, "--staging", help="Use the sigstore staging instance."),
+    trust_config: str | None = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig JSON of a private Sigstore "
+                                                 "(trusted root + Fulcio/Rekor/TSA URLs); default: public sigstore."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
     password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
                                      help="Environment variable holding the private key's passphrase."),
@@ -64,7 +67,8 @@ def sign(
     from enarx_pkg import sign as signing
 
     token = _identity_token(identity_token)
-    result = signing.sign_target(target, signing.SignSettings(key, keyless, token, staging, password_env, ref))
+    result = signing.sign_target(target, signing.SignSettings(key, keyless, token, staging, password_env, ref,
+                                                                   trust_config=trust_config))
     if as_json:
         print_json(result.to_json())
         return
@@ -89,6 +93,9 @@ def verify(
     offline: bool = typer.Option(True, "--offline/--online",
                                  help="Use the embedded sigstore trusted roots, no network (default)."),
     staging: bool = typer.Option(False, "--staging", help="Trust the sigstore staging root, not production."),
+    trust_config: str | None = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig JSON of a private Sigstore "
+                                                 "(trusted root + Fulcio/Rekor/TSA URLs); default: public sigstore."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
@@ -96,7 +103,7 @@ def verify(
     from enarx_pkg import verify as verifying
 
     settings = verifying.VerifySettings(key, identity, identity_regexp, issuer, issuer_regexp, staging,
-                                        offline, ref)
+                                        offline, ref, trust_config)
     report = verifying.verify_target(target, settings)
     if as_json:
         print_json(report.to_json())
