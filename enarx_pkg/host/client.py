@@ -120,7 +120,8 @@ class HostClient:
         self.url = url.rstrip("/")
         self.limits = limits or Limits()
         self._token = token
-        # no kept-alive connections: each exchange's deadline owns (and may shut down) its socket
+        # no kept-alive connections: each exchange's deadline owns (and may shut down) its socket;
+        # trust_env=False: no ~/.netrc credentials or proxy settings are offered to an untrusted host
         self._http = httpx.Client(base_url=self.url, follow_redirects=False, trust_env=False,
                                   limits=httpx.Limits(max_keepalive_connections=0),
                                   timeout=httpx.Timeout(self.limits.platform_s, connect=self.limits.connect_s))
