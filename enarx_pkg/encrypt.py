@@ -8,7 +8,9 @@ in ``org.opencontainers.image.enc.keys.jwe``. The plaintext digest also rides in
 ``dev.enarx.pkg.plaintext.digest`` so the keep checks what it decrypted.
 
 Signatures: sign the ENCRYPTED manifest (the one a deployer resolves and the keep pulls); its digest
-covers the ciphertext, the wrapped keys and the HMACs, so no layer can be swapped unnoticed.
+covers the ciphertext, the wrapped keys and the HMACs, so no layer can be swapped unnoticed. The
+plaintext build's record comes along (``provenance.record_encryption``), so that signature's SLSA
+provenance names the real builder and the plaintext manifest.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from enarx_pkg import provenance
 from enarx_pkg._internal import digest
 from enarx_pkg._internal.seal import LayerKey
 from enarx_pkg.errors import InputError, VerificationError
@@ -68,7 +71,8 @@ def encrypt_layout(layout: Layout, recipients: Sequence[bytes], *, ref: str | No
     layout.copy_blob_to(manifest.config.digest, out)
     layers = tuple(_encrypt_layer(layout, d, out, keys) if d.media_type in ENCRYPTED_MEDIA else _copy(layout, d, out)
                    for d in manifest.layers)
-    out.add_manifest(replace(manifest, layers=layers), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    new = out.add_manifest(replace(manifest, layers=layers), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    provenance.record_encryption(layout, src_desc.digest, out, new.digest)
     return out
 
 
