@@ -206,6 +206,8 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     if q.qe_vendor_id != INTEL_QE_VENDOR:  # only Intel's QE is appraised (QE identity, TCB info are Intel's)
         raise EvidenceError("quote.qe_vendor_id", f"quoting enclave vendor {q.qe_vendor_id.hex()} is not Intel's "
                             f"({INTEL_QE_VENDOR.hex()})")
+    if q.pck_chain:
+        _x509.check_strict_pem(q.pck_chain, "pck.chain.encoding")
     pem = q.pck_chain.rstrip(b"\0") or b"\n".join(certs)
     if not pem:
         raise EvidenceError("pck.chain", "quote carries no PCK chain and none was supplied")
