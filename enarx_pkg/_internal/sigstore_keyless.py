@@ -143,10 +143,14 @@ def load_bundle(data: bytes) -> Bundle:
 
     try:
         return Bundle.from_json(data)
-    except InvalidBundle as exc:
-        raise MalformedBundle(f"bundle refused by sigstore: {_first_line(exc)}") from None
-    except ValueError as exc:
-        raise MalformedBundle(f"bundle is not a sigstore bundle: {_first_line(exc)}") from None
+    except (InvalidBundle, ValueError) as exc:
+        reason = _first_line(exc)
+        if "tlogEntries" in reason or "inclusion proof" in reason:
+            # a log entry that does not hold together is evidence refused, like a bad signature
+            raise VerificationError(f"transparency log entry refused: {reason}") from None
+        if isinstance(exc, InvalidBundle):
+            raise MalformedBundle(f"bundle refused by sigstore: {reason}") from None
+        raise MalformedBundle(f"bundle is not a sigstore bundle: {reason}") from None
 
 
 def verify_dsse(data: bytes, policy: IdentityMatch, *, staging: bool, offline: bool,
@@ -279,8 +283,7 @@ def _reason(exc: BaseException) -> str:
 
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, requests.RequestException):
-        cause = cause.__cause__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException)
-                                    else None)
+        cause = cause.__cause__ or cause.__context__
     if isinstance(cause, requests.HTTPError) and cause.response is not None:
         body = _JWT.sub("[token]", " ".join(cause.response.text.split()))[:200]  # a service may echo it
         return f"HTTP {cause.response.status_code}" + (f": {body}" if body else "")

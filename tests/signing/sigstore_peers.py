@@ -153,6 +153,8 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[str, ec.E
     return b.sign(ikey, hashes.SHA256())
 
 
+# No `certs = chain`: openssl writes the SignedData certificate SET unsorted (not DER), which
+# rfc3161-client (sigstore-python's parser too) refuses; the signer certificate alone is one element.
 OPENSSL_TSA_CONF = """
 [ tsa ]
 default_tsa = tsa_config
@@ -160,7 +162,6 @@ default_tsa = tsa_config
 dir = {dir}
 serial = $dir/serial
 signer_cert = $dir/tsa.pem
-certs = $dir/chain.pem
 signer_key = $dir/tsa.key
 signer_digest = sha256
 default_policy = 1.3.6.1.4.1.57264.2
@@ -236,3 +237,45 @@ class openssl_tsa:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Failing(BaseHTTPRequestHandler):
+    status = 503
+    body = b'{"code":503,"message":"service unavailable"}'
+
+    def _answer(self) -> None:
+        self.rfile.read(min(int(self.headers.get("Content-Length", "0")), 65536))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class failing_service:
+    """A loopback HTTP service that answers every request with ``status`` and ``body``: yields its URL."""
+
+    def __init__(self, status: int = 503, body: bytes = _Failing.body) -> None:
+        handler = type("Handler", (_Failing,), {"status": status, "body": body})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    def __enter__(self) -> str:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def with_service(config: Path, out: Path, field: str, url: str) -> Path:
+    """A copy of a trust config whose signing config sends ``field`` (caUrls, rekorTlogUrls) to ``url``."""
+    obj = json.loads(config.read_text())
+    obj["signingConfig"][field] = [_service(url)]
+    out.write_text(json.dumps(obj))
+    return out

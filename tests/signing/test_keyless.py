@@ -6,14 +6,24 @@ by enarx-pkg, by sigstore-python's Verifier and by sigstore-js: three verifiers 
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
 
 from enarx_pkg._cli.main import main
+from enarx_pkg.package import Layout
 from tests.signing.conftest import bundle_of, make_package
-from tests.signing.sigstore_peers import IDENTITY, ISSUER, PrivateSigstore, oidc_token, sigstore_js_verify
+from tests.signing.sigstore_peers import (
+    IDENTITY,
+    ISSUER,
+    PrivateSigstore,
+    failing_service,
+    oidc_token,
+    sigstore_js_verify,
+    with_service,
+)
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +129,92 @@ def test_keyless_bundle_is_refused_under_the_public_root(keyless_signed: tuple[P
     assert main(["verify", str(keyless_signed[0]), "--certificate-identity", IDENTITY,
                  "--certificate-oidc-issuer", ISSUER]) == 77
     assert "sigstore production root" in capsys.readouterr().err
+
+
+MALFORMED_ENTRIES = {
+    "no inclusion proof": lambda e: e.pop("inclusionProof"),
+    "no kind": lambda e: e.pop("kindVersion"),
+    "no log id": lambda e: e.pop("logId"),
+    "body of another kind": lambda e: e.update(canonicalizedBody=base64.b64encode(b'{"kind":"x"}').decode()),
+    "body not JSON": lambda e: e.update(canonicalizedBody=base64.b64encode(b"hello").decode()),
+    "checkpoint garbage": lambda e: e["inclusionProof"]["checkpoint"].update(envelope="garbage"),
+    "proof hash garbage": lambda e: e["inclusionProof"].update(hashes=["AAAA"]),
+    "tree size 0": lambda e: e["inclusionProof"].update(treeSize="0"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MALFORMED_ENTRIES))
+def test_malformed_log_entry_is_a_refusal(mutation: str, tmp_path: Path, keyless_signed: tuple[Path, str, Path],
+                                          private_sigstore: PrivateSigstore,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from enarx_pkg import provenance, sign
+
+    _layout, desc = make_package(tmp_path / "layout", name="keyless")
+    bundle = json.loads(keyless_signed[2].read_bytes())
+    MALFORMED_ENTRIES[mutation](bundle["verificationMaterial"]["tlogEntries"][0])
+    sign.attach(Layout.open(tmp_path / "layout"), desc, json.dumps(bundle).encode(), provenance.SLSA_PROVENANCE_V1)
+    code = main(["verify", str(tmp_path / "layout"), "--certificate-identity", IDENTITY,
+                 "--certificate-oidc-issuer", ISSUER, "--trust-config", str(private_sigstore.trust_config)])
+    err = capsys.readouterr().err
+    assert code == 77, err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def _sign_keyless(layout: Path, token: Path, config: Path) -> int:
+    return main(["sign", str(layout), "--keyless", "--identity-token", str(token), "--trust-config", str(config)])
+
+
+@pytest.mark.parametrize(("service", "field"), [("Fulcio", "caUrls"), ("Rekor", "rekorTlogUrls")])
+def test_service_failure_exits_69_naming_the_service(service: str, field: str, tmp_path: Path,
+                                                     private_sigstore: PrivateSigstore,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    make_package(tmp_path / "layout", name="down")
+    raw = oidc_token()
+    (tmp_path / "token").write_text(raw)
+    with failing_service(503) as url:
+        config = with_service(private_sigstore.trust_config, tmp_path / "tc.json", field, url)
+        code = _sign_keyless(tmp_path / "layout", tmp_path / "token", config)
+    err = capsys.readouterr().err
+    assert code == 69, err
+    assert f"{service} failed: HTTP 503" in err and "127.0.0.1" in err
+    assert raw not in err and raw.split(".")[1] not in err  # the token never shows
+    layout = Layout.open(tmp_path / "layout")
+    assert all(not layout.referrers(m.digest) for m in layout.index())  # nothing half-written
+
+
+def test_unreachable_fulcio_exits_69(tmp_path: Path, private_sigstore: PrivateSigstore,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    make_package(tmp_path / "layout", name="down")
+    (tmp_path / "token").write_text(oidc_token())
+    with failing_service() as url:
+        pass  # closed again: nothing listens there now
+    config = with_service(private_sigstore.trust_config, tmp_path / "tc.json", "caUrls", url)
+    assert _sign_keyless(tmp_path / "layout", tmp_path / "token", config) == 69
+    assert "Fulcio failed: cannot connect" in capsys.readouterr().err
+
+
+def test_ambient_oidc_failure_exits_69(tmp_path: Path, private_sigstore: PrivateSigstore,
+                                       monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """GitHub Actions ambient credentials whose token endpoint fails (a real HTTP exchange on loopback)."""
+    make_package(tmp_path / "layout", name="oidc")
+    monkeypatch.delenv("SIGSTORE_ID_TOKEN", raising=False)
+    with failing_service(500, b"token service down") as url:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", url + "/token?x=1")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-secret-42")
+        code = main(["sign", str(tmp_path / "layout"), "--keyless",
+                     "--trust-config", str(private_sigstore.trust_config)])
+    err = capsys.readouterr().err
+    assert code == 69, err
+    assert "OIDC failed" in err and "500" in err
+    assert "request-secret-42" not in err
+
+
+def test_standalone_keyless_bundle_verifies_by_digest(keyless_signed: tuple[Path, str, Path],
+                                                      private_sigstore: PrivateSigstore,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, digest, bundle = keyless_signed
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(bundle), "--digest", digest, "--certificate-identity", IDENTITY,
+                 "--certificate-oidc-issuer", ISSUER, "--trust-config", str(private_sigstore.trust_config)]) == 0
+    assert f"signed by {IDENTITY} (issuer {ISSUER})" in capsys.readouterr().out
