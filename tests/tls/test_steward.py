@@ -151,3 +151,51 @@ def test_garbage_and_oversized_bodies(steward):
     assert _post(steward, b"not a csr").status_code == 403
     assert _post(steward, os.urandom(600 * 1024)).status_code == 413
     assert httpx.post(steward.url + "/v1/challenge").status_code == 200
+
+
+def test_detached_keep_renews_before_expiry_with_the_same_key(steward, tmp_path):
+    import socket
+    import ssl
+
+    from enarx_pkg.tls import identity, terminate
+
+    ca = x509.load_pem_x509_certificate(steward.ca_cert.read_bytes())
+    ident = identity.KeepIdentity(identity.from_steward(steward.url, ["localhost"], PACKAGE, steward.keep.source, ca))
+    first = ident.certificate
+    public = socket.create_server(("127.0.0.1", 0))
+    listener = terminate.TlsListener(public, ident.server_context).start()
+    port = public.getsockname()[1]
+
+    def served_serial() -> int:
+        ctx = ssl.create_default_context(cafile=str(steward.ca_cert))
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+    try:
+        assert served_serial() == first.serial_number
+        assert ident.tick() is False  # not due yet: nothing asked of the steward
+        assert ident.tick(now=first.not_valid_after_utc - (first.not_valid_after_utc - first.not_valid_before_utc) / 4)
+        renewed = ident.certificate
+        assert renewed.serial_number != first.serial_number
+        assert renewed.public_key().public_numbers() == first.public_key().public_numbers()  # the same key
+        assert served_serial() == renewed.serial_number  # the next handshake uses the new certificate
+    finally:
+        listener.close()
+
+
+def test_renewal_failure_keeps_the_old_certificate_and_says_why(steward):
+    from enarx_pkg.tls import identity
+
+    calls: list[int] = []
+
+    def flaky(key):
+        calls.append(1)
+        if len(calls) > 1:
+            return identity.from_steward(steward.url, ["bank.test"], PACKAGE, steward.keep.source)(key)
+        return identity.from_steward(steward.url, ["localhost"], PACKAGE, steward.keep.source)(key)
+
+    ident = identity.KeepIdentity(flaky)
+    first = ident.certificate
+    with pytest.raises(VerificationError, match=r"steward\.names"):
+        ident.tick(now=first.not_valid_after_utc)
+    assert ident.certificate is first
