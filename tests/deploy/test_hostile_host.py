@@ -245,7 +245,8 @@ NESTED = b'{"keep_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
 def _created(sim_host: HostAgent, body: bytes, change: dict[str, object]) -> bytes:
     r = httpx.post(sim_host.url + "/v1/keeps", content=body,
-                   headers={"Authorization": f"Bearer {sim_host.token}", "Content-Type": "application/json"})
+                   headers={"Authorization": f"Bearer {sim_host.token}", "Content-Type": "application/json"},
+                   timeout=60)
     return json.dumps(r.json() | change).encode()
 
 
