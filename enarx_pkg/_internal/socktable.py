@@ -16,6 +16,11 @@ Abuse is bounded here, not in the workload:
 * While the workload waits on an accepted connection: nothing either way for ``idle_timeout_s``,
   or bytes received and nothing sent back for ``request_timeout_s`` (slowloris), resets it.
 * Kernel buffers are ``buffer_bytes`` per direction per socket; nothing is buffered in Python.
+
+Declared sockets report ``O_NONBLOCK`` (Go's ``os.NewFile`` polls only a descriptor that says so;
+its wasip1 runtime is single-threaded, so a blocking accept would stall every goroutine), but
+behave as blocking until the workload has looked at their flags (``fd_fdstat_get``): Rust's std and
+C programs that never ask get the blocking calls they assume.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ class Event:
 class Conn:
     sock: socket.socket
     policed: bool  # accepted from a client (timeouts apply); False for the workload's own connect
-    nonblocking: bool = False
+    nonblocking: bool | None = None  # None: declared, flags not looked at yet (reports NONBLOCK, blocks)
     last_io: float = field(default_factory=time.monotonic)
     unanswered_since: float | None = None  # first byte received since the workload last sent
     dead: int = 0  # errno once the host reset it
@@ -100,7 +105,7 @@ class Conn:
 @dataclass(eq=False)
 class Listener:
     sock: socket.socket
-    nonblocking: bool = False
+    nonblocking: bool | None = None  # as for Conn
     pending: dict[int, tuple[socket.socket, float]] = field(default_factory=dict)  # oldest first
     ep: select.epoll = field(default_factory=select.epoll)
 
@@ -344,6 +349,13 @@ class SocketTable:
 
     def set_nonblocking(self, fd: int, on: bool) -> None:
         self.get(fd).nonblocking = on
+
+    def flags_seen(self, fd: int) -> bool:
+        """``O_NONBLOCK`` as reported to the workload; a declared socket becomes non-blocking once seen."""
+        item = self.get(fd)
+        if item.nonblocking is None:
+            item.nonblocking = True
+        return item.nonblocking
 
     def close(self, fd: int) -> None:
         item = self.items.pop(fd, None)

@@ -136,8 +136,8 @@ class Wasip1Net:
     def _fd_fdstat_get(self, view: memoryview, fd: int, out: int) -> int:
         item = self.table.get(fd)
         rights = _CONN_RIGHTS if isinstance(item, Conn) else _LISTEN_RIGHTS
-        struct.pack_into("<BxHxxxxQQ", view, out, SOCKET_STREAM, NONBLOCK if item.nonblocking else 0,
-                         rights, rights)
+        flags = NONBLOCK if self.table.flags_seen(fd) else 0
+        struct.pack_into("<BxHxxxxQQ", view, out, SOCKET_STREAM, flags, rights, rights)
         return 0
 
     def _fd_fdstat_set_flags(self, _view: memoryview, fd: int, flags: int) -> int:
