@@ -58,7 +58,7 @@ class RunSpec:
     module_digest: str | None = None  # computed from the file when not given
     cache: bool = True
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
-    network: Limits = Limits()  # connections, buffers and timeouts of listen/connect files
+    network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
 
 
 def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,

@@ -25,6 +25,7 @@ C programs that never ask get the blocking calls they assume.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import time
@@ -323,6 +324,8 @@ class SocketTable:
     def _wait(self, conn: Conn, events: int) -> None:
         """Wait until ``conn`` is ready (or raise AGAIN for a non-blocking fd), policing its deadline."""
         self.police(conn)
+        if conn.dead:
+            return  # the caller's loop reports it
         if conn.nonblocking:
             raise Errno(AGAIN)
         self.check_stop()
@@ -398,10 +401,8 @@ def _close_item(item: Listener | Conn) -> None:
 
 def _abort(sock: socket.socket) -> None:
     """Close at once with a reset (SO_LINGER 0): the peer learns now, no TIME_WAIT is left behind."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    except OSError:
-        pass
     sock.close()
 
 

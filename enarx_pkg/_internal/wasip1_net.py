@@ -36,8 +36,9 @@ FAULT, NOTDIR, SPIPE = 21, 54, 70
 MAX_IOVS = 1024
 MAX_SUBS = 4096
 SOCKET_STREAM = 6  # filetype
-_CONN_RIGHTS = (1 << 1) | (1 << 3) | (1 << 6) | (1 << 21) | (1 << 27) | (1 << 28)  # read, flags, write, stat, poll, shutdown
-_LISTEN_RIGHTS = (1 << 3) | (1 << 21) | (1 << 27) | (1 << 29)  # flags, stat, poll, accept
+# rights: read, set flags, write, filestat, poll, shutdown / set flags, filestat, poll, accept
+_CONN_RIGHTS = (1 << 1) | (1 << 3) | (1 << 6) | (1 << 21) | (1 << 27) | (1 << 28)
+_LISTEN_RIGHTS = (1 << 3) | (1 << 21) | (1 << 27) | (1 << 29)
 # which parameters are fds, where it is not only the first
 FD_PARAMS = {"fd_renumber": (0, 1), "path_link": (0, 4), "path_rename": (0, 3), "path_symlink": (2,)}
 FD_FUNCS = frozenset({

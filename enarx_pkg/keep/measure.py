@@ -13,7 +13,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent
 # everything the keep runs between receiving the envelope and running the workload
 MEASURED = ("keep", "runtime.py", "encrypt.py", "pull.py", "oci", "package.py", "manifest",
-            "_internal/seal.py", "_internal/digest.py", "_internal/canonical.py")
+            "_internal/seal.py", "_internal/digest.py", "_internal/canonical.py",
+            "network.py", "_internal/socktable.py", "_internal/wasip1_net.py")
 
 
 def _files() -> list[Path]:

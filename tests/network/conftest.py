@@ -53,7 +53,8 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 90
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else b''!r}")
+            err = proc.stderr.read() if proc.stderr else b""
+            raise AssertionError(f"server exited with {proc.returncode}: {err!r}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
         time.sleep(0.1)
