@@ -94,7 +94,8 @@ def _listen(f: File, limits: Limits) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and addr == "::":
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # all addresses, v4 too
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, limits.buffer_bytes)
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # accepted connections inherit both
+            sock.setsockopt(socket.SOL_SOCKET, opt, limits.buffer_bytes)
         sock.bind((addr, f.port or 443))
         sock.listen(BACKLOG)
     except OSError as exc:

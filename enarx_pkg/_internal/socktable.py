@@ -25,6 +25,7 @@ C programs that never ask get the blocking calls they assume.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import select
 import socket
@@ -107,7 +108,8 @@ class Conn:
 class Listener:
     sock: socket.socket
     nonblocking: bool | None = None  # as for Conn
-    pending: dict[int, tuple[socket.socket, float]] = field(default_factory=dict)  # oldest first
+    pending: dict[int, tuple[socket.socket, float]] = field(default_factory=dict)  # silent so far, oldest first
+    ready: collections.deque[socket.socket] = field(default_factory=collections.deque)  # client has spoken
     ep: select.epoll = field(default_factory=select.epoll)
 
 
@@ -128,6 +130,7 @@ class SocketTable:
             else:
                 self.items[fd] = self._conn(sock, policed=False)
         self.next_fd = max(self.items, default=2) + 1
+        self.held = 0  # accepted connections open in the workload
 
     def owns(self, fd: int) -> bool:
         return fd in self.items
@@ -160,8 +163,7 @@ class SocketTable:
         lst = self.listener(fd)
         if flags & ~NONBLOCK:
             raise Errno(INVAL)
-        held = sum(1 for i in self.items.values() if isinstance(i, Conn) and i.policed)
-        if held >= self.limits.max_connections:
+        if self.held >= self.limits.max_connections:
             raise Errno(MFILE)
         while True:
             sock = self._take_ready(lst)
@@ -179,32 +181,39 @@ class SocketTable:
         conn = self._conn(sock, policed=True)
         conn.nonblocking = nonblocking
         self.items[fd] = conn
+        self.held += 1
         self.next_fd += 1
         return fd
 
     def _admit(self, lst: Listener) -> None:
-        """Move connections from the kernel's queue into the pending pool (dropping the oldest when full)."""
-        now = time.monotonic()
+        """Move connections from the kernel's queue into the pool: ``ready`` if the client has spoken,
+        else ``pending`` (watched by the listener's epoll). The pool holds at most ``max_pending``."""
         while True:
             try:
                 sock, _ = lst.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # ECONNABORTED, EMFILE on the host: try again on the next call
+            except OSError:  # EAGAIN: nothing queued; ECONNABORTED, EMFILE: try again on the next call
                 break
             sock.setblocking(False)
-            self._size_buffers(sock)
-            if len(lst.pending) >= self.limits.max_pending:
+            if len(lst.pending) + len(lst.ready) >= self.limits.max_pending:
+                self._drop_oldest(lst)
+            state = _peek(sock)
+            if state is None:
+                lst.pending[sock.fileno()] = (sock, time.monotonic())
+                lst.ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+            elif state:
+                lst.ready.append(sock)
+            else:  # connected and left without a word
+                _abort(sock)
+        if lst.pending:
+            limit = time.monotonic() - self.limits.idle_timeout_s
+            while lst.pending and next(iter(lst.pending.values()))[1] < limit:
                 self._drop(lst, next(iter(lst.pending)))
-            lst.pending[sock.fileno()] = (sock, now)
-            lst.ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
-        limit = now - self.limits.idle_timeout_s
-        while lst.pending and next(iter(lst.pending.values()))[1] < limit:
-            self._drop(lst, next(iter(lst.pending)))
 
-    def _size_buffers(self, sock: socket.socket) -> None:
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            sock.setsockopt(socket.SOL_SOCKET, opt, self.limits.buffer_bytes)
+    def _drop_oldest(self, lst: Listener) -> None:
+        if lst.pending:
+            self._drop(lst, next(iter(lst.pending)))
+        else:
+            _abort(lst.ready.popleft())
 
     def _drop(self, lst: Listener, key: int) -> None:
         sock, _ = lst.pending.pop(key)
@@ -212,27 +221,22 @@ class SocketTable:
         _abort(sock)
 
     def _take_ready(self, lst: Listener) -> socket.socket | None:
-        """A pending connection with data to read (removed from the pool), or None."""
+        """A connection whose client has sent something (removed from the pool), or None."""
         self._admit(lst)
-        for key, _ in lst.ep.poll(0):
-            if key not in lst.pending:
-                continue
-            sock = lst.pending[key][0]
-            try:
-                has_data = bool(sock.recv(1, socket.MSG_PEEK))
-            except OSError:
-                has_data = False
-            if not has_data:  # the client left without a word
-                self._drop(lst, key)
-                continue
-            del lst.pending[key]
-            lst.ep.unregister(key)
-            return sock
-        return None
+        if not lst.ready and lst.pending:
+            for key, _ in lst.ep.poll(0):
+                if key in lst.pending:
+                    sock = lst.pending.pop(key)[0]
+                    lst.ep.unregister(key)
+                    if _peek(sock):
+                        lst.ready.append(sock)
+                    else:  # the client left without a word
+                        _abort(sock)
+        return lst.ready.popleft() if lst.ready else None
 
     def listener_ready(self, lst: Listener) -> bool:
         self._admit(lst)
-        return any(key in lst.pending for key, _ in lst.ep.poll(0))
+        return bool(lst.ready) or any(key in lst.pending for key, _ in lst.ep.poll(0))
 
     # -- readiness (poll_oneoff) -----------------------------------------------------------------
 
@@ -364,6 +368,8 @@ class SocketTable:
         item = self.items.pop(fd, None)
         if item is None:
             raise Errno(BADF)
+        if isinstance(item, Conn) and item.policed:
+            self.held -= 1
         _close_item(item)
 
     def close_all(self) -> None:
@@ -390,11 +396,22 @@ def _mask(subs: list[Sub]) -> int:
     return mask
 
 
+def _peek(sock: socket.socket) -> bool | None:
+    """True if the client has sent data, False if it closed without any, None if it is silent so far."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return False
+
+
 def _close_item(item: Listener | Conn) -> None:
     if isinstance(item, Listener):
-        for sock, _ in item.pending.values():
+        for sock in [s for s, _ in item.pending.values()] + list(item.ready):
             _abort(sock)
         item.pending.clear()
+        item.ready.clear()
         item.ep.close()
     item.sock.close()
 

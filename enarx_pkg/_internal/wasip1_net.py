@@ -11,11 +11,13 @@ Layouts are those of ``wasi_snapshot_preview1.witx`` (little-endian, wasm32 poin
 
 from __future__ import annotations
 
+import ctypes
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
+from enarx_pkg._internal import rawhost
 from enarx_pkg._internal.socktable import (
     BADF,
     CLOCK,
@@ -61,6 +63,8 @@ class Wasip1Net:
         self.real: dict[str, Any] = {}
         self.types: dict[str, Any] = {}
         self.memory: Any = None
+        self._callbacks: list[Any] = []  # the C callbacks must outlive every call into the guest
+        self._cached: tuple[int, int, memoryview] | None = None
 
     def link(self, linker: Any, module: Any) -> None:
         """Shadow every fd-taking preview 1 function ``module`` imports (wasmtime's WASI already defined)."""
@@ -69,8 +73,7 @@ class Wasip1Net:
             name = imp.name
             if imp.module == P1 and (name in FD_FUNCS or name == "poll_oneoff"):
                 self.types[name] = imp.type
-                shadow = self._poll if name == "poll_oneoff" else self._shadow(name)
-                linker.define_func(P1, name, imp.type, shadow, access_caller=True)
+                self._callbacks.append(rawhost.define(linker, P1, name, imp.type, self._shadow(name, imp.type)))
 
     def attach(self, store: Any, engine: Any, instance: Any) -> None:
         """Find the guest's memory and instantiate the helper that reaches wasmtime's real functions."""
@@ -80,6 +83,7 @@ class Wasip1Net:
         if not isinstance(memory, wasmtime.Memory):
             raise Errno(FAULT)
         self.memory = memory
+        self._span = rawhost.MemoryRef(memory).span
         helper = wasmtime.Linker(engine)
         helper.define_wasi()
         helper.define(store, "env", "memory", memory)
@@ -87,25 +91,48 @@ class Wasip1Net:
         exports = inst.exports(store)
         self.real = {name: exports[name] for name in self.types}
 
-    def _shadow(self, name: str) -> Callable[..., int]:
+    def _shadow(self, name: str, ty: Any) -> rawhost.Handler:
+        """The raw handler of ``name``: socket fds to the table, every other fd on to wasmtime."""
         fd_params = FD_PARAMS.get(name, (0,))
-        handler = getattr(self, "_" + name, None)
+        wide = tuple(str(p) == "i64" for p in ty.params)
+        count = max(len(ty.params), len(ty.results))
+        handler = self._poll if name == "poll_oneoff" else getattr(self, "_" + name, None)
         refused = _REFUSED.get(name, NOTDIR if name.startswith("path_") else NOTSUP)
-        owns = self.table.owns
+        items = self.table.items  # the hot path: one dict lookup decides socket or wasmtime
 
-        def shadow(caller: Any, *args: int) -> int:
-            if not any(owns(args[i]) for i in fd_params):
-                return int(self.real[name](caller, *args))
+        def shadow(context: Any, slots: Any) -> int:
+            if name != "poll_oneoff" and slots[0].i32 not in items \
+                    and not any(slots[i].i32 in items for i in fd_params[1:]):
+                return rawhost.call(context, self.real[name], slots, count)
+            args = [slots[i].i64 if w else slots[i].i32 & 0xFFFFFFFF for i, w in enumerate(wide)]
             if handler is None:
-                return refused
-            try:
-                return int(handler(_view(self.memory, caller), *args))
-            except Errno as exc:
-                return exc.code
-            except struct.error:
-                return FAULT
+                result = refused
+            elif self.memory is None:  # called before attach (a start function): nothing is set up yet
+                result = NOTSUP
+            else:
+                result = self._serve(context, handler, args)
+            if result < 0:  # poll_oneoff handed the call on to wasmtime
+                return rawhost.call(context, self.real[name], slots, count)
+            slots[0].i32 = result
+            return 0
 
         return shadow
+
+    def _serve(self, context: Any, handler: Callable[..., int], args: list[int]) -> int:
+        try:
+            return int(handler(self._view(context), *args))
+        except Errno as exc:
+            return exc.code
+        except struct.error:
+            return FAULT
+
+    def _view(self, context: Any) -> memoryview:
+        """The guest's whole memory; rebuilt only when a grow has moved or resized it."""
+        addr, size = self._span(context)
+        cached = self._cached
+        if cached is None or cached[0] != addr or cached[1] != size:
+            cached = self._cached = (addr, size, memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B"))
+        return cached[2]
 
     # -- the calls served for socket fds ---------------------------------------------------------
 
@@ -154,27 +181,17 @@ class Wasip1Net:
 
     # -- poll_oneoff -------------------------------------------------------------------------------
 
-    def _poll(self, caller: Any, subs_ptr: int, events_ptr: int, count: int, out: int) -> int:
-        view = _view(self.memory, caller) if self.memory is not None else None
-        try:
-            if view is None or not 0 < count <= MAX_SUBS:
-                raise Errno(INVAL)
-            subs = [_sub(view, subs_ptr + 48 * i) for i in range(count)]
-            if not any(s.kind != CLOCK and self.table.owns(s.fd) for s in subs):
-                return int(self.real["poll_oneoff"](caller, subs_ptr, events_ptr, count, out))
-            events = self.table.poll(subs)
-            for i, event in enumerate(events):
-                _put_event(view, events_ptr + 32 * i, event)
-            return _put_u32(view, out, len(events))
-        except Errno as exc:
-            return exc.code
-        except struct.error:
-            return FAULT
-
-
-def _view(memory: Any, caller: Any) -> memoryview:
-    """The guest's whole memory, fresh for this call (a grow may have moved it)."""
-    return memoryview(memory.get_buffer_ptr(caller)).cast("B")
+    def _poll(self, view: memoryview, subs_ptr: int, events_ptr: int, count: int, out: int) -> int:
+        """poll_oneoff; -1 hands a poll that names no socket fd on to wasmtime."""
+        if not 0 < count <= MAX_SUBS:
+            raise Errno(INVAL)
+        subs = [_sub(view, subs_ptr + 48 * i) for i in range(count)]
+        if not any(s.kind != CLOCK and self.table.owns(s.fd) for s in subs):
+            return -1
+        events = self.table.poll(subs)
+        for i, event in enumerate(events):
+            _put_event(view, events_ptr + 32 * i, event)
+        return _put_u32(view, out, len(events))
 
 
 def _iovecs(view: memoryview, ptr: int, count: int) -> list[memoryview]:
