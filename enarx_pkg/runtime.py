@@ -135,7 +135,7 @@ def _stdio_plan(files: tuple[File, ...]) -> tuple[str, str, str]:
     for fd, slot in enumerate(STDIO_SLOTS):
         kind = files[fd].kind if fd < len(files) else "null"
         if kind in SOCKET_KINDS:
-            continue  # refused with its reason by network.check_buildable
+            kind = "null"  # refused with its reason by network.check_buildable before anything runs
         if kind not in (slot, "null"):
             raise InputError(f"file {fd} is {kind!r}: fd {fd} can only be {slot!r} or 'null' here")
         plan.append(kind)
