@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -13,17 +14,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from enarx_pkg._internal import bounded
+from enarx_pkg.accesslog import with_access_log
 from registry import api, v2, web
 from registry.auth import Unauthorized
+from registry.errors import OciError
 from registry.settings import Settings
 from registry.state import Registry
 
 MAX_TOKEN_FORM = 64 << 10  # a docker token request: a few scopes and one token
 
-# The pages are read-only and script-free: nothing may run, frame them, or be sniffed into HTML.
+# The pages are read-only: only the copy button's script (by hash) may run; nothing may frame them or be
+# sniffed into HTML.
 SITE_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                 b"script-src '" + web.SCRIPT_HASH.encode() + b"'; "
                                  b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -37,9 +41,13 @@ class RegistryApp:
     def __init__(self, reg: Registry) -> None:
         self.reg = reg
         self.site = Starlette(routes=[Route("/token", self.token, methods=["GET", "POST"]), *api.routes(reg),
-                                      *web.routes(reg)])
+                                      *web.routes(reg)], exception_handlers={404: api.not_found})
+        self._logged = with_access_log(self._route, reg.settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._logged(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["path"] == "/v2" or scope["path"].startswith("/v2/")):
             await v2.handle(self.reg, scope, receive, send)
         elif scope["type"] == "http":
@@ -52,10 +60,10 @@ class RegistryApp:
         authorization = request.headers.get("authorization")
         scopes = request.query_params.getlist("scope")
         if request.method == "POST":
-            body = await bounded.request_body(request, MAX_TOKEN_FORM)
             try:
+                body: bytes | None = await v2.read_limited(request, MAX_TOKEN_FORM)
                 form = parse_qs((body or b"").decode("utf-8", "replace"), max_num_fields=100)
-            except ValueError:
+            except (OciError, ValueError):
                 body = None
             if body is None:
                 return JSONResponse({"errors": [{"code": "SIZE_INVALID", "message": "token request is over "
@@ -89,4 +97,10 @@ def create_app(settings: Settings) -> RegistryApp:
 
 def factory() -> RegistryApp:
     """uvicorn ``--factory`` entry: settings come from ENARX_REGISTRY_CONFIG (set by ``registry serve``)."""
+    log = logging.getLogger("registry")
+    if not log.handlers:  # one plain line per event on stderr, beside uvicorn's own
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     return create_app(Settings.from_env())

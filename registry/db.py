@@ -30,7 +30,10 @@ CREATE TABLE IF NOT EXISTS manifest_refs (repo TEXT NOT NULL, manifest TEXT NOT 
 CREATE INDEX IF NOT EXISTS manifest_refs_digest ON manifest_refs (digest);
 CREATE TABLE IF NOT EXISTS tags (repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,
     updated DOUBLE PRECISION NOT NULL, pushed_by TEXT, yanked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (repo, tag));
-CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, repo TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS upload_sessions (id TEXT PRIMARY KEY, repo TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+    size BIGINT NOT NULL DEFAULT 0, closing DOUBLE PRECISION NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS upload_parts (upload_id TEXT NOT NULL, start BIGINT NOT NULL, name TEXT NOT NULL,
+    length BIGINT NOT NULL, digest TEXT NOT NULL, sealed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (upload_id, start));
 CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
     scopes TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION,
     revoked DOUBLE PRECISION);
@@ -38,6 +41,10 @@ CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, repo TEXT, ref TEXT, digest TEXT, remote TEXT);
 """
+
+
+# columns added after a table was first released: (table, column, declaration), added where missing
+COLUMNS = [("repos", "description_pinned", "INTEGER NOT NULL DEFAULT 0")]
 
 
 class Database(Protocol):
@@ -75,6 +82,9 @@ class SqliteDatabase:
         with self.transaction() as tx:
             for stmt in _statements("INTEGER PRIMARY KEY AUTOINCREMENT"):
                 tx.execute(stmt)
+            for table, column, decl in COLUMNS:
+                if column not in {r[1] for r in tx.query(f"PRAGMA table_info({table})")}:
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -133,6 +143,8 @@ class PostgresDatabase:
             tx.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas starting together create the schema once
             for stmt in _statements("BIGSERIAL PRIMARY KEY"):
                 tx.execute(stmt)
+            for table, column, decl in COLUMNS:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {decl}")
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

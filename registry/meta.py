@@ -1,5 +1,5 @@
 # ruff: noqa: S608 -- SQL text is assembled only from constant column lists; values are always bound
-"""Repository metadata: blobs, manifests, tags, uploads, repositories, tokens, audit log.
+"""Repository metadata: blobs, manifests, tags, repositories, tokens, audit log (uploads: upload_state).
 
 One class over either database backend; every multi-row change is one transaction.
 """
@@ -78,8 +78,8 @@ class Metadata:
 
     def add_blob(self, repo: str, digest: str, size: int, actor: str, remote: str | None = None) -> None:
         now = time.time()
+        # no repository row yet: a push interrupted before its manifest must not list an empty repository
         with self.db.transaction() as tx:
-            self._ensure_repo(tx, repo, now)
             tx.execute("INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        (digest, size, now))
             tx.execute("INSERT INTO repo_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -92,17 +92,6 @@ class Metadata:
             if n:
                 self._audit(tx, actor, "blob.delete", repo, None, digest, None)
         return bool(n)
-
-    # -- uploads -------------------------------------------------------------------------------
-    def add_upload(self, upload_id: str, repo: str) -> None:
-        self.db.execute("INSERT INTO uploads (id, repo, created) VALUES (?, ?, ?)", (upload_id, repo, time.time()))
-
-    def upload_repo(self, upload_id: str) -> str | None:
-        rows = self.db.query("SELECT repo FROM uploads WHERE id = ?", (upload_id,))
-        return str(rows[0][0]) if rows else None
-
-    def remove_upload(self, upload_id: str) -> None:
-        self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
     # -- manifests and tags --------------------------------------------------------------------
     def manifest(self, repo: str, digest: str) -> ManifestRow | None:
@@ -171,9 +160,9 @@ class Metadata:
             return  # signatures and attestations do not describe the repository
         desc = row.annotations.get("org.opencontainers.image.description")
         lic = row.annotations.get("org.opencontainers.image.licenses")
-        if desc or lic:
-            tx.execute("UPDATE repos SET description = ?, license = ? WHERE name = ?",
-                       (desc or repo.description, lic or repo.license, row.repo))
+        if desc or lic:  # a description set by an admin (``registry repo --description``) stays
+            tx.execute("UPDATE repos SET description = CASE WHEN description_pinned = 1 THEN description ELSE ? END, "
+                       "license = ? WHERE name = ?", (desc or repo.description, lic or repo.license, row.repo))
 
     def delete_manifest(self, repo: str, digest: str, actor: str) -> bool:
         with self.db.transaction() as tx:
@@ -204,6 +193,14 @@ class Metadata:
             sql += " LIMIT ?"
             params.append(limit)
         return [_tag(r) for r in self.db.query(sql, params)]
+
+    def recent_tags(self, repo: str, offset: int, limit: int, include_yanked: bool = False) -> tuple[int, list[TagRow]]:
+        """(how many tags, one page of them newest first): a repository page never loads every tag."""
+        where = "WHERE repo = ?" + ("" if include_yanked else " AND yanked = 0")
+        total = int(self.db.query(f"SELECT COUNT(*) FROM tags {where}", (repo,))[0][0])
+        rows = self.db.query(f"SELECT tag, digest, updated, pushed_by, yanked FROM tags {where} "
+                             "ORDER BY updated DESC, tag LIMIT ? OFFSET ?", (repo, limit, offset))
+        return total, [_tag(r) for r in rows]
 
     def tags_of(self, repo: str, digest: str) -> list[TagRow]:
         rows = self.db.query("SELECT tag, digest, updated, pushed_by, yanked FROM tags WHERE repo = ? AND digest = ? "
@@ -265,6 +262,8 @@ class Metadata:
                 if key not in allowed:
                     raise ValueError(f"unknown repository setting {key}")
                 tx.execute(f"UPDATE repos SET {key} = ? WHERE name = ?", (value, name))  # key is allow-listed above
+                if key == "description":
+                    tx.execute("UPDATE repos SET description_pinned = 1 WHERE name = ?", (name,))
             self._audit(tx, actor, "repo.settings", name, None, None, json.dumps(fields))
 
     # -- config and audit ----------------------------------------------------------------------

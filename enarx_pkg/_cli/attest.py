@@ -82,7 +82,7 @@ def fetch_collateral_cmd(
     file: Path,
     out: Annotated[Path, typer.Option("--out", help="Directory to write collateral into.")],
     tee: TeeOpt = "auto",
-    product: Annotated[str, typer.Option(help="SNP product (Milan, Genoa, Turin).")] = "Milan",
+    product: Annotated[str, typer.Option(help="SNP product (Milan, Genoa, Turin); default: from the report.")] = "",
 ) -> None:
     """Download what `attest verify` needs for FILE from AMD KDS or Intel PCS."""
     from enarx_pkg._cli.common import info
@@ -109,3 +109,8 @@ def info_cmd(as_json: JsonOpt = False) -> None:
     print(f"usable backends: {', '.join(pi.tees)}")
     for m in pi.missing:
         print(f"  - {m}")
+
+
+from enarx_pkg._cli.tls import tls_cmd  # noqa: E402  (`attest tls` lives with the other TLS commands)
+
+attest_app.command("tls")(tls_cmd)

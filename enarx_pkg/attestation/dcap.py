@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from enarx_pkg.attestation import _der, _x509
+from enarx_pkg.attestation import _der, _pki, _x509, anchors
 from enarx_pkg.attestation._errors import EvidenceError, MalformedEvidence
-from enarx_pkg.attestation.anchors import INTEL_SGX_ROOT_SPKI_SHA256
 from enarx_pkg.attestation.claims import PckInfo, SgxClaims, TdxClaims
 
 if TYPE_CHECKING:
@@ -164,26 +163,36 @@ def pck_info(leaf: x509.Certificate) -> PckInfo:
         raise MalformedEvidence("pck.extensions", f"PCK SGX extension lacks {exc}") from exc
 
 
-def order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    """Leaf first, each next certificate the issuer of the previous, ending at a self-signed root."""
+def order_chain(certs: Sequence[x509.Certificate], check: str = "pck.chain") -> tuple[x509.Certificate, ...]:
+    """Leaf first, each next certificate the issuer of the previous, ending at a self-signed root;
+    every supplied certificate must be on that one path."""
     issuers = {c.subject.public_bytes(): c for c in certs}
     leaves = [c for c in certs if not any(o.issuer == c.subject and o is not c for o in certs)]
-    if len(leaves) != 1:
-        raise EvidenceError("pck.chain", "certificate chain does not have exactly one leaf")
+    if len(leaves) != 1 or len(issuers) != len(certs):
+        raise EvidenceError(check, "certificate chain does not have exactly one leaf and distinct subjects")
     chain = [leaves[0]]
     while chain[-1].issuer != chain[-1].subject and len(chain) < 5:
         nxt = issuers.get(chain[-1].issuer.public_bytes())
         if nxt is None:
-            raise EvidenceError("pck.chain", f"issuer of {_x509.common_name(chain[-1])!r} is missing")
+            raise EvidenceError(check, f"issuer of {_x509.common_name(chain[-1])!r} is missing")
         chain.append(nxt)
+    if len(chain) != len(certs):
+        raise EvidenceError(check, f"{len(certs) - len(chain)} supplied certificate(s) are not on the path to the root")
     return tuple(chain)
 
 
-@lru_cache(maxsize=128)
 def verified_pck_chain(pem: bytes) -> _Pck:
-    """PCK ← Platform/Processor CA ← pinned Intel SGX Root: signatures only, cached by bytes."""
+    """PCK ← Platform/Processor CA ← pinned Intel SGX Root, validated as RFC 5280 and QVL do."""
+    return _verified_pck_chain(pem, anchors.intel_roots())
+
+
+@lru_cache(maxsize=128)
+def _verified_pck_chain(pem: bytes, roots: frozenset[str]) -> _Pck:
+    """Time-independent checks, cached by the chain's bytes (and the pins they were checked against)."""
     chain = order_chain(_x509.load_certs([pem], "PCK certificate"))
-    _x509.verify_chain(chain, [INTEL_SGX_ROOT_SPKI_SHA256], "pck.chain")
+    _x509.verify_chain(chain, roots, "pck.chain")
+    _pki.validate_path(chain, "pck.chain")
+    _pki.check_pck_roles(chain, "pck.chain")
     key = chain[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise EvidenceError("pck.chain.leaf_key", "PCK key is not ECDSA P-256")
@@ -197,6 +206,8 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     if q.qe_vendor_id != INTEL_QE_VENDOR:  # only Intel's QE is appraised (QE identity, TCB info are Intel's)
         raise EvidenceError("quote.qe_vendor_id", f"quoting enclave vendor {q.qe_vendor_id.hex()} is not Intel's "
                             f"({INTEL_QE_VENDOR.hex()})")
+    if q.pck_chain:
+        _x509.check_strict_pem(q.pck_chain, "pck.chain.encoding")
     pem = q.pck_chain.rstrip(b"\0") or b"\n".join(certs)
     if not pem:
         raise EvidenceError("pck.chain", "quote carries no PCK chain and none was supplied")
@@ -207,17 +218,22 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     binding = hashlib.sha256(q.att_key + q.qe_auth).digest()
     if q.qe_report[320:352] != binding or any(q.qe_report[352:384]):
         raise EvidenceError("qe_report.binding", "QE report_data does not bind the attestation key")
-    try:
-        att_key = ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + q.att_key)
-    except ValueError as exc:
-        raise EvidenceError("quote.att_key", "attestation key is not a P-256 point") from exc
-    _verify(att_key, q.signature, q.signed, "quote.signature", "quote is not signed by the attestation key")
+    _verify(_att_key(q.att_key), q.signature, q.signed, "quote.signature", "quote is not signed by the attestation key")
     tcb = None
     if collateral is not None:
         from enarx_pkg.attestation.tcb import appraise_collateral
 
         tcb = appraise_collateral(q, pck.chain, pck.info, collateral, when)
     return claims_of(q, pck.info, tcb)
+
+
+@lru_cache(maxsize=128)
+def _att_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    """The attestation key (a QE keeps one for many quotes: decoded once)."""
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + raw)
+    except ValueError as exc:
+        raise EvidenceError("quote.att_key", "attestation key is not a P-256 point") from exc
 
 
 def inspect_quote(evidence: bytes) -> TdxClaims | SgxClaims:

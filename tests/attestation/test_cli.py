@@ -61,7 +61,8 @@ def test_verify_refuses_debug_listing_checks(testvectors, tmp_path, capsys):
 def test_verify_vlek_time(testvectors, tmp_path, capsys):
     d = testvectors / "snp/trustee-milan-vlek"
     m = "8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0"
-    pol = _policy(tmp_path, f'tees = ["snp"]\n[snp]\nmeasurements = ["{m}"]\nsigning_keys = ["vlek"]\n')
+    pol = _policy(tmp_path, f'tees = ["snp"]\n[snp]\nmeasurements = ["{m}"]\nsigning_keys = ["vlek"]\n'
+                  'vmpl = [1]\n')  # AWS runs the guest at VMPL 1; only VMPL 0 is accepted by default
     args = ["attest", "verify", str(d / "report.bin"), "--policy", pol, "--certs", str(d),
             "--collateral", str(testvectors / "snp/roots")]
     assert main([*args, "--at", "2025-06-01T00:00:00Z"]) == 0
@@ -108,14 +109,14 @@ def test_platform_info_json(capsys):
 @pytest.mark.skip(reason="needs the internet (AMD KDS)")
 def test_fetch_collateral_from_kds(testvectors, tmp_path):
     assert main(["attest", "fetch-collateral", str(testvectors / "snp/virtee-milan/report.bin"),
-                 "--out", str(tmp_path)]) == 0
+                 "--product", "Milan", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "vcek.der").exists()
 
 
 def test_fetch_plans_name_the_right_urls(testvectors):
     from enarx_pkg.attestation.fetch import plan_for
 
-    snp = plan_for("snp", (testvectors / "snp/virtee-milan/report.bin").read_bytes())
+    snp = plan_for("snp", (testvectors / "snp/virtee-milan/report.bin").read_bytes(), "Milan")
     assert snp[0].url.startswith("https://kdsintf.amd.com/vcek/v1/Milan/d49554ec") and "snpSPL=8" in snp[0].url
     tdx = plan_for("tdx", (testvectors / "tdx/azure-v4/quote.bin").read_bytes())
     assert tdx[0].url.endswith("/tdx/certification/v4/tcb?fmspc=00806f050000")
