@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from enarx_pkg.attestation.policy import load_policy
 from enarx_pkg.tls import ca, client, issue, keep
-from enarx_pkg.tls.extension import AttestedKeep
+from enarx_pkg.tls.extension import AppraisedKeep
 from tests.tls.conftest import PACKAGE, SimKeep, write_pair
 
 
@@ -59,7 +59,7 @@ def _material(d: Path) -> tuple[list[tuple[str, str]], Path, Path, SimKeep]:
     (d / "ca.crt").write_bytes(authority.pem)
     key = keep.new_key()
     csr = keep.certificate_request(key, ["localhost"], keep.keep_evidence(key, PACKAGE, sim.source))
-    record = AttestedKeep("sim", "00" * 48, "sha256:" + "0" * 64, PACKAGE, "sha256:" + "0" * 64)
+    record = AppraisedKeep("sim", "00" * 48, "sha256:" + "0" * 64, PACKAGE, "sha256:" + "0" * 64)
     plain = write_pair(d / "plain", key, [issue.issue(authority, csr, record, ["localhost"])])
     akey, acert = sim.certificate(["localhost"])
     attested = write_pair(d / "attested", akey, [acert])
