@@ -12,7 +12,6 @@ revision, input digests). It is not part of the manifest, so it cannot disturb t
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,16 +27,17 @@ from enarx_pkg.package import (
     MEDIA_ENARX_CONFIG,
     MEDIA_WASM,
     MEDIA_WASM_CONFIG,
+    PROJECT_LAYOUT,
     Descriptor,
     ImageManifest,
     Layout,
+    tag_for_version,
 )
 
 BUILD_RECORD = "enarx-build.json"
 BUILD_TYPE = "https://enarx.dev/enarx-pkg/build/v1"
-DEFAULT_OUT = Path("target") / "oci"
+DEFAULT_OUT = PROJECT_LAYOUT
 ENARX_TOML_TITLE = "Enarx.toml"
-_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
 Progress = Callable[[str], None]
 
@@ -196,9 +196,7 @@ def _annotations(model: EnarxToml, created: str, source: gitinfo.SourceInfo) -> 
 
 def package_tag(model: EnarxToml) -> str:
     """The OCI tag for the package: its version ('+' is not allowed in tags: '_' as Helm does)."""
-    if model.package is None:
-        return "latest"
-    return _TAG_BAD.sub("_", model.package.version)[:128]
+    return tag_for_version(model.package.version if model.package else None)
 
 
 def rfc3339(epoch: int) -> str:
