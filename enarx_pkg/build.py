@@ -133,16 +133,16 @@ def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
     output = confined(project, spec.output, "[build] output")
     output.parent.mkdir(parents=True, exist_ok=True)  # compilers do not create it
     workdir = confined(project, spec.workdir, "[build] workdir")
-    env = recipes.build_env(spec.env, epoch)
+    env = recipes.build_env(spec.env, epoch, project, spec.debug)
     if spec.recipe == "wat":
         sources = [confined(project, s, "[build] sources entry") for s in spec.sources]
         say(f"wat2wasm {' '.join(spec.sources)}")
         recipes.wat_to_wasm(sources, output)
     elif spec.recipe in ("c", "cpp"):
-        argv = recipes.recipe_argv(spec) or []
+        argv = recipes.recipe_argv(spec, project) or []
         for s in spec.sources:
             confined(project, s, "[build] sources entry")
-        say(f"zig {argv[4]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
+        say(f"zig {argv[3]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
         recipes.run_command(argv, project, env)
     elif spec.command:
         say(f"running {' '.join(spec.command)}")
