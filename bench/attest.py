@@ -52,8 +52,8 @@ def snp_cases() -> dict[str, Callable[[], object]]:
     sig, signed = snp._signature(report), report[: snp.SIGNED_LEN]
 
     def cold() -> object:
-        snp._chain_for.cache_clear()
-        snp._verified_chain.cache_clear()
+        snp._chain_for_pinned.cache_clear()
+        snp._verified_chain_pinned.cache_clear()
         return snp.verify_snp(report, certs=certs, at=AT)
 
     return {
@@ -75,7 +75,7 @@ def tdx_cases() -> dict[str, Callable[[], object]]:
         pck.verify(s2, q.qe_report, ec.ECDSA(hashes.SHA256()))
 
     def cold() -> object:
-        dcap.verified_pck_chain.cache_clear()
+        dcap._verified_pck_chain.cache_clear()
         return dcap.verify_quote(quote, at=AT)
 
     return {"bare 2x P-256 verify": bare, "verify_quote cold": cold,

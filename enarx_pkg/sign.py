@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 ANN_CONTENT = "dev.sigstore.bundle.content"
 ANN_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
 ANN_CREATED = "org.opencontainers.image.created"
+ANN_TITLE = "org.opencontainers.image.title"
+BUNDLE_FILE_NAME = "bundle.sigstore.json"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,15 @@ class KeylessOptions:
 
     identity_token: str | None = None
     staging: bool = False
+    trust_config: str | None = None  # ClientTrustConfig JSON of a private Sigstore instance
+
+
+@dataclass(frozen=True)
+class Countersign:
+    """What a key-based signature may add: an RFC 3161 timestamp, a Rekor entry (URLs; None: no)."""
+
+    timestamp_server: str | None = None
+    rekor_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class SignResult:
 
 
 def sign_layout(layout: Layout, ref: str | None = None, *, key: ec.EllipticCurvePrivateKey | None = None,
-                keyless: KeylessOptions | None = None) -> SignResult:
+                keyless: KeylessOptions | None = None, countersign: Countersign | None = None) -> SignResult:
     """Sign the package manifest ``ref`` (default: the layout's one package) and attach the bundle."""
     if (key is None) == (keyless is None):
         raise ValueError("sign_layout needs exactly one of key= or keyless=")
@@ -74,12 +85,13 @@ def sign_layout(layout: Layout, ref: str | None = None, *, key: ec.EllipticCurve
     name = provenance.subject_name(manifest, record, Path(layout.path).resolve().name)
     statement = provenance.statement(subject.digest, manifest, record, name)
     if key is not None:
-        bundle, signer = sign_with_key(statement, key), keys.fingerprint(key.public_key())
+        bundle, signer = sign_with_key(statement, key, countersign), keys.fingerprint(key.public_key())
     else:
         assert keyless is not None
         from enarx_pkg._internal import sigstore_keyless
 
-        bundle = sigstore_keyless.sign_statement(statement, keyless.identity_token, staging=keyless.staging)
+        bundle = sigstore_keyless.sign_statement(statement, keyless.identity_token, staging=keyless.staging,
+                                                 trust_config=keyless.trust_config)
         signer = _keyless_signer(bundle)
     created = now()
     ref_desc = attach(layout, subject, bundle, provenance.SLSA_PROVENANCE_V1, created)
@@ -88,17 +100,29 @@ def sign_layout(layout: Layout, ref: str | None = None, *, key: ec.EllipticCurve
                       signer, provenance.SLSA_PROVENANCE_V1, created)
 
 
-def sign_with_key(statement: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
-    """A key-based bundle v0.3 over an in-toto statement (DSSE, PAE, ECDSA P-256 SHA-256)."""
-    envelope = dsse.sign(key, dsse.INTOTO_PAYLOAD_TYPE, statement)
-    return sigstore_bundle.key_bundle(envelope, keys.hint(key.public_key()))
+def sign_with_key(statement: bytes, key: ec.EllipticCurvePrivateKey, countersign: Countersign | None = None) -> bytes:
+    """A key-based bundle v0.3 over an in-toto statement (DSSE, PAE, ECDSA P-256 SHA-256), with
+    the timestamp and log entry ``countersign`` asks for. The DSSE keyid is the key hint."""
+    hint = keys.hint(key.public_key())
+    envelope = dsse.sign(key, dsse.INTOTO_PAYLOAD_TYPE, statement, keyid=hint)
+    cs = countersign or Countersign()
+    if not (cs.timestamp_server or cs.rekor_url):
+        return sigstore_bundle.key_bundle(envelope, hint)
+    from enarx_pkg._internal import sigstore_services
+
+    stamps = (sigstore_services.timestamp(cs.timestamp_server, envelope.signatures[0]),) \
+        if cs.timestamp_server else ()
+    entries = (sigstore_services.upload_dsse(cs.rekor_url, envelope, keys.public_pem(key.public_key())),) \
+        if cs.rekor_url else ()
+    return sigstore_bundle.key_bundle(envelope, hint, entries, stamps)
 
 
 def attach(layout: Layout, subject: Descriptor, bundle: bytes, predicate_type: str,
            created: str | None = None) -> Descriptor:
     """Store ``bundle`` as an OCI 1.1 referrer of ``subject`` (untagged), as cosign does."""
     config = layout.put_bytes(EMPTY_JSON, MEDIA_EMPTY)
-    layer = layout.put_bytes(bundle, MEDIA_SIGSTORE_BUNDLE)
+    # the title is the file name oras and other OCI clients give the blob when they pull it
+    layer = layout.put_bytes(bundle, MEDIA_SIGSTORE_BUNDLE, {ANN_TITLE: BUNDLE_FILE_NAME})
     referrer = ImageManifest(
         config=config,
         layers=(layer,),
@@ -132,6 +156,9 @@ class SignSettings:
     staging: bool = False
     password_env: str | None = keys.DEFAULT_PASSWORD_ENV
     ref: str | None = None
+    trust_config: str | None = None
+    timestamp_server: str | None = None
+    tlog_upload: bool = False
 
 
 def sign_target(target: str, settings: SignSettings) -> SignResult:
@@ -160,10 +187,31 @@ def _sign_opened(found: LocalPackage, settings: SignSettings) -> SignResult:
             ".key" if defaults.key.endswith(".pub") else "")
     if key_path:
         key = keys.load_private(Path(key_path), password_env=settings.password_env)
-        return sign_layout(found.layout, found.digest, key=key)
+        return sign_layout(found.layout, found.digest, key=key,
+                           countersign=_countersign(settings, defaults, found.project))
+    if settings.timestamp_server or settings.tlog_upload:
+        raise UsageError("--timestamp-server and --tlog-upload are for key-based signing (--key)",
+                         hint="keyless bundles get their log entry (and timestamps) from the trust config")
     if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
         raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
-    return sign_layout(found.layout, found.digest, keyless=KeylessOptions(settings.identity_token, settings.staging))
+    return sign_layout(found.layout, found.digest, keyless=KeylessOptions(
+        settings.identity_token, settings.staging, trust_config_of(settings, defaults, found.project)))
+
+
+def _countersign(settings: SignSettings, defaults: Any, project: Path | None) -> Countersign:
+    from enarx_pkg._internal import sigstore_services
+
+    rekor = sigstore_services.rekor_url(trust_config_of(settings, defaults, project)) if settings.tlog_upload else None
+    return Countersign(settings.timestamp_server, rekor)
+
+
+def trust_config_of(settings: Any, defaults: Any, project: Path | None) -> str | None:
+    """``--trust-config``, else ``[signing] trust_config`` (relative to the project), else None."""
+    if settings.trust_config:
+        return str(settings.trust_config)
+    if defaults is not None and defaults.trust_config:
+        return str(Path(project or ".") / defaults.trust_config)
+    return None
 
 
 def _push_signatures(found: LocalPackage) -> None:

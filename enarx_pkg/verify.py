@@ -57,6 +57,7 @@ class IdentityPolicy:
     identity_regexp: str | None = None
     issuer_regexp: str | None = None
     staging: bool = False
+    trust_config: str | None = None  # ClientTrustConfig JSON of a private Sigstore instance
 
     def __post_init__(self) -> None:
         if (self.identity is None) == (self.identity_regexp is None):
@@ -175,8 +176,8 @@ def verify_artifact_bundle(bundle_bytes: bytes, artifact: bytes | str, policy: P
                                     "(--certificate-identity/--certificate-oidc-issuer)")
         from enarx_pkg._internal import sigstore_keyless
 
-        sigstore_keyless.verify_artifact(bundle_bytes, artifact, _identity_match(policy),
-                                         staging=policy.staging, offline=offline)
+        sigstore_keyless.verify_artifact(bundle_bytes, artifact, _identity_match(policy), staging=policy.staging,
+                                         offline=offline, trust_config=policy.trust_config)
         signer, issuer = _cert_signer(parsed)
         pred = "message-signature"
     when, source = _log_time(parsed)
@@ -203,8 +204,8 @@ def _verify_signature(data: bytes, parsed: ParsedBundle, policy: Policy,
                                 "identity was required", hint="verify it with --key PUBLIC_KEY")
     from enarx_pkg._internal import sigstore_keyless
 
-    payload_type, payload = sigstore_keyless.verify_dsse(data, _identity_match(policy),
-                                                         staging=policy.staging, offline=offline)
+    payload_type, payload = sigstore_keyless.verify_dsse(data, _identity_match(policy), staging=policy.staging,
+                                                         offline=offline, trust_config=policy.trust_config)
     signer, issuer = _cert_signer(parsed)
     return payload_type, payload, signer, issuer
 
@@ -226,8 +227,10 @@ def _cert_signer(parsed: ParsedBundle) -> tuple[str, str | None]:
 def _log_time(parsed: ParsedBundle) -> tuple[str | None, str | None]:
     if parsed.integrated_time is None:
         return None, None
-    when = dt.datetime.fromtimestamp(parsed.integrated_time, dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ"), "transparency log (Rekor integrated time)"
+    when = dt.datetime.fromtimestamp(parsed.integrated_time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if parsed.kind == "key":  # sigstore checked the entry of a keyless bundle; nothing checks this one
+        return when, "Rekor integrated time (not verified: --key checks the signature only)"
+    return when, "transparency log (Rekor integrated time)"
 
 
 def check_package(layout: Layout, subject: Descriptor) -> None:
@@ -323,6 +326,7 @@ class VerifySettings:
     staging: bool = False
     offline: bool = True
     ref: str | None = None
+    trust_config: str | None = None
 
 
 def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
@@ -338,6 +342,26 @@ def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
     if not report.verified:
         raise refusal(report)
     return report
+
+
+def verify_bundle_file(path: str, subject_digest: str, settings: VerifySettings) -> LayoutReport:
+    """Verify a standalone bundle file (``cosign verify-blob --bundle`` style) about ``subject_digest``:
+    a DSSE statement must name it as a subject; a message signature must sign it."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise NotFoundError(f"bundle {path} does not exist")
+    if file.stat().st_size > sigstore_bundle.MAX_BUNDLE_BYTES:
+        raise MalformedBundle(f"bundle {path} is over {sigstore_bundle.MAX_BUNDLE_BYTES} bytes")
+    digest.parse(subject_digest)
+    data = file.read_bytes()
+    policy = policy_for(settings, None, Path.cwd())
+    if sigstore_bundle.parse(data, path).envelope is None:
+        sig = verify_artifact_bundle(data, subject_digest, policy, offline=settings.offline)
+    else:
+        sig = verify_bundle(data, subject_digest, policy, offline=settings.offline)
+    return LayoutReport(subject_digest, (sig,), ())
 
 
 def policy_for(s: VerifySettings, defaults: Any, base: Any) -> Policy:
@@ -359,4 +383,7 @@ def policy_for(s: VerifySettings, defaults: Any, base: Any) -> Policy:
         raise UsageError("nothing to verify against",
                          hint="pass --key PUB or --certificate-identity ID --certificate-oidc-issuer ISS "
                               "(or set [signing] in Enarx.toml)")
-    return IdentityPolicy(s.identity, s.issuer, s.identity_regexp, s.issuer_regexp, s.staging)
+    from enarx_pkg.sign import trust_config_of
+
+    return IdentityPolicy(s.identity, s.issuer, s.identity_regexp, s.issuer_regexp, s.staging,
+                          trust_config_of(s, defaults, base))

@@ -17,6 +17,7 @@ from registry.db import open_database
 from registry.meta import Metadata
 from registry.names import valid_name, valid_tag
 from registry.settings import Settings
+from registry.upload_state import UploadState
 
 
 class AdminError(Exception):
@@ -25,7 +26,7 @@ class AdminError(Exception):
 
 @contextlib.contextmanager
 def metadata(settings: Settings) -> Iterator[Metadata]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the bearer secret and token hashes
     meta = Metadata(open_database(settings.db_url))
     try:
         yield meta
@@ -106,7 +107,8 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
         doomed = [d for d, (_, created) in recorded.items() if d not in live and created < cutoff]
         orphans = [d for d, mtime in store.all_blobs() if d not in recorded and d not in live and mtime < cutoff]
         freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
-        stale = [r[0] for r in db.query("SELECT id FROM uploads WHERE created < ?", (cutoff,))]
+        sessions = UploadState(db)
+        stale = sessions.stale(cutoff)
         stale_files = store.stale_upload_files(grace)
         if not dry_run:
             for d in doomed:
@@ -116,7 +118,7 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
             for d in doomed + orphans:
                 store.delete_blob(d)
             for upload_id in stale:
-                db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+                store.discard_parts(sessions.remove(upload_id))
             for f in stale_files:
                 f.unlink(missing_ok=True)
             db.execute("INSERT INTO audit (at, actor, action, repo, ref, digest, remote) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -13,9 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from enarx_pkg._internal import bounded
+from enarx_pkg.accesslog import with_access_log
 from registry import api, v2, web
 from registry.auth import Unauthorized
+from registry.errors import OciError
 from registry.settings import Settings
 from registry.state import Registry
 
@@ -38,8 +40,12 @@ class RegistryApp:
         self.reg = reg
         self.site = Starlette(routes=[Route("/token", self.token, methods=["GET", "POST"]), *api.routes(reg),
                                       *web.routes(reg)])
+        self._logged = with_access_log(self._route, reg.settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._logged(scope, receive, send)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["path"] == "/v2" or scope["path"].startswith("/v2/")):
             await v2.handle(self.reg, scope, receive, send)
         elif scope["type"] == "http":
@@ -52,10 +58,10 @@ class RegistryApp:
         authorization = request.headers.get("authorization")
         scopes = request.query_params.getlist("scope")
         if request.method == "POST":
-            body = await bounded.request_body(request, MAX_TOKEN_FORM)
             try:
+                body: bytes | None = await v2.read_limited(request, MAX_TOKEN_FORM)
                 form = parse_qs((body or b"").decode("utf-8", "replace"), max_num_fields=100)
-            except ValueError:
+            except (OciError, ValueError):
                 body = None
             if body is None:
                 return JSONResponse({"errors": [{"code": "SIZE_INVALID", "message": "token request is over "
@@ -89,4 +95,10 @@ def create_app(settings: Settings) -> RegistryApp:
 
 def factory() -> RegistryApp:
     """uvicorn ``--factory`` entry: settings come from ENARX_REGISTRY_CONFIG (set by ``registry serve``)."""
+    log = logging.getLogger("registry")
+    if not log.handlers:  # one plain line per event on stderr, beside uvicorn's own
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     return create_app(Settings.from_env())

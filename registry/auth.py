@@ -184,22 +184,32 @@ class Authorizer:
         return Principal(payload["sub"], tid, frozenset(payload["grants"]))
 
     def grant(self, principal: Principal, scope_params: list[str]) -> frozenset[str]:
-        """What a bearer token may carry: the requested docker scopes that ``principal`` holds."""
+        """What a bearer token may carry: the requested docker scopes that ``principal`` holds.
+
+        ``repository:NAME:*`` asks for everything on NAME and gets what the principal may do there;
+        ``registry:catalog:*`` carries the principal's pull patterns, so the catalog lists its repositories.
+        """
         out: set[str] = set()
         for param in scope_params:
             for item in param.split(" "):
                 kind, _, rest = item.partition(":")
                 name, _, actions = rest.rpartition(":")
+                if kind == "registry" and name == "catalog":
+                    out |= _pull_patterns(principal)
                 if kind != "repository" or not valid_name(name):
                     continue
-                for action in actions.split(","):
-                    action = "delete" if action == "*" else action
+                wanted = ACTIONS if "*" in actions.split(",") else actions.split(",")
+                for action in wanted:
                     if action in ACTIONS and (principal.can(action, name) or
                                               (action == "pull" and self.anonymous_pull(name))):
                         out.add(f"{action}:{name}")
         return frozenset(out)
 
     # -- decisions -----------------------------------------------------------------------------
+    def anonymous_pull_default(self) -> bool:
+        """Whether anonymous pull is on for every repository without its own setting."""
+        return self.settings.anonymous_pull or self.meta.config("anonymous_pull") == "1"
+
     def anonymous_pull(self, repo: str) -> bool:
         now = time.monotonic()
         cached = self._anon.get(repo)
@@ -208,7 +218,7 @@ class Authorizer:
             if row is not None and row.anonymous_pull is not None:
                 allowed = row.anonymous_pull
             else:
-                allowed = self.settings.anonymous_pull or self.meta.config("anonymous_pull") == "1"
+                allowed = self.anonymous_pull_default()
             cached = (now, allowed)
             if len(self._anon) > 10000:
                 self._anon.clear()
@@ -219,6 +229,10 @@ class Authorizer:
         if principal.can(action, repo):
             return True
         return action == "pull" and self.anonymous_pull(repo)
+
+
+def _pull_patterns(principal: Principal) -> set[str]:
+    return {"pull:" + g.partition(":")[2] for g in principal.grants if g.partition(":")[0] in ("pull", "push")}
 
 
 def _basic_password(value: str) -> str:

@@ -1,6 +1,7 @@
 """Content-addressed blob files and in-progress uploads on the filesystem.
 
-Layout under the data directory: ``blobs/sha256/<2 hex>/<64 hex>`` and ``uploads/<uuid>``.
+Layout under the data directory: ``blobs/sha256/<2 hex>/<64 hex>`` and ``uploads/<upload id>.<part>``
+(one file per request that sent bytes; which parts make up an upload is in the database).
 Every path is built from a digest or upload id that has already matched a strict regex, and is
 checked once more to stay inside its root. A blob file appears only by ``os.replace`` after its
 digest matched, so a reader never sees a partial blob.
@@ -12,13 +13,18 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import time
 import uuid
 from pathlib import Path
+from typing import BinaryIO
 
+from registry.errors import OciError
 from registry.names import DIGEST_RE
+from registry.upload_state import Part
 
 UPLOAD_ID_RE = re.compile(r"^[a-f0-9]{32}$")
+PART_RE = re.compile(r"^[a-f0-9]{32}\.[a-f0-9]{16}$")
 
 
 class BlobStore:
@@ -30,19 +36,12 @@ class BlobStore:
         self.upload_root = self.root / "uploads"
         self.blob_root.mkdir(parents=True, exist_ok=True)
         self.upload_root.mkdir(parents=True, exist_ok=True)
-        # hashing state of uploads this process is receiving: id -> (offset hashed so far, hasher)
-        self.hashers: dict[str, tuple[int, hashlib._Hash]] = {}
 
     def blob_path(self, digest: str) -> Path:
         if not DIGEST_RE.match(digest):
             raise ValueError("invalid digest")
         hexpart = digest[7:]
         return _confined(self.blob_root, self.blob_root / hexpart[:2] / hexpart)
-
-    def upload_path(self, upload_id: str) -> Path:
-        if not UPLOAD_ID_RE.match(upload_id):
-            raise ValueError("invalid upload id")
-        return _confined(self.upload_root, self.upload_root / upload_id)
 
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
@@ -75,58 +74,49 @@ class BlobStore:
             os.fsync(f.fileno())
         self.commit_file(tmp, digest)
 
-    def new_upload(self) -> str:
-        upload_id = uuid.uuid4().hex
-        self.upload_path(upload_id).touch()
-        return upload_id
+    def new_part(self, upload_id: str) -> str:
+        """A fresh part name for one request's bytes: nobody else ever writes to it."""
+        name = f"{upload_id}.{secrets.token_hex(8)}"
+        self.part_path(name)  # validates
+        return name
 
-    def upload_size(self, upload_id: str) -> int | None:
-        try:
-            return self.upload_path(upload_id).stat().st_size
-        except FileNotFoundError:
-            return None
+    def part_path(self, name: str) -> Path:
+        if not PART_RE.match(name):
+            raise ValueError("invalid upload part name")
+        return _confined(self.upload_root, self.upload_root / name)
 
-    def hasher_for(self, upload_id: str, offset: int) -> hashlib._Hash:
-        """The running hash of an upload; re-hashed from disk after a restart or on another replica."""
-        state = self.hashers.get(upload_id)
-        if state is not None and state[0] == offset:
-            return state[1]
+    def assemble(self, parts: list[Part], size: int) -> tuple[Path, str]:
+        """One file with the upload's committed bytes, and the sha256 digest of exactly those bytes.
+
+        A single finished part is used as it is (its writer hashed what it wrote); otherwise the
+        committed prefix of every part is copied, hashed as it goes, into a new file.
+        """
+        if [p.start for p in parts] != [sum(p.length for p in parts[:i]) for i in range(len(parts))] or \
+                sum(p.length for p in parts) != size:
+            raise OciError("BLOB_UPLOAD_INVALID", "upload parts do not cover the upload contiguously")
+        if len(parts) == 1 and parts[0].sealed and parts[0].length == size:
+            path = self.part_path(parts[0].name)
+            if path.stat().st_size == size:
+                _fsync(path)
+                return path, "sha256:" + parts[0].digest
+        tmp = self.upload_root / f"a-{uuid.uuid4().hex}"
         h = hashlib.sha256()
-        with open(self.upload_path(upload_id), "rb") as f:
-            remaining = offset
-            while remaining:
-                chunk = f.read(min(remaining, 4 << 20))
-                if not chunk:
-                    break
-                h.update(chunk)
-                remaining -= len(chunk)
-        return h
+        with open(tmp, "xb") as out:
+            for part in parts:
+                _copy_prefix(self.part_path(part.name), part.length, out, h)
+            out.flush()
+            os.fsync(out.fileno())
+        return tmp, "sha256:" + h.hexdigest()
 
-    def commit_upload(self, upload_id: str, digest: str) -> None:
-        """fsync and rename the finished upload into place (the caller verified the digest)."""
-        path = self.upload_path(upload_id)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.hashers.pop(upload_id, None)
-        self.commit_file(path, digest)
+    def discard_parts(self, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                self.part_path(name).unlink()
 
     def commit_file(self, tmp: Path, digest: str) -> None:
         target = self.blob_path(digest)
         target.parent.mkdir(exist_ok=True)
         os.replace(tmp, target)  # same content whoever wins a race: the digest names it
-
-    def forget_gone_uploads(self) -> None:
-        """Drop the hashing state of uploads whose file is gone (removed by gc, or finished on a replica)."""
-        for upload_id in [u for u in self.hashers if not self.upload_path(u).exists()]:
-            self.hashers.pop(upload_id, None)
-
-    def discard_upload(self, upload_id: str) -> None:
-        self.hashers.pop(upload_id, None)
-        with contextlib.suppress(FileNotFoundError):
-            self.upload_path(upload_id).unlink()
 
     def delete_blob(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -143,6 +133,26 @@ class BlobStore:
     def stale_upload_files(self, older_than: float) -> list[Path]:
         cutoff = time.time() - older_than
         return [f for f in self.upload_root.iterdir() if f.stat().st_mtime < cutoff]
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy_prefix(src: Path, length: int, out: BinaryIO, h: hashlib._Hash) -> None:
+    with open(src, "rb") as f:
+        remaining = length
+        while remaining:
+            chunk = f.read(min(remaining, 4 << 20))
+            if not chunk:
+                raise OciError("BLOB_UPLOAD_INVALID", f"upload part {src.name} lost committed bytes")
+            h.update(chunk)
+            out.write(chunk)
+            remaining -= len(chunk)
 
 
 def _confined(root: Path, path: Path) -> Path:

@@ -1,5 +1,5 @@
 # ruff: noqa: S608 -- SQL text is assembled only from constant column lists; values are always bound
-"""Repository metadata: blobs, manifests, tags, uploads, repositories, tokens, audit log.
+"""Repository metadata: blobs, manifests, tags, repositories, tokens, audit log (uploads: upload_state).
 
 One class over either database backend; every multi-row change is one transaction.
 """
@@ -78,8 +78,8 @@ class Metadata:
 
     def add_blob(self, repo: str, digest: str, size: int, actor: str, remote: str | None = None) -> None:
         now = time.time()
+        # no repository row yet: a push interrupted before its manifest must not list an empty repository
         with self.db.transaction() as tx:
-            self._ensure_repo(tx, repo, now)
             tx.execute("INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        (digest, size, now))
             tx.execute("INSERT INTO repo_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -92,17 +92,6 @@ class Metadata:
             if n:
                 self._audit(tx, actor, "blob.delete", repo, None, digest, None)
         return bool(n)
-
-    # -- uploads -------------------------------------------------------------------------------
-    def add_upload(self, upload_id: str, repo: str) -> None:
-        self.db.execute("INSERT INTO uploads (id, repo, created) VALUES (?, ?, ?)", (upload_id, repo, time.time()))
-
-    def upload_repo(self, upload_id: str) -> str | None:
-        rows = self.db.query("SELECT repo FROM uploads WHERE id = ?", (upload_id,))
-        return str(rows[0][0]) if rows else None
-
-    def remove_upload(self, upload_id: str) -> None:
-        self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
 
     # -- manifests and tags --------------------------------------------------------------------
     def manifest(self, repo: str, digest: str) -> ManifestRow | None:

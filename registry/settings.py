@@ -25,6 +25,9 @@ class Settings:
     upload_grace: float = 3600.0  # gc leaves blobs and uploads younger than this alone
     read_chunk: int = 1024 * 1024
     public_url: str | None = None  # used in WWW-Authenticate realm; default: from the Host header
+    access_log: str = "off"  # common | combined | off (``registry serve`` defaults to combined)
+    trusted_keys: tuple[str, ...] = ()  # PEM public keys whose signatures the pages show as verified
+    trusted_identities: tuple[tuple[str, str], ...] = ()  # (identity, OIDC issuer) for keyless signatures
 
     @property
     def db_url(self) -> str:
@@ -39,4 +42,6 @@ class Settings:
     def from_env(cls) -> Settings:
         d = json.loads(os.environ[ENV_CONFIG])
         d["data_dir"] = Path(d["data_dir"])
+        d["trusted_keys"] = tuple(d.get("trusted_keys", ()))
+        d["trusted_identities"] = tuple(tuple(pair) for pair in d.get("trusted_identities", ()))
         return cls(**d)

@@ -1,9 +1,10 @@
 """What the version page shows about a package's signatures: who signed, verified or not, provenance.
 
-Bundles are untrusted input. Parsing reuses enarx-pkg's bundle model; keyless bundles are verified
-offline with sigstore-python against the identity in their own certificate (production root, then
-staging), which proves the certificate, log entry and signature are genuine for that identity. It
-does not say the identity is one you trust: the page shows the identity so a person can judge.
+Bundles are untrusted input, read and verified with enarx-pkg's public ``verify`` module. Key
+signatures verify only against keys the operator trusts (``registry serve --trusted-key``). Keyless
+bundles are verified offline against the identity in their own certificate (production root, then
+staging), which proves certificate, log entry and signature genuine for that identity; with
+``--trusted-identity``/``--trusted-issuer`` configured, the identity must also be one of those.
 """
 
 from __future__ import annotations
@@ -33,41 +34,74 @@ class Signature:
                 "provenance": self.provenance}
 
 
-def inspect(referrer_digest: str, data: bytes, subject: str) -> Signature:
-    """Describe a bundle; never raises on bad input (the page says what was wrong instead)."""
-    from enarx_pkg._internal import sigstore_bundle
+@dataclass(frozen=True)
+class Trust:
+    """Whom the pages vouch for: ``registry serve --trusted-key`` PEMs and ``--trusted-identity``/issuer pairs."""
+
+    keys: tuple[Any, ...] = ()  # enarx_pkg.verify.KeyPolicy
+    identities: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def load(cls, pems: tuple[str, ...], identities: tuple[tuple[str, str], ...]) -> Trust:
+        from enarx_pkg.verify import KeyPolicy
+
+        return cls(tuple(KeyPolicy(pem.encode()) for pem in pems), identities)
+
+
+def inspect(referrer_digest: str, data: bytes, subject: str, trust: Trust) -> Signature:
+    """Describe a bundle and verify it against ``trust``; never raises on bad input (the page says what was wrong)."""
     from enarx_pkg.errors import Error
+    from enarx_pkg.keys import hint_fingerprint
+    from enarx_pkg.verify import describe_bundle
 
     try:
-        parsed = sigstore_bundle.parse(data, f"bundle {referrer_digest}")
+        info = describe_bundle(data)
     except Error as exc:
         return Signature(referrer_digest, "unknown", "unreadable bundle", None, False, exc.message)
-    statement = _statement(parsed.envelope.payload if parsed.envelope else None)
+    statement = _statement(data)
     matches = None if statement is None else subject in _subject_digests(statement)
     prov = _provenance(statement)
-    if parsed.kind == "key":
-        return Signature(referrer_digest, "key", f"key {_fingerprint(parsed.key_hint)}", None, False,
-                         "not verified: no trusted key configured", matches, prov)
-    return _keyless(referrer_digest, data, parsed.certificate_der or b"", parsed.envelope is not None, matches, prov)
+    if info.kind == "key":
+        signer = "key " + hint_fingerprint(info.signer.removeprefix("key "))
+        ok, note = _by_key(data, subject, trust)
+        return Signature(referrer_digest, "key", signer, None, ok, note, matches, prov)
+    ok, note = _keyless(data, subject, info.signer, info.issuer, trust)
+    return Signature(referrer_digest, "keyless", info.signer or "(no identity in certificate)", info.issuer, ok,
+                     note, matches, prov)
 
 
-def _keyless(dg: str, data: bytes, cert: bytes, is_dsse: bool, matches: bool | None,
-             prov: dict[str, Any]) -> Signature:
-    from enarx_pkg._internal import sigstore_bundle, sigstore_keyless
+def _by_key(data: bytes, subject: str, trust: Trust) -> tuple[bool, str]:
     from enarx_pkg.errors import Error
+    from enarx_pkg.keys import fingerprint
+    from enarx_pkg.verify import verify_bundle
 
-    try:
-        names, issuer = sigstore_bundle.certificate_identity(cert)
-    except Exception as exc:  # a malformed certificate is the bundle's problem, shown on the page
-        return Signature(dg, "keyless", "unreadable certificate", None, False, f"not verified: {exc}")
-    signer = names[0] if names else "(no identity in certificate)"
-    if not is_dsse:
-        return Signature(dg, "keyless", signer, issuer, False, "not verified: not a DSSE bundle", matches, prov)
-    policy = sigstore_keyless.IdentityMatch(signer, issuer)
+    if not trust.keys:
+        return False, "not verified: no trusted key configured"
+    reasons = []
+    for policy in trust.keys:
+        try:
+            verify_bundle(data, subject, policy)
+        except Error as exc:
+            reasons.append(exc.message)
+            continue
+        return True, f"verified with trusted key {fingerprint(policy.key)}"
+    return False, "not verified: " + reasons[-1][:300]
+
+
+def _keyless(data: bytes, subject: str, signer: str, issuer: str | None, trust: Trust) -> tuple[bool, str]:
+    """Offline against the identity in the bundle's own certificate (production root, then staging):
+    genuine for that identity. With trusted identities configured, the identity must also be one of them."""
+    from enarx_pkg.errors import Error
+    from enarx_pkg.verify import IdentityPolicy, verify_bundle
+
+    if not signer or issuer is None:
+        return False, "not verified: the certificate names no identity or issuer"
+    if trust.identities and (signer, issuer) not in trust.identities:
+        return False, f"not verified: {signer} ({issuer}) is not a trusted identity here"
     reasons = []
     for staging in (False, True):
         try:
-            sigstore_keyless.verify_dsse(data, policy, staging=staging, offline=True)
+            verify_bundle(data, subject, IdentityPolicy(identity=signer, issuer=issuer, staging=staging))
         except Error as exc:
             reasons.append(exc.message)
             continue
@@ -75,27 +109,17 @@ def _keyless(dg: str, data: bytes, cert: bytes, is_dsse: bool, matches: bool | N
             reasons.append(f"{type(exc).__name__}: {exc}")
             continue
         root = "staging" if staging else "production"
-        return Signature(dg, "keyless", signer, issuer, True, f"verified offline (sigstore {root} root)",
-                         matches, prov)
-    return Signature(dg, "keyless", signer, issuer, False, "not verified: " + reasons[-1][:300], matches, prov)
+        trusted = " (a trusted identity)" if trust.identities else ""
+        return True, f"verified offline (sigstore {root} root){trusted}"
+    return False, "not verified: " + reasons[-1][:300]
 
 
-def _fingerprint(hint: str | None) -> str:
-    if not hint:
-        return "(no key hint)"
+def _statement(data: bytes) -> dict[str, Any] | None:
+    """The in-toto statement the bundle carries, for display only (the verification is separate)."""
     try:
-        raw = base64.b64decode(hint, validate=True)
-    except ValueError:
-        return hint[:100]
-    return "sha256:" + raw.hex() if len(raw) == 32 else hint[:100]
-
-
-def _statement(payload: bytes | None) -> dict[str, Any] | None:
-    if payload is None:
-        return None
-    try:
-        obj = json.loads(payload)
-    except ValueError:
+        envelope = json.loads(data).get("dsseEnvelope") or {}
+        obj = json.loads(base64.b64decode(envelope.get("payload", ""), validate=True))
+    except (ValueError, TypeError, AttributeError):
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -113,17 +137,22 @@ def _provenance(statement: dict[str, Any] | None) -> dict[str, Any]:
     """A few fields of an SLSA v1 predicate, for people; the full statement stays in the bundle."""
     if statement is None:
         return {}
-    pred = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
-    definition = pred.get("buildDefinition") if isinstance(pred.get("buildDefinition"), dict) else {}
-    run = pred.get("runDetails") if isinstance(pred.get("runDetails"), dict) else {}
-    builder = run.get("builder") if isinstance(run.get("builder"), dict) else {}
-    deps = definition.get("resolvedDependencies") if isinstance(definition.get("resolvedDependencies"), list) else []
+    pred = _obj(statement, "predicate")
+    definition, run = _obj(pred, "buildDefinition"), _obj(pred, "runDetails")
+    builder = _obj(run, "builder")
+    deps: list[Any] = definition.get("resolvedDependencies") or []
+    deps = deps if isinstance(deps, list) else []
     out = {"predicate_type": statement.get("predicateType"), "build_type": definition.get("buildType"),
            "builder": builder.get("id"),
            "external_parameters": _short(definition.get("externalParameters")),
            "dependencies": [_short(d.get("uri") or d.get("name") or d.get("digest")) for d in deps[:10]
                             if isinstance(d, dict)]}
     return {k: v for k, v in out.items() if v}
+
+
+def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _short(value: Any) -> str:

@@ -6,14 +6,19 @@ import logging
 import stat
 from collections import OrderedDict
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from registry.auth import Authorizer
 from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.settings import Settings
+from registry.signatures import Signature, Trust
+from registry.upload_state import UploadState
 
 log = logging.getLogger("registry")
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def make_private(data_dir: Path) -> None:
@@ -60,6 +65,29 @@ class ManifestCache:
             self.total -= len(data)
 
 
+class LruCache(Generic[K, V]):
+    """A dict that forgets its least recently used entries past ``max_items``."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Registry:
     """Everything a request handler needs, built once per worker process."""
 
@@ -69,9 +97,13 @@ class Registry:
         make_private(settings.data_dir)
         self.settings = settings
         self.meta = Metadata(open_database(settings.db_url))
+        self.sessions = UploadState(self.meta.db)
         self.store = BlobStore(settings.data_dir)
         self.auth = Authorizer(self.meta, settings)
         self.manifests = ManifestCache()
+        self.trust = Trust.load(settings.trusted_keys, settings.trusted_identities)
+        # referrer digest -> what the pages show; content-addressed and the trust is fixed per process
+        self.signatures: LruCache[str, Signature] = LruCache(4096)
 
     def manifest_bytes(self, digest: str) -> bytes | None:
         data = self.manifests.get(digest)

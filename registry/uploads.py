@@ -1,61 +1,37 @@
 """Blob endpoints: HEAD/GET with Range, DELETE, and uploads (monolithic, chunked, resumable, mount).
 
-Bytes are hashed as they arrive and written in large chunks to ``uploads/<id>``; the file becomes a
-blob only by rename after its digest matched, and the metadata follows in one transaction.
+Each request that carries bytes writes them, hashed as they arrive, to a part file of its own and
+joins them to the upload by a compare-and-set in the database (:mod:`registry.upload_state`), so
+workers and replicas need no shared memory and two requests racing for one range cannot mix their
+bytes. Finishing closes the upload to writers, assembles and hashes exactly the committed bytes, and
+renames them into place only if they match the digest; the metadata follows in one transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import hashlib
 import os
 import re
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import uuid
+from typing import TYPE_CHECKING, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from registry.blobresponse import BlobResponse
 from registry.blobs import UPLOAD_ID_RE
 from registry.errors import OciError
 from registry.names import digest_problem, valid_name
+from registry.upload_state import Part
 
 if TYPE_CHECKING:
     from registry.auth import Principal
     from registry.state import Registry
 
 WRITE_CHUNK = 1 << 20
+CHECKPOINT_BYTES = 32 << 20  # a long PATCH commits what it has this often, so a crash loses at most this
 _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
-SWEEP_INTERVAL_S = 60.0  # how often a new upload also drops hashing state of uploads gc removed
-_last_sweep = 0.0
-
-
-@dataclass
-class _Held:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0  # requests holding or awaiting the lock
-
-
-_locks: dict[str, _Held] = {}  # only uploads a request is working on right now
-
-
-@contextlib.asynccontextmanager
-async def _exclusive(upload_id: str) -> AsyncIterator[None]:
-    """Serialise requests on one upload; call only for an id already known to be open, so made-up
-    ids never get an entry, and the entry goes when its last request does."""
-    held = _locks.get(upload_id) or _locks.setdefault(upload_id, _Held())
-    held.users += 1
-    try:
-        async with held.lock:
-            yield
-    finally:
-        held.users -= 1
-        if held.users == 0:
-            del _locks[upload_id]
 
 
 def _digest(value: str | None, what: str = "digest") -> str:
@@ -96,6 +72,7 @@ def _done(name: str, digest: str) -> Response:
     return Response(None, 201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
 
+
 async def start(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     """POST: cross-repository mount, monolithic upload (``?digest=``), or open a session."""
     name, q = parts["name"], request.query_params
@@ -103,21 +80,12 @@ async def start(reg: Registry, request: Request, principal: Principal, parts: di
         mounted = await _mount(reg, principal, name, _digest(q.get("mount"), "mount"), q.get("from", ""))
         if mounted:
             return _done(name, q["mount"])
-    _sweep(reg)
-    upload_id = reg.store.new_upload()
-    await run_in_threadpool(reg.meta.add_upload, upload_id, name)
-    if "digest" in q:
-        digest = _digest(q.get("digest"))
-        return await _complete(reg, request, principal, name, upload_id, digest, 0)
+    digest = _digest(q.get("digest")) if "digest" in q else None
+    upload_id = uuid.uuid4().hex
+    await run_in_threadpool(reg.sessions.open, upload_id, name)
+    if digest is not None:
+        return await _complete(reg, request, principal, name, upload_id, digest, 0, None)
     return Response(None, 202, headers=_upload_headers(name, upload_id, 0))
-
-
-def _sweep(reg: Registry) -> None:
-    global _last_sweep
-    now = time.monotonic()
-    if now - _last_sweep >= SWEEP_INTERVAL_S:
-        _last_sweep = now
-        reg.store.forget_gone_uploads()
 
 
 async def _mount(reg: Registry, principal: Principal, name: str, digest: str, source: str) -> bool:
@@ -132,13 +100,11 @@ async def _mount(reg: Registry, principal: Principal, name: str, digest: str, so
 
 
 async def _session(reg: Registry, name: str, upload_id: str) -> int:
-    if not UPLOAD_ID_RE.match(upload_id) or reg.meta.upload_repo(upload_id) != name:
+    """The committed size of an open upload of ``name`` (404 BLOB_UPLOAD_UNKNOWN otherwise)."""
+    session = await run_in_threadpool(reg.sessions.get, upload_id) if UPLOAD_ID_RE.match(upload_id) else None
+    if session is None or session.repo != name or session.closing:
         raise OciError("BLOB_UPLOAD_UNKNOWN", f"upload {upload_id[:40]!r} is not open in {name}")
-    size = reg.store.upload_size(upload_id)
-    if size is None:
-        reg.store.hashers.pop(upload_id, None)
-        raise OciError("BLOB_UPLOAD_UNKNOWN", f"upload {upload_id} has no data file")
-    return size
+    return session.size
 
 
 def _check_range(request: Request, name: str, upload_id: str, offset: int) -> int | None:
@@ -157,43 +123,91 @@ def _check_range(request: Request, name: str, upload_id: str, offset: int) -> in
     return end - start + 1
 
 
-async def _append(reg: Registry, request: Request, upload_id: str, offset: int) -> int:
-    """Stream the request body onto the upload file, hashing as it goes; returns the new size.
+class _PartWriter:
+    """One request's bytes: written to its own part file, hashed, committed to the upload by compare-and-set."""
+
+    def __init__(self, reg: Registry, name: str, upload_id: str, start: int) -> None:
+        self.reg, self.repo, self.upload_id, self.start = reg, name, upload_id, start
+        self.name = reg.store.new_part(upload_id)
+        self.path = reg.store.part_path(self.name)
+        self.hasher = hashlib.sha256()
+        self.length = self.committed = 0
+        self.buf = bytearray()
+
+    def add(self, chunk: bytes, f: BinaryIO) -> None:
+        self.hasher.update(chunk)
+        self.buf += chunk
+        if len(self.buf) >= WRITE_CHUNK:
+            self.flush(f)
+
+    def flush(self, f: BinaryIO) -> None:
+        f.write(self.buf)
+        self.length += len(self.buf)
+        self.buf.clear()
+
+    async def commit(self, sealed: bool) -> None:
+        if self.length == 0:
+            return
+        part = Part(self.start, self.name, self.length, self.hasher.copy().hexdigest(), sealed)
+        if not await run_in_threadpool(self.reg.sessions.commit, self.upload_id, part, self.committed):
+            self.drop()
+            raise OciError("RANGE_INVALID", "another request changed this upload; ask where it stands (GET) and "
+                           "continue from there", status=416)
+        self.committed = self.length
+
+    def drop(self) -> None:
+        """Delete the part file unless some of it already belongs to the upload."""
+        if self.committed == 0:
+            self.reg.store.discard_parts([self.name])
+
+    async def retract(self) -> None:
+        if self.committed:
+            part = Part(self.start, self.name, self.committed, "", False)
+            if not await run_in_threadpool(self.reg.sessions.retract, self.upload_id, part):
+                return
+            self.committed = 0
+        self.drop()
+
+
+async def _append(reg: Registry, request: Request, name: str, upload_id: str, offset: int,
+                  expected: int | None) -> int:
+    """Stream the request body into a new part of the upload; returns the upload's new size.
 
     A blob may not pass ``max_blob_bytes``: the upload is then discarded (it could never complete)
     and the request refused with 413 SIZE_INVALID, checked against Content-Length first and then
-    against the bytes as they arrive.
+    against the bytes as they arrive. What arrived before a client went away is kept, so the
+    upload can resume from there.
     """
     limit = reg.settings.max_blob_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and offset + int(declared) > limit:
         await _too_large(reg, upload_id, limit)
-    hasher = reg.store.hasher_for(upload_id, offset) if offset == 0 or upload_id in reg.store.hashers else \
-        await run_in_threadpool(reg.store.hasher_for, upload_id, offset)
-    size, over = offset, False
-    buf = bytearray()
-    with open(reg.store.upload_path(upload_id), "r+b", buffering=0) as f:
-        f.truncate(offset)
-        f.seek(offset)
+    writer = _PartWriter(reg, name, upload_id, offset)
+    over = gone = False
+    with open(writer.path, "xb", buffering=0) as f:
         try:
             async for chunk in request.stream():
-                if size + len(buf) + len(chunk) > limit:
+                if offset + writer.length + len(writer.buf) + len(chunk) > limit:
                     over = True
                     break
-                hasher.update(chunk)
-                buf += chunk
-                if len(buf) >= WRITE_CHUNK:
-                    f.write(buf)
-                    size += len(buf)
-                    buf.clear()
-        finally:
-            # whatever arrived is kept (hashed and written together), so a broken transfer can resume
-            f.write(buf)
-            size += len(buf)
-            reg.store.hashers[upload_id] = (size, hasher)
+                writer.add(chunk, f)
+                if writer.length - writer.committed >= CHECKPOINT_BYTES:
+                    await writer.commit(sealed=False)
+        except ClientDisconnect:
+            gone = True
+        writer.flush(f)
     if over:
+        writer.drop()
         await _too_large(reg, upload_id, limit)
-    return size
+    if expected is not None and not gone and writer.length != expected:
+        await writer.retract()
+        raise OciError("SIZE_INVALID", f"Content-Range announced {expected} bytes, body had {writer.length}",
+                       status=416, headers=_upload_headers(name, upload_id, offset))
+    await writer.commit(sealed=True)
+    writer.drop()  # nothing was committed: an empty body
+    if gone:
+        raise ClientDisconnect
+    return offset + writer.length
 
 
 async def _too_large(reg: Registry, upload_id: str, limit: int) -> None:
@@ -204,47 +218,44 @@ async def _too_large(reg: Registry, upload_id: str, limit: int) -> None:
 
 async def patch(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
-    await _session(reg, name, upload_id)  # before any lock: a made-up id costs nothing here
-    async with _exclusive(upload_id):
-        offset = await _session(reg, name, upload_id)
-        expected = _check_range(request, name, upload_id, offset)
-        size = await _append(reg, request, upload_id, offset)
-        if expected is not None and size - offset != expected:
-            reg.store.hashers.pop(upload_id, None)
-            os.truncate(reg.store.upload_path(upload_id), offset)
-            raise OciError("SIZE_INVALID", f"Content-Range announced {expected} bytes, body had {size - offset}",
-                           status=416, headers=_upload_headers(name, upload_id, offset))
+    offset = await _session(reg, name, upload_id)
+    expected = _check_range(request, name, upload_id, offset)
+    size = await _append(reg, request, name, upload_id, offset, expected)
     return Response(None, 202, headers=_upload_headers(name, upload_id, size))
 
 
 async def finish(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
     digest = _digest(request.query_params.get("digest"))
-    await _session(reg, name, upload_id)
-    async with _exclusive(upload_id):
-        offset = await _session(reg, name, upload_id)
-        _check_range(request, name, upload_id, offset)
-        return await _complete(reg, request, principal, name, upload_id, digest, offset)
+    offset = await _session(reg, name, upload_id)
+    expected = _check_range(request, name, upload_id, offset)
+    return await _complete(reg, request, principal, name, upload_id, digest, offset, expected)
 
 
 async def _complete(reg: Registry, request: Request, principal: Principal, name: str, upload_id: str,
-                    digest: str, offset: int) -> Response:
-    size = await _append(reg, request, upload_id, offset)
-    hasher = reg.store.hasher_for(upload_id, size)
-    actual = "sha256:" + hasher.hexdigest()
+                    digest: str, offset: int, expected: int | None) -> Response:
+    size = await _append(reg, request, name, upload_id, offset, expected)
+    committed = await run_in_threadpool(reg.sessions.close, upload_id, size)
+    if committed is None:
+        raise OciError("RANGE_INVALID", "the upload changed while it was being finished", status=416)
+    try:
+        path, actual = await run_in_threadpool(reg.store.assemble, committed, size)
+    except OciError:
+        await _forget(reg, upload_id)
+        raise
     if actual != digest:
+        path.unlink(missing_ok=True)
         await _forget(reg, upload_id)
         raise OciError("DIGEST_INVALID", f"uploaded content hashes to {actual}, not {digest}")
-    await run_in_threadpool(reg.store.commit_upload, upload_id, digest)
+    await run_in_threadpool(reg.store.commit_file, path, digest)
     remote = request.client.host if request.client else None
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, remote)
-    await run_in_threadpool(reg.meta.remove_upload, upload_id)
+    await _forget(reg, upload_id)
     return _done(name, digest)
 
 
 async def _forget(reg: Registry, upload_id: str) -> None:
-    reg.store.discard_upload(upload_id)
-    await run_in_threadpool(reg.meta.remove_upload, upload_id)
+    reg.store.discard_parts(await run_in_threadpool(reg.sessions.remove, upload_id))
 
 
 async def status(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
@@ -256,7 +267,5 @@ async def status(reg: Registry, request: Request, principal: Principal, parts: d
 async def cancel(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, upload_id = parts["name"], parts["upload"]
     await _session(reg, name, upload_id)
-    async with _exclusive(upload_id):  # after a chunk in flight, so its hashing state goes too
-        await _session(reg, name, upload_id)
-        await _forget(reg, upload_id)
+    await _forget(reg, upload_id)  # a writer still sending loses its compare-and-set and deletes its part
     return Response(None, 204)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,9 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from registry import uploads
 from registry.auth import ANONYMOUS, Principal, Unauthorized
@@ -40,31 +41,46 @@ _ROUTE = re.compile(
     r"blobs/(?P<blob>[^/]+)|referrers/(?P<subject>[^/]+))$"
 )
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]{1,253}(?::\d{1,5})?$|^\[[0-9a-fA-F:.]{2,45}\](?::\d{1,5})?$")
+log = logging.getLogger("registry")
 Handler = Callable[[Registry, Request, Principal, dict[str, str]], Awaitable[Response]]
 
 
 async def handle(reg: Registry, scope: Scope, receive: Receive, send: Send) -> None:
     """ASGI entry for every path under /v2."""
-    request = Request(scope, receive)
+    body = _Body(receive)
+    request = Request(scope, body)
     try:
         response = await _dispatch(reg, request)
     except OciError as exc:
-        await _drain(request)
+        await body.drain(request.headers.get("content-length", ""))
         response = exc.response()
+    except ClientDisconnect:
+        log.info("registry: %s %s: the client went away mid-request (what arrived is kept for a resume)",
+                 request.method, request.url.path[:200])
+        return
     response.headers.update(API_HEADERS)
     await response(scope, receive, send)
 
 
-async def _drain(request: Request) -> None:
-    """Read a small unread body before answering an error, so the client sees the answer, not a reset."""
-    length = request.headers.get("content-length", "")
-    if getattr(request, "_stream_consumed", False) or not length.isdigit() or int(length) > 1 << 20:
-        return
-    try:
-        async for _ in request.stream():
-            pass
-    except Exception:  # noqa: S110 - best effort: the error response is what matters
-        pass
+class _Body:
+    """The ASGI receive channel, remembering whether the request body was read to its end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.done = False
+
+    async def __call__(self) -> Message:
+        message = await self.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def drain(self, length: str) -> None:
+        """Read a small unread body before answering an error, so the client sees the answer, not a reset."""
+        if self.done or not length.isdigit() or int(length) > 1 << 20:
+            return
+        while not self.done:
+            await self()
 
 
 async def _dispatch(reg: Registry, request: Request) -> Response:
@@ -76,7 +92,10 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
             raise _challenge(reg, request, None, "pull", "authentication required")
         return Response("{}", media_type="application/json")
     if path == "_catalog":
-        return await _catalog(reg, request, _principal(reg, request, None, "pull"))
+        principal = _principal(reg, request, None, "pull")
+        if principal is ANONYMOUS and not reg.auth.anonymous_pull_default():
+            raise _challenge(reg, request, None, "pull", "authentication required", "registry:catalog:*")
+        return await _catalog(reg, request, principal)
     m = _ROUTE.match(path)
     if m is None:
         raise OciError("NAME_INVALID" if method != "GET" else "NAME_UNKNOWN", "no such endpoint", status=404)
@@ -87,10 +106,11 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
     handler, action = _route(parts, method)
     principal = _principal(reg, request, name, action)
     if not reg.auth.allowed(principal, action, name):
+        extra = _mount_scope(request) if "upload" in parts else None
         if principal is ANONYMOUS:
-            raise _challenge(reg, request, name, action, "authentication required")
+            raise _challenge(reg, request, name, action, "authentication required", extra)
         raise OciError("DENIED", f"token does not grant {action} on {name}", headers=_challenge_header(
-            reg, request, name, action))
+            reg, request, name, action, extra))
     return await handler(reg, request, principal, parts)
 
 
@@ -122,21 +142,30 @@ def _principal(reg: Registry, request: Request, name: str | None, action: str) -
         raise _challenge(reg, request, name, action, str(exc)) from None
 
 
-def _challenge_header(reg: Registry, request: Request, name: str | None, action: str) -> dict[str, str]:
+def _mount_scope(request: Request) -> str | None:
+    """A mount needs pull on the source repository too: ask for it in the same challenge."""
+    source = request.query_params.get("from", "")
+    return f"repository:{source}:pull" if "mount" in request.query_params and valid_name(source) else None
+
+
+def _challenge_header(reg: Registry, request: Request, name: str | None, action: str,
+                      extra: str | None = None) -> dict[str, str]:
     host = request.headers.get("host", "")
     if not _HOST_RE.match(host):  # the realm is echoed into a header: no quotes or odd bytes from clients
         host = "localhost"
     base = reg.settings.public_url or f"{request.url.scheme}://{host}"
     service = base.split("://", 1)[-1]
     value = f'Bearer realm="{base}/token",service="{service}"'
-    if name is not None:
-        actions = "pull" if action == "pull" else f"pull,{action}"
-        value += f',scope="repository:{name}:{actions}"'
+    scopes = [] if name is None else [f"repository:{name}:" + ("pull" if action == "pull" else f"pull,{action}")]
+    scopes += [extra] if extra else []
+    if scopes:
+        value += f',scope="{" ".join(scopes)}"'
     return {"WWW-Authenticate": value}
 
 
-def _challenge(reg: Registry, request: Request, name: str | None, action: str, why: str) -> OciError:
-    return OciError("UNAUTHORIZED", why, headers=_challenge_header(reg, request, name, action))
+def _challenge(reg: Registry, request: Request, name: str | None, action: str, why: str,
+               extra: str | None = None) -> OciError:
+    return OciError("UNAUTHORIZED", why, headers=_challenge_header(reg, request, name, action, extra))
 
 
 # -- manifests ---------------------------------------------------------------------------------
@@ -154,14 +183,17 @@ def _check_ref(ref: str) -> bool:
 
 async def _get_manifest(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, ref = parts["name"], parts["ref"]
-    by_digest = _check_ref(ref)
+    try:
+        by_digest = _check_ref(ref)
+    except OciError as exc:  # a reference that cannot exist names no manifest: 404, as the spec asks
+        raise OciError("MANIFEST_UNKNOWN", exc.message) from None
     found = reg.meta.resolve(name, ref, by_digest)
     if found is None:
         raise OciError("MANIFEST_UNKNOWN", f"manifest {ref} is not in {name}")
     digest, media_type, size, yanked = found
     if yanked:
         raise OciError("MANIFEST_UNKNOWN", f"{name}:{ref} was yanked; it is still available by digest")
-    if not _acceptable(request.headers.get("accept"), media_type):
+    if not _acceptable(",".join(request.headers.getlist("accept")), media_type):
         raise OciError("MANIFEST_UNKNOWN", f"manifest is {media_type}, which the Accept header does not allow")
     headers = {"Docker-Content-Digest": digest, "Content-Length": str(size), "Content-Type": media_type}
     if request.method == "HEAD":
@@ -180,7 +212,7 @@ def _acceptable(accept: str | None, media_type: str) -> bool:
     return not types or media_type in types or "*/*" in types or "application/*" in types
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise OciError("MANIFEST_INVALID", f"manifest is {declared} bytes; the limit is {limit}", status=413)
@@ -195,7 +227,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def _put_manifest(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, ref = parts["name"], parts["ref"]
     by_digest = _check_ref(ref)
-    data = await _read_limited(request, reg.settings.max_manifest_bytes)
+    data = await read_limited(request, reg.settings.max_manifest_bytes)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if by_digest and ref != digest:
         raise OciError("DIGEST_INVALID", f"manifest body hashes to {digest}, not {ref}")

@@ -16,8 +16,6 @@ from registry.auth import Principal
 from registry.names import DIGEST_RE, valid_name, valid_tag
 from registry.state import Registry
 
-_signature_cache: dict[str, signatures.Signature] = {}
-
 
 class NotVisible(Exception):
     """No such repository or version, or the caller may not pull it (the two look the same)."""
@@ -121,10 +119,10 @@ def _fill_layers(reg: Registry, v: Version, doc: dict[str, Any]) -> None:
 def signatures_of(reg: Registry, name: str, subject: str) -> list[signatures.Signature]:
     out = []
     for ref in reg.meta.referrers(name, subject, MEDIA_SIGSTORE_BUNDLE):
-        cached = _signature_cache.get(ref.digest)
+        cached = reg.signatures.get(ref.digest)
         if cached is None:
             cached = _inspect(reg, ref.digest, subject)
-            _signature_cache[ref.digest] = cached
+            reg.signatures.put(ref.digest, cached)
         out.append(cached)
     return out
 
@@ -139,7 +137,7 @@ def _inspect(reg: Registry, referrer: str, subject: str) -> signatures.Signature
     raw = reg.store.read(bundle_digest, reg.settings.max_bundle_bytes) if DIGEST_RE.match(str(bundle_digest)) else None
     if raw is None:
         return signatures.Signature(referrer, "unknown", "bundle missing", None, False, "not verified: bundle missing")
-    return signatures.inspect(referrer, raw, subject)
+    return signatures.inspect(referrer, raw, subject, reg.trust)
 
 
 def _iso(ts: float) -> str:

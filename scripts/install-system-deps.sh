@@ -12,8 +12,12 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v wrk >/dev/null || need+=(wrk)  # bench/registry.py load client
 [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] || need+=(rustc cargo)
 ls /usr/lib/rustlib/wasm32-wasi >/dev/null 2>&1 || need+=(libstd-rust-dev-wasm32)
+command -v swift-proxy-server >/dev/null || need+=(swift swift-proxy swift-object swift-container swift-account)  # S3 store for tests
 [ -e "$(readlink -f /usr/bin/rust-lld 2>/dev/null || echo /nonexistent)" ] || need+=(lld-14)  # rustc's wasm linker
 
+command -v npm >/dev/null || need+=(npm)  # tests/signing/sigstore-js peers (installed below)
+
+trap 'bash "$(dirname "$0")/install-npm-deps.sh"' EXIT
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.distribution",
     "tests.fixtures.hosts",
+    "tests.fixtures.swift",
 ]
 
 

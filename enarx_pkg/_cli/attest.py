@@ -109,3 +109,8 @@ def info_cmd(as_json: JsonOpt = False) -> None:
     print(f"usable backends: {', '.join(pi.tees)}")
     for m in pi.missing:
         print(f"  - {m}")
+
+
+from enarx_pkg._cli.tls import tls_cmd  # noqa: E402  (`attest tls` lives with the other TLS commands)
+
+attest_app.command("tls")(tls_cmd)

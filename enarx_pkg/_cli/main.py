@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "host": ("enarx_pkg._cli.deploy", "host_app", "Run the host agent that creates keeps."),
     "deploy": ("enarx_pkg._cli.deploy", "deploy_app", "Attest a keep, seal secrets to it, run the package."),
     "registry": ("enarx_pkg._cli.registry", "registry_app", "Run and administer the enarx-pkg registry."),
+    "ca": ("enarx_pkg._cli.tls", "ca_app", "Make the deploy CA that certifies attested keeps."),
+    "steward": ("enarx_pkg._cli.tls", "steward_app", "Issue TLS certificates to attested keeps."),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -47,17 +49,42 @@ def serve(data: str = DATA, database: str = DATABASE,
           public_url: str = typer.Option(None, help="External base URL, used in auth challenges."),
           cache_ttl: float = typer.Option(1.0, help="Seconds token/repository settings are cached."),
           max_blob_size: int = typer.Option(16 << 30, "--max-blob-size", metavar="BYTES",
-                                            help="Largest blob accepted (413 SIZE_INVALID beyond).")) -> None:
+                                            help="Largest blob accepted (413 SIZE_INVALID beyond)."),
+          trusted_key: list[Path] = typer.Option([], "--trusted-key", metavar="PEM",
+                                                 help="Public key whose signatures the pages show as verified."),
+          trusted_identity: list[str] = typer.Option([], "--trusted-identity", metavar="ID",
+                                                     help="Keyless signer to trust (with --trusted-issuer)."),
+          trusted_issuer: list[str] = typer.Option([], "--trusted-issuer", metavar="URL",
+                                                   help="OIDC issuer of the --trusted-identity at the same place."),
+          access_log: str = typer.Option("combined", "--access-log", metavar="FORMAT",
+                                         help="common, combined or off (one line per request on stdout).")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
         raise UsageError("--max-blob-size must be a positive number of bytes")
+    if len(trusted_identity) != len(trusted_issuer):
+        raise UsageError("give one --trusted-issuer for each --trusted-identity")
+    if access_log not in ("common", "combined", "off"):
+        raise UsageError(f"--access-log must be common, combined or off, not {access_log!r}")
     settings = _settings(data, database, anonymous_pull=anonymous_pull, public_url=public_url, cache_ttl=cache_ttl,
-                         max_blob_bytes=max_blob_size)
+                         max_blob_bytes=max_blob_size, access_log=access_log,
+                         trusted_keys=tuple(_public_key(p) for p in trusted_key),
+                         trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)))
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
          f"listening on http://{host}:{port}")
     run(settings, host, port, workers)
+
+
+def _public_key(path: Path) -> str:
+    from enarx_pkg.keys import load_public
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"--trusted-key {path}: {exc.strerror}") from None
+    load_public(data, f"--trusted-key {path}")  # refuse a bad key now, not on the first page view
+    return data.decode("ascii")
 
 
 @token_app.command("create")
@@ -155,3 +182,10 @@ def anonymous_default(allow: bool = typer.Argument(..., help="true or false"),
 
     set_default_anonymous_pull(_settings(data, database), allow)
     info(f"anonymous pull by default: {allow}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``enarx-registry``: the same commands as ``enarx-pkg registry`` (a shortcut for server hosts)."""
+    from enarx_pkg._cli.main import main as enarx_main
+
+    return enarx_main(["registry", *(sys.argv[1:] if argv is None else argv)])

@@ -55,6 +55,14 @@ def sign(
                                                    "token itself is never taken from the command line. Default: "
                                                    "the SIGSTORE_ID_TOKEN variable, then ambient CI credentials."),
     staging: bool = typer.Option(False, "--staging", help="Use the sigstore staging instance."),
+    trust_config: str | None = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig JSON of a private Sigstore "
+                                                 "(trusted root + Fulcio/Rekor/TSA URLs); default: public sigstore."),
+    timestamp_server: str | None = typer.Option(None, "--timestamp-server", metavar="URL",
+                                                help="With --key: add an RFC 3161 timestamp from this TSA."),
+    tlog_upload: bool = typer.Option(False, "--tlog-upload",
+                                     help="With --key: log the signature in Rekor (the trust config's, "
+                                          "else the public one), as cosign does."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
     password_env: str = typer.Option(PASSWORD_ENV, "--password-env", metavar="VAR",
                                      help="Environment variable holding the private key's passphrase."),
@@ -64,7 +72,9 @@ def sign(
     from enarx_pkg import sign as signing
 
     token = _identity_token(identity_token)
-    result = signing.sign_target(target, signing.SignSettings(key, keyless, token, staging, password_env, ref))
+    result = signing.sign_target(target, signing.SignSettings(
+        key, keyless, token, staging, password_env, ref, trust_config=trust_config,
+        timestamp_server=timestamp_server, tlog_upload=tlog_upload))
     if as_json:
         print_json(result.to_json())
         return
@@ -76,7 +86,8 @@ def sign(
 
 @verify_app.command()
 def verify(
-    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT|REF", help="OCI layout, project dir or reference."),
+    target: str | None = typer.Argument(None, metavar="[LAYOUT|PROJECT|REF]",
+                                        help="OCI layout, project dir or reference (not with --bundle)."),
     key: str | None = typer.Option(None, "--key", help="Public key (PEM) the package must be signed with."),
     identity: str | None = typer.Option(None, "--certificate-identity", metavar="ID",
                                         help="Signer identity (certificate SAN: email or URI)."),
@@ -89,23 +100,38 @@ def verify(
     offline: bool = typer.Option(True, "--offline/--online",
                                  help="Use the embedded sigstore trusted roots, no network (default)."),
     staging: bool = typer.Option(False, "--staging", help="Trust the sigstore staging root, not production."),
+    trust_config: str | None = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig JSON of a private Sigstore "
+                                                 "(trusted root + Fulcio/Rekor/TSA URLs); default: public sigstore."),
     ref: str | None = typer.Option(None, "--ref", help="Tag or digest of the manifest, if the layout holds several."),
+    bundle: str | None = typer.Option(None, "--bundle", metavar="FILE",
+                                      help="Verify this standalone sigstore bundle instead (needs --digest)."),
+    subject_digest: str | None = typer.Option(None, "--digest", metavar="sha256:HEX",
+                                              help="With --bundle: the digest the bundle must be about."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Verify a package's signatures; exit 77 if none satisfies the policy, 65 if bundles are malformed."""
     from enarx_pkg import verify as verifying
+    from enarx_pkg.errors import UsageError
 
     settings = verifying.VerifySettings(key, identity, identity_regexp, issuer, issuer_regexp, staging,
-                                        offline, ref)
-    report = verifying.verify_target(target, settings)
+                                        offline, ref, trust_config)
+    if (bundle is None) == (target is None) or (bundle is not None) != (subject_digest is not None):
+        raise UsageError("give a LAYOUT|PROJECT|REF, or --bundle FILE with --digest sha256:HEX")
+    if bundle is not None and subject_digest is not None:
+        report = verifying.verify_bundle_file(bundle, subject_digest, settings)
+    else:
+        assert target is not None
+        report = verifying.verify_target(target, settings)
     if as_json:
         print_json(report.to_json())
         return
-    _render(report)
+    _render(report, standalone=bundle is not None)
 
 
-def _render(report: Any) -> None:
-    print(f"verified {report.manifest_digest}: package blobs match the manifest")
+def _render(report: Any, standalone: bool = False) -> None:
+    print(f"verified {report.manifest_digest}: " + ("bundle is about this digest" if standalone
+                                                    else "package blobs match the manifest"))
     for sig in report.verified:
         who = sig.signer + (f" (issuer {sig.issuer})" if sig.issuer else f" ({sig.kind})")
         print(f"  OK  signed by {who}")

@@ -29,18 +29,24 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class Envelope:
-    """A parsed DSSE envelope; ``signatures`` are raw signature bytes."""
+    """A parsed DSSE envelope; ``signatures`` are raw signature bytes.
+
+    ``keyid`` (unauthenticated, a hint only) is written on each signature: key-based bundles put
+    the bundle's ``publicKey.hint`` there, as cosign does.
+    """
 
     payload_type: str
     payload: bytes
     signatures: tuple[bytes, ...]
+    keyid: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The protobuf-specs JSON form (``io.intoto.Envelope``), base64 with padding."""
         return {
             "payload": b64.encode(self.payload),
             "payloadType": self.payload_type,
-            "signatures": [{"sig": b64.encode(s)} for s in self.signatures],
+            "signatures": [{"sig": b64.encode(s), **({"keyid": self.keyid} if self.keyid else {})}
+                           for s in self.signatures],
         }
 
     @classmethod
@@ -58,13 +64,15 @@ class Envelope:
             if not isinstance(s, dict):
                 raise InputError(f"{where}.signatures[{i}]: expected an object")
             raw.append(b64.decode(s.get("sig"), f"{where}.signatures[{i}].sig"))
-        return cls(payload_type, b64.decode(obj.get("payload"), f"{where}.payload"), tuple(raw))
+        keyid = sigs[0].get("keyid")
+        return cls(payload_type, b64.decode(obj.get("payload"), f"{where}.payload"), tuple(raw),
+                   keyid if isinstance(keyid, str) else "")
 
 
-def sign(key: ec.EllipticCurvePrivateKey, payload_type: str, payload: bytes) -> Envelope:
+def sign(key: ec.EllipticCurvePrivateKey, payload_type: str, payload: bytes, keyid: str = "") -> Envelope:
     """Sign ``payload`` as a one-signature DSSE envelope."""
     sig = key.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
-    return Envelope(payload_type, payload, (sig,))
+    return Envelope(payload_type, payload, (sig,), keyid)
 
 
 def verify(key: ec.EllipticCurvePublicKey, envelope: Envelope) -> None:

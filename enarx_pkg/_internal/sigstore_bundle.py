@@ -105,14 +105,20 @@ def _integrated_time(entries: Any) -> int | None:
     return value or None  # Rekor v2 entries carry no integrated time
 
 
-def key_bundle(envelope: dsse.Envelope, hint: str) -> bytes:
+def key_bundle(envelope: dsse.Envelope, hint: str, tlog_entries: tuple[dict[str, Any], ...] = (),
+               timestamps: tuple[bytes, ...] = ()) -> bytes:
     """A v0.3 bundle for a key-signed DSSE envelope, as ``cosign sign --key --new-bundle-format``.
 
-    No transparency log entry: key-based signing is for offline and air-gapped use.
+    Without a log entry or timestamp by default (offline and air-gapped use); ``timestamps`` are
+    RFC 3161 TimeStampResponse DER over the signature, ``tlog_entries`` Rekor entries.
     """
+    material: dict[str, Any] = {"publicKey": {"hint": hint}, "tlogEntries": list(tlog_entries)}
+    if timestamps:
+        material["timestampVerificationData"] = {
+            "rfc3161Timestamps": [{"signedTimestamp": b64.encode(t)} for t in timestamps]}
     return canonical.dumps({
         "mediaType": BUNDLE_V03,
-        "verificationMaterial": {"publicKey": {"hint": hint}, "tlogEntries": []},
+        "verificationMaterial": material,
         "dsseEnvelope": envelope.to_json(),
     })
 

@@ -13,28 +13,79 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from enarx_pkg._internal.sigstore_bundle import MalformedBundle, certificate_identity
-from enarx_pkg.errors import InputError, TransportError, UsageError, VerificationError
+from enarx_pkg.errors import InputError, NotFoundError, TransportError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
-    from sigstore.models import Bundle
+    from sigstore.models import Bundle, ClientTrustConfig
     from sigstore.verify import Verifier
 
 # sigstore logs a warning every time the embedded trusted root is used offline; that is the point.
 logging.getLogger("sigstore._internal.tuf").setLevel(logging.ERROR)
 
 
-@functools.lru_cache(maxsize=4)
-def verifier(staging: bool, offline: bool) -> Verifier:
-    """A sigstore Verifier for the production or staging instance (cached: loading roots costs)."""
-    from sigstore.errors import Error as SigstoreError
+MAX_TRUST_CONFIG_BYTES = 1024 * 1024
+_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+
+
+@functools.lru_cache(maxsize=8)
+def verifier(staging: bool, offline: bool, trust_config: str | None = None) -> Verifier:
+    """A sigstore Verifier for the production, staging or a private instance (cached: roots cost)."""
     from sigstore.verify import Verifier
 
+    made: Verifier
+    if trust_config is not None:
+        root = load_trust_config(trust_config).trusted_root
+        made = _guard_config(lambda: Verifier(trusted_root=root), trust_config)
+    else:
+        made = _guard_tuf(lambda: Verifier.staging(offline=offline) if staging
+                          else Verifier.production(offline=offline))
+    return made
+
+
+def load_trust_config(path: str) -> ClientTrustConfig:
+    """A sigstore ClientTrustConfig JSON file (trusted root + signing config), as sigstore's CLI takes."""
+    from pathlib import Path
+
+    from sigstore.models import ClientTrustConfig
+
+    file = Path(path)
+    if not file.is_file():
+        raise NotFoundError(f"trust config {path} does not exist")
+    if file.stat().st_size > MAX_TRUST_CONFIG_BYTES:
+        raise InputError(f"trust config {path} is over {MAX_TRUST_CONFIG_BYTES} bytes")
+    text = file.read_text(encoding="utf-8", errors="replace")
+    return _guard_config(lambda: ClientTrustConfig.from_json(text), path)  # type: ignore[no-any-return]
+
+
+def _client_config(staging: bool, trust_config: str | None) -> ClientTrustConfig:
+    from sigstore.models import ClientTrustConfig
+
+    if trust_config is not None:
+        return load_trust_config(trust_config)
+    return _guard_tuf(ClientTrustConfig.staging if staging else ClientTrustConfig.production)  # type: ignore[no-any-return]
+
+
+def _guard_config(call: Any, path: str) -> Any:
+    from sigstore.errors import Error as SigstoreError
+
     try:
-        return Verifier.staging(offline=offline) if staging else Verifier.production(offline=offline)
+        return call()
+    except (SigstoreError, ValueError, TypeError, KeyError) as exc:  # pydantic/betterproto parse errors
+        raise InputError(f"trust config {path}: not a usable sigstore ClientTrustConfig: {_first_line(exc)}",
+                         hint="expected application/vnd.dev.sigstore.clienttrustconfig.v0.1+json, "
+                              "as `sigstore --trust-config` takes") from None
+
+
+def _guard_tuf(call: Any) -> Any:
+    from sigstore.errors import Error as SigstoreError
+
+    try:
+        return call()
     except SigstoreError as exc:
-        raise TransportError(f"cannot load the sigstore trusted root: {_first_line(exc)}",
-                             hint="use --offline to rely on the embedded trusted root") from None
+        raise TransportError(f"sigstore TUF: cannot load the trusted root: {_first_line(exc)}",
+                             hint="use --offline to rely on the embedded trusted root, or --trust-config "
+                                  "for a private instance") from None
 
 
 class IdentityMatch:
@@ -58,10 +109,16 @@ class IdentityMatch:
         names, issuer = certificate_identity(cert.public_bytes(Encoding.DER))
         if not _matches(issuer, self.issuer, self.issuer_re):
             raise SigstoreVerificationError(f"certificate OIDC issuer is {issuer!r}, which does not match "
-                                            f"{self.issuer or self.issuer_re.pattern if self.issuer_re else ''!r}")
+                                            f"the expected {_wanted(self.issuer, self.issuer_re)}")
         if not any(_matches(n, self.identity, self.identity_re) for n in names):
-            want = self.identity or (self.identity_re.pattern if self.identity_re else "")
-            raise SigstoreVerificationError(f"certificate identity {names} does not match {want!r}")
+            raise SigstoreVerificationError(f"certificate identity {names} does not match "
+                                            f"the expected {_wanted(self.identity, self.identity_re)}")
+
+
+def _wanted(exact: str | None, pattern: re.Pattern[str] | None) -> str:
+    if exact is not None:
+        return repr(exact)
+    return f"regexp {pattern.pattern!r}" if pattern is not None else "value (none given)"
 
 
 def _matches(value: str | None, exact: str | None, pattern: re.Pattern[str] | None) -> bool:
@@ -86,20 +143,26 @@ def load_bundle(data: bytes) -> Bundle:
 
     try:
         return Bundle.from_json(data)
-    except InvalidBundle as exc:
-        raise MalformedBundle(f"bundle refused by sigstore: {_first_line(exc)}") from None
-    except ValueError as exc:
-        raise MalformedBundle(f"bundle is not a sigstore bundle: {_first_line(exc)}") from None
+    except (InvalidBundle, ValueError) as exc:
+        reason = _first_line(exc)
+        if "tlogEntries" in reason or "inclusion proof" in reason:
+            # a log entry that does not hold together is evidence refused, like a bad signature
+            raise VerificationError(f"transparency log entry refused: {reason}") from None
+        if isinstance(exc, InvalidBundle):
+            raise MalformedBundle(f"bundle refused by sigstore: {reason}") from None
+        raise MalformedBundle(f"bundle is not a sigstore bundle: {reason}") from None
 
 
-def verify_dsse(data: bytes, policy: IdentityMatch, *, staging: bool, offline: bool) -> tuple[str, bytes]:
+def verify_dsse(data: bytes, policy: IdentityMatch, *, staging: bool, offline: bool,
+                trust_config: str | None = None) -> tuple[str, bytes]:
     """Verify a keyless DSSE bundle (chain to Fulcio, SCT, Rekor entry, identity); (type, payload)."""
     bundle = load_bundle(data)
-    return _guard(lambda: verifier(staging, offline).verify_dsse(bundle, policy), staging)  # type: ignore[no-any-return]
+    v = verifier(staging, offline, trust_config)
+    return _guard(lambda: v.verify_dsse(bundle, policy), _instance(staging, trust_config))  # type: ignore[no-any-return]
 
 
 def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *, staging: bool,
-                    offline: bool) -> None:
+                    offline: bool, trust_config: str | None = None) -> None:
     """Verify a keyless message-signature bundle over artifact bytes or its ``sha256:`` digest."""
     from sigstore.hashes import Hashed
     from sigstore_models.common.v1 import HashAlgorithm
@@ -107,40 +170,128 @@ def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *
     bundle = load_bundle(data)
     target: bytes | Hashed = artifact if isinstance(artifact, bytes) else Hashed(
         algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(artifact.removeprefix("sha256:")))
-    _guard(lambda: verifier(staging, offline).verify_artifact(target, bundle, policy), staging)
+    v = verifier(staging, offline, trust_config)
+    _guard(lambda: v.verify_artifact(target, bundle, policy), _instance(staging, trust_config))
 
 
-def _guard(call: Any, staging: bool) -> Any:
+def _instance(staging: bool, trust_config: str | None) -> str:
+    if trust_config is not None:
+        return f"the trusted root of {trust_config}"
+    return "the sigstore staging root" if staging else "the sigstore production root"
+
+
+def _guard(call: Any, instance: str) -> Any:
+    """Run a sigstore verification; every failure, including a log entry sigstore cannot even
+    read (it raises AttributeError/KeyError/ValueError on some), is a refusal."""
     from sigstore.errors import Error as SigstoreError
 
     try:
         return call()
     except SigstoreError as exc:
-        instance = "staging" if staging else "production"
-        raise VerificationError(f"keyless signature refused against the sigstore {instance} root: "
-                                f"{_first_line(exc)}") from None
+        raise VerificationError(f"keyless signature refused against {instance}: {_first_line(exc)}") from None
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise VerificationError(f"keyless signature refused against {instance}: malformed transparency log "
+                                f"entry or certificate ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
-def sign_statement(statement: bytes, token: str | None, *, staging: bool) -> bytes:
+def sign_statement(statement: bytes, token: str | None, *, staging: bool,
+                   trust_config: str | None = None) -> bytes:
     """Sign an in-toto statement keylessly (Fulcio certificate, Rekor entry); the bundle JSON.
 
-    Needs the network: the signing config comes from the sigstore TUF repository, then Fulcio and
-    Rekor are called. The identity token comes from ``token`` or ambient CI credentials.
+    Needs the network: Fulcio and Rekor of the public instance (its signing config comes from the
+    sigstore TUF repository) or of the one ``trust_config`` names. The identity token comes from
+    ``token`` or ambient CI credentials. The bundle is verified under the same trusted root before
+    it is returned, so a bundle whose certificate does not hold the signing key never leaves here.
     """
     from sigstore import dsse
-    from sigstore.errors import Error as SigstoreError
-    from sigstore.models import ClientTrustConfig
-    from sigstore.sign import SigningContext
 
     identity = identity_token(token)
+    config = _client_config(staging, trust_config)
+    context = _guard_config(lambda: _signing_context(config), trust_config or "of the public instance")
+    signer = _call_service("Fulcio", context, lambda: _fulcio_signer(identity, context))
+    bundle = _call_service("Rekor", context, lambda: signer.sign_dsse(dsse.Statement(statement)))
+    v = _guard_config(lambda: _verifier_of(config), trust_config or "of the public instance")
+    _guard(lambda: v.verify_dsse(bundle, _SelfCheck()), _instance(staging, trust_config))
+    return bundle.to_json().encode("utf-8")  # type: ignore[no-any-return]
+
+
+def _signing_context(config: Any) -> Any:
+    from sigstore.sign import SigningContext
+
+    return SigningContext.from_trust_config(config)
+
+
+def _verifier_of(config: Any) -> Any:
+    from sigstore.verify import Verifier
+
+    return Verifier(trusted_root=config.trusted_root)
+
+
+def _fulcio_signer(identity: Any, context: Any) -> Any:
+    """A Signer holding ONE ephemeral key and the Fulcio certificate for it.
+
+    ``cache=True`` is what binds them: with ``cache=False`` sigstore-python 4.x makes a new key on
+    every access, so the CSR and the signature used different keys (the bug of issue 18).
+    """
+    from sigstore.sign import Signer
+
+    return Signer(identity, context, cache=True)
+
+
+class _SelfCheck:
+    """Verification policy for the bundle just made: identity is reported, not judged, here."""
+
+    def verify(self, cert: Certificate) -> None:
+        return None
+
+
+def _call_service(service: str, context: Any, call: Any) -> Any:
+    """Run one signing step; its failure names the service, its URL and the reason (exit 69),
+    and an answer that is not what the protocol promises is a refusal (exit 77)."""
+    import requests
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.errors import VerificationError as SigstoreVerificationError
+    from sigstore.oidc import ExpiredIdentity
+
+    url = _service_url(service, context)
     try:
-        config = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
-        context = SigningContext.from_trust_config(config)
-        with context.signer(identity, cache=False) as signer:
-            bundle = signer.sign_dsse(dsse.Statement(statement))
-    except SigstoreError as exc:
-        raise TransportError(f"keyless signing failed: {_first_line(exc)}") from None
-    return bundle.to_json().encode("utf-8")
+        return call()
+    except ExpiredIdentity:
+        raise InputError("OIDC identity token has expired", hint="get a fresh token and sign again") from None
+    except SigstoreVerificationError as exc:
+        raise VerificationError(f"{service} answer refused: {_first_line(exc)}", hint=f"service at {url}") from None
+    except (requests.RequestException, SigstoreError) as exc:
+        raise TransportError(f"{service} failed: {_reason(exc)}", url=url) from None
+    except Exception as exc:
+        if type(exc).__name__ in ("FulcioClientError", "RekorClientError"):
+            raise TransportError(f"{service} failed: {_reason(exc)}", url=url) from None
+        if isinstance(exc, (KeyError, ValueError, TypeError, AttributeError, IndexError)):
+            raise VerificationError(f"{service} returned a malformed answer: {type(exc).__name__}: "
+                                    f"{_first_line(exc)}", hint=f"service at {url}") from None
+        raise
+
+
+def _service_url(service: str, context: Any) -> str | None:
+    if service == "Fulcio":
+        return getattr(getattr(context, "_fulcio", None), "url", None)
+    return getattr(getattr(context, "_rekor", None), "url", None)
+
+
+def _reason(exc: BaseException) -> str:
+    """The HTTP status and body (or the connection error) behind a sigstore client exception."""
+    import requests
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, requests.RequestException):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, requests.HTTPError) and cause.response is not None:
+        body = _JWT.sub("[token]", " ".join(cause.response.text.split()))[:200]  # a service may echo it
+        return f"HTTP {cause.response.status_code}" + (f": {body}" if body else "")
+    if isinstance(cause, requests.ConnectionError):
+        return "cannot connect"
+    if isinstance(cause, requests.Timeout):
+        return "timed out"
+    return _first_line(exc)
 
 
 def identity_token(token: str | None) -> Any:
@@ -150,7 +301,8 @@ def identity_token(token: str | None) -> Any:
     try:
         raw = token or detect_credential()
     except IdentityError as exc:
-        raise UsageError(f"ambient OIDC credential detection failed: {_first_line(exc)}") from None
+        raise TransportError(f"OIDC failed: ambient credential detection: {_first_line(exc)}",
+                             hint="in GitHub Actions, grant `permissions: id-token: write`") from None
     if not raw:
         raise UsageError("keyless signing needs an OIDC identity token",
                          hint="pass --identity-token or run in CI with OIDC (e.g. GitHub Actions id-token: write)")

@@ -10,15 +10,34 @@ from enarx_pkg.attestation.policy import Check, Policy, at_least, listed
 
 def specific(claims: Any, sect: Mapping[str, Any], policy: Policy) -> list[Check]:
     fn = {"snp": _snp, "tdx": _tdx, "sgx": _sgx, "cca": _cca, "sim": _sim}[claims.tee]
-    return list(fn(claims, sect, policy)) + list(_crl(claims, policy))
+    return list(fn(claims, sect, policy)) + list(_collateral(claims, policy))
 
 
-def _crl(c: Any, policy: Policy) -> Iterator[Check]:
-    """``[collateral] crl = true``: the evidence must have been checked against the vendor CRLs."""
-    if not policy.collateral.get("crl") or c.tee not in ("snp", "tdx", "sgx"):
+def required_collateral(policy: Policy, tee: str) -> list[str]:
+    """``[collateral] require``; by default QE identity and CRLs for TDX/SGX, nothing more for SNP.
+
+    ``crl = true`` (the older spelling) adds ``crl`` for every TEE.
+    """
+    table = policy.collateral
+    default = ["qe_identity", "crl"] if tee in ("tdx", "sgx") else []
+    req = list(table.get("require", default))
+    if table.get("crl") and "crl" not in req:
+        req.append("crl")
+    return req
+
+
+def _collateral(c: Any, policy: Policy) -> Iterator[Check]:
+    if c.tee not in ("snp", "tdx", "sgx"):
         return
-    checked = c.crl_checked if c.tee == "snp" else bool(c.tcb and c.tcb.crl_checked)
-    yield Check("collateral.crl", checked, "checked" if checked else "no CRL supplied", "checked against CRLs")
+    req = required_collateral(policy, c.tee)
+    if "qe_identity" in req and c.tee != "snp":
+        ok = bool(c.tcb and c.tcb.qe_status)
+        yield Check("collateral.qe_identity", ok, "checked" if ok else "no QE identity supplied",
+                    "QE identity checked (policy [collateral] require)")
+    if "crl" in req:
+        ok = c.crl_checked if c.tee == "snp" else bool(c.tcb and c.tcb.crl_checked)
+        yield Check("collateral.crl", ok, "checked" if ok else "no CRL supplied",
+                    "checked against CRLs (policy [collateral] require)")
 
 
 def _lists(claims: Any, sect: Mapping[str, Any], prefix: str, fields: Mapping[str, str]) -> Iterator[Check]:
@@ -31,12 +50,20 @@ def _snp(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:
     yield from _lists(c, sect, "snp", {"measurements": "measurement", "host_data": "host_data",
                                        "id_key_digests": "id_key_digest", "products": "product",
                                        "signing_keys": "signing_key"})
-    for comp, minimum in sect.get("min_tcb", {}).items():
-        yield at_least(f"snp.tcb.{comp}", getattr(c.reported_tcb, comp), minimum)
+    for which in sect.get("min_tcb_applies_to", ["reported"]):
+        tcb, name = getattr(c, f"{which}_tcb"), "tcb" if which == "reported" else f"{which}_tcb"
+        for comp, minimum in sect.get("min_tcb", {}).items():
+            yield at_least(f"snp.{name}.{comp}", getattr(tcb, comp), minimum)
     if "min_guest_svn" in sect:
         yield at_least("snp.guest_svn", c.guest_svn, sect["min_guest_svn"])
-    if "vmpl" in sect:
-        yield Check("snp.vmpl", c.vmpl in sect["vmpl"], str(c.vmpl), " | ".join(map(str, sect["vmpl"])))
+    vmpls = list(sect.get("vmpl", [0]))
+    yield Check("snp.vmpl", c.vmpl in vmpls, str(c.vmpl), " | ".join(map(str, vmpls)))
+    if not sect.get("allow_smt", True):
+        yield Check("snp.smt", not c.smt_allowed, "allowed" if c.smt_allowed else "not allowed",
+                    "not allowed (allow_smt = false)")
+    if not sect.get("allow_migration_agent", False):
+        yield Check("snp.migration_agent", not c.migrate_ma, "allowed" if c.migrate_ma else "not allowed",
+                    "not allowed (allow_migration_agent = true to accept)")
 
 
 def _tcb_status(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:

@@ -31,12 +31,19 @@ _ALGS: dict[int, tuple[hashes.HashAlgorithm, int, str]] = {
 
 
 def _cbor(data: bytes, what: str) -> Any:
+    """Exactly one CBOR item: bytes after it are refused (``cbor2.loads`` would ignore them)."""
+    import io
+
     import cbor2
 
+    fp = io.BytesIO(data)
     try:
-        return cbor2.loads(data)
+        item = cbor2.CBORDecoder(fp).decode()
     except Exception as exc:  # cbor2 raises a wide variety of types on hostile input
         raise MalformedEvidence("cca.cbor", f"{what} is not valid CBOR: {type(exc).__name__}") from exc
+    if fp.tell() != len(data):
+        raise MalformedEvidence("cca.cbor", f"{what} has {len(data) - fp.tell()} bytes after its CBOR item")
+    return item
 
 
 def _sign1(blob: Any, what: str) -> tuple[int, bytes, bytes, bytes, Mapping[int, Any]]:
@@ -48,7 +55,9 @@ def _sign1(blob: Any, what: str) -> tuple[int, bytes, bytes, bytes, Mapping[int,
         raise MalformedEvidence("cca.cose", f"{what} is not a tagged COSE_Sign1")
     if len(msg.value) != 4 or not all(isinstance(msg.value[i], bytes) for i in (0, 2, 3)):
         raise MalformedEvidence("cca.cose", f"{what} COSE_Sign1 is malformed")
-    protected, _unprotected, payload, sig = msg.value
+    protected, unprotected, payload, sig = msg.value
+    if not isinstance(unprotected, Mapping):
+        raise MalformedEvidence("cca.cose", f"{what} unprotected header is not a map")
     header, claims = _cbor(protected, f"{what} header"), _cbor(payload, f"{what} payload")
     if not isinstance(header, Mapping) or not isinstance(claims, Mapping) or header.get(1) not in _ALGS:
         raise MalformedEvidence("cca.cose", f"{what} header/claims malformed or algorithm unsupported")
@@ -109,8 +118,10 @@ def parse_token(token: bytes) -> tuple[Mapping[int, Any], tuple[Any, ...], tuple
     outer = _cbor(token, "CCA token")
     if not isinstance(outer, cbor2.CBORTag) or outer.tag != TAG_CCA or not isinstance(outer.value, Mapping):
         raise MalformedEvidence("cca.tag", "not a CCA token (CBOR tag 399 map)")
-    if PLATFORM not in outer.value or REALM not in outer.value:
-        raise MalformedEvidence("cca.tokens", "CCA token lacks the platform or realm token")
+    if set(outer.value) != {PLATFORM, REALM}:
+        raise MalformedEvidence("cca.tokens", "CCA token must hold exactly the platform and realm tokens")
+    if not all(isinstance(outer.value[k], bytes) for k in (PLATFORM, REALM)):
+        raise MalformedEvidence("cca.tokens", "CCA platform/realm tokens must be byte strings")
     return outer.value, _sign1(outer.value[PLATFORM], "platform token"), _sign1(outer.value[REALM], "realm token")
 
 

@@ -58,7 +58,9 @@ class SnpClaims:
     launch_tcb: SnpTcb
     platform_info: int
     firmware: str
+    author_key_en: bool = False
     crl_checked: bool = False
+    hcl_ak_pub: str = ""  # Azure HCL: the vTPM attestation key bound by REPORT_DATA (JWK)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class TcbEvaluation:
     advisory_ids: tuple[str, ...]
     qe_status: str
     module_status: str = ""
+    module_advisory_ids: tuple[str, ...] = ()
     fmspc: str = ""
     crl_checked: bool = False
 

@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from enarx_pkg.attestation import _der, _x509
+from enarx_pkg.attestation import _der, _pki, _x509, anchors
 from enarx_pkg.attestation._errors import EvidenceError, MalformedEvidence
-from enarx_pkg.attestation.anchors import INTEL_SGX_ROOT_SPKI_SHA256
 from enarx_pkg.attestation.claims import PckInfo, SgxClaims, TdxClaims
 
 if TYPE_CHECKING:
@@ -164,26 +163,36 @@ def pck_info(leaf: x509.Certificate) -> PckInfo:
         raise MalformedEvidence("pck.extensions", f"PCK SGX extension lacks {exc}") from exc
 
 
-def order_chain(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
-    """Leaf first, each next certificate the issuer of the previous, ending at a self-signed root."""
+def order_chain(certs: Sequence[x509.Certificate], check: str = "pck.chain") -> tuple[x509.Certificate, ...]:
+    """Leaf first, each next certificate the issuer of the previous, ending at a self-signed root;
+    every supplied certificate must be on that one path."""
     issuers = {c.subject.public_bytes(): c for c in certs}
     leaves = [c for c in certs if not any(o.issuer == c.subject and o is not c for o in certs)]
-    if len(leaves) != 1:
-        raise EvidenceError("pck.chain", "certificate chain does not have exactly one leaf")
+    if len(leaves) != 1 or len(issuers) != len(certs):
+        raise EvidenceError(check, "certificate chain does not have exactly one leaf and distinct subjects")
     chain = [leaves[0]]
     while chain[-1].issuer != chain[-1].subject and len(chain) < 5:
         nxt = issuers.get(chain[-1].issuer.public_bytes())
         if nxt is None:
-            raise EvidenceError("pck.chain", f"issuer of {_x509.common_name(chain[-1])!r} is missing")
+            raise EvidenceError(check, f"issuer of {_x509.common_name(chain[-1])!r} is missing")
         chain.append(nxt)
+    if len(chain) != len(certs):
+        raise EvidenceError(check, f"{len(certs) - len(chain)} supplied certificate(s) are not on the path to the root")
     return tuple(chain)
 
 
-@lru_cache(maxsize=128)
 def verified_pck_chain(pem: bytes) -> _Pck:
-    """PCK ← Platform/Processor CA ← pinned Intel SGX Root: signatures only, cached by bytes."""
+    """PCK ← Platform/Processor CA ← pinned Intel SGX Root, validated as RFC 5280 and QVL do."""
+    return _verified_pck_chain(pem, anchors.intel_roots())
+
+
+@lru_cache(maxsize=128)
+def _verified_pck_chain(pem: bytes, roots: frozenset[str]) -> _Pck:
+    """Time-independent checks, cached by the chain's bytes (and the pins they were checked against)."""
     chain = order_chain(_x509.load_certs([pem], "PCK certificate"))
-    _x509.verify_chain(chain, [INTEL_SGX_ROOT_SPKI_SHA256], "pck.chain")
+    _x509.verify_chain(chain, roots, "pck.chain")
+    _pki.validate_path(chain, "pck.chain")
+    _pki.check_pck_roles(chain, "pck.chain")
     key = chain[0].public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise EvidenceError("pck.chain.leaf_key", "PCK key is not ECDSA P-256")

@@ -72,6 +72,8 @@ def detect(evidence: bytes) -> str:
         return "sim"
     if evidence[:3] == b"\xd9\x01\x8f":  # CBOR tag 399
         return "cca"
+    if evidence.startswith(b"HCLA"):  # an Azure HCL report wrapping an SNP report
+        return "snp"
     is_dcap = evidence[1:2] == b"\x00" and evidence[2:4] in (b"\x02\x00", b"\x03\x00")
     if len(evidence) >= 48 and evidence[0] in (3, 4, 5) and is_dcap:
         tee_type = int.from_bytes(evidence[4:8], "little")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enarx_pkg.attestation.collateral import FILES as COLLATERAL_FILES
 from enarx_pkg.attestation.collateral import Collateral
 from enarx_pkg.attestation.policy import Appraisal, appraise, load_policy
 from enarx_pkg.errors import InputError, NotFoundError, UsageError
@@ -39,7 +40,9 @@ def read_certs(directory: Path | None, tee: str) -> list[bytes]:
     if not directory.is_dir():
         raise NotFoundError(f"certificate directory {directory} does not exist")
     suffixes = {".json", ".pem"} if tee == "cca" else _CERT_SUFFIXES
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in suffixes)
+    not_certs = set(COLLATERAL_FILES.values())  # CRLs, TCB info, ... are read as collateral, not certificates
+    files = sorted(p for p in directory.iterdir()
+                   if p.is_file() and p.suffix in suffixes and p.name not in not_certs)
     return [p.read_bytes() for p in files if p.stat().st_size <= MAX_EVIDENCE]
 
 

@@ -45,8 +45,10 @@ _STATUS = _enum(STATUSES)
 SPEC: dict[str, dict[str, Any]] = {
     "snp": {"measurements": _hex(48), "host_data": _hex(32), "id_key_digests": _hex(48),
             "products": _enum(["Milan", "Genoa", "Turin"]), "signing_keys": _enum(["vcek", "vlek"]),
-            "min_tcb": _mins("bootloader", "tee", "snp", "microcode", "fmc"), "min_guest_svn": _INT,
-            "vmpl": _ints(), "debug": _BOOL},
+            "min_tcb": _mins("bootloader", "tee", "snp", "microcode", "fmc"),
+            "min_tcb_applies_to": {**_enum(["reported", "committed", "launch", "current"]), "minItems": 1},
+            "min_guest_svn": _INT, "vmpl": _ints(), "allow_smt": _BOOL, "allow_migration_agent": _BOOL,
+            "debug": _BOOL},
     "tdx": {"mrtd": _hex(48), "rtmr0": _hex(48), "rtmr1": _hex(48), "rtmr2": _hex(48), "rtmr3": _hex(48),
             "mrconfigid": _hex(48), "min_tcb": _mins("pcesvn", "qe_svn", "tdx_module"),
             "tcb_status": _STATUS, "debug": _BOOL},
@@ -60,7 +62,8 @@ SPEC: dict[str, dict[str, Any]] = {
 TOP: dict[str, Any] = {
     "tees": _enum(TEES), "debug": _BOOL, "tcb_status": _STATUS,
     "collateral": {"type": "object", "additionalProperties": False, "properties": {
-        "source": {"enum": ["evidence", "offline", "fetch"]}, "dir": {"type": "string"}, "crl": _BOOL}},
+        "source": {"enum": ["evidence", "offline", "fetch"]}, "dir": {"type": "string"}, "crl": _BOOL,
+        "require": _enum(["qe_identity", "crl"])}},
 }
 _MEASUREMENT_KEYS = {"snp": ("measurements",), "tdx": ("mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mrconfigid"),
                      "sgx": ("mrenclave", "mrsigner"), "cca": ("measurements",), "sim": ("measurements",)}

@@ -19,18 +19,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from enarx_pkg.attestation import _x509
+from enarx_pkg.attestation import _pki, _x509, anchors, hcl
 from enarx_pkg.attestation._errors import EvidenceError, MalformedEvidence
-from enarx_pkg.attestation.anchors import AMD_ARK_SPKI_SHA256
 from enarx_pkg.attestation.claims import SnpClaims, SnpTcb
 
 REPORT_LEN = 1184
 SIGNED_LEN = 0x2A0
-HCL_MAGIC = b"HCLA"
+VERSIONS = (2, 3)
 _OID = "1.3.6.1.4.1.3704.1."
 _TCB_OIDS = {"bootloader": "3.1", "tee": "3.2", "snp": "3.3", "microcode": "3.8", "fmc": "3.9"}
 _DER = Encoding.DER
-_PRODUCT_BY_PIN = {pin: product for product, pin in AMD_ARK_SPKI_SHA256.items()}
 _LE = struct.Struct("<IIQ")
 
 
@@ -53,10 +51,8 @@ def _cpuid_product(version: int, fam: int, mod: int) -> str:
 
 def unwrap(evidence: bytes) -> bytes:
     """The 1184-byte report, also from inside an Azure HCL report (magic ``HCLA``)."""
-    if evidence.startswith(HCL_MAGIC):
-        if len(evidence) < 0x20 + REPORT_LEN:
-            raise MalformedEvidence("snp.length", f"HCL report of {len(evidence)} bytes is truncated")
-        return evidence[0x20 : 0x20 + REPORT_LEN]
+    if evidence.startswith(hcl.MAGIC):
+        return hcl.parse(evidence).report
     if len(evidence) != REPORT_LEN:
         raise MalformedEvidence("snp.length", f"an SNP report is {REPORT_LEN} bytes, got {len(evidence)}")
     return evidence
@@ -65,11 +61,22 @@ def unwrap(evidence: bytes) -> bytes:
 def _peek(r: bytes) -> tuple[int, str]:
     """Version and CPUID product of a report, after the checks every parse needs."""
     version, sig_algo = int.from_bytes(r[0:4], "little"), int.from_bytes(r[0x34:0x38], "little")
-    if version not in (2, 3, 5):
-        raise MalformedEvidence("snp.version", f"unsupported SNP report version {version}")
+    if version not in VERSIONS:
+        raise MalformedEvidence("snp.version", f"unsupported SNP report version {version} (accepted: 2, 3)")
     if sig_algo != 1:
         raise MalformedEvidence("snp.signature_algo", f"signature algorithm {sig_algo} is not ECDSA P-384/SHA-384")
+    if any(r[SIGNED_LEN + 144 :]):
+        raise MalformedEvidence("snp.signature.reserved", "reserved bytes after the signature are not zero")
+    _signing_key(r)
     return version, _cpuid_product(version, r[0x188], r[0x189])
+
+
+def _signing_key(r: bytes) -> str:
+    """SIGNING_KEY (bits 4:2 of the flags at 0x48): 0 VCEK, 1 VLEK; 7 (no key) and reserved values refused."""
+    value = (r[0x48] >> 2) & 7
+    if value not in (0, 1):
+        raise MalformedEvidence("snp.signing_key", f"SIGNING_KEY {value} is neither VCEK (0) nor VLEK (1)")
+    return "vlek" if value == 1 else "vcek"
 
 
 def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
@@ -78,7 +85,8 @@ def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
     version, guest_svn, policy = _LE.unpack_from(r, 0)
     vmpl = struct.unpack_from("<I", r, 0x30)[0]
     product = product or _peek(r)[1]
-    flags = int.from_bytes(r[0x48:0x4C], "little")
+    signing_key = _signing_key(r)
+    flags = r[0x48]
     def u64(off: int) -> int:
         return int.from_bytes(r[off : off + 8], "little")
 
@@ -89,7 +97,7 @@ def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
         guest_svn=guest_svn, vmpl=vmpl, host_data=r[0xC0:0xE0].hex(),
         id_key_digest=r[0xE0:0x110].hex(), author_key_digest=r[0x110:0x140].hex(),
         family_id=r[0x10:0x20].hex(), image_id=r[0x20:0x30].hex(), report_id=r[0x140:0x160].hex(),
-        chip_id=r[0x1A0:0x1E0].hex(), signing_key="vlek" if (flags >> 2) & 7 == 1 else "vcek",
+        chip_id=r[0x1A0:0x1E0].hex(), signing_key=signing_key, author_key_en=bool(flags & 1),
         reported_tcb=_tcb(u64(0x180), product), current_tcb=_tcb(u64(0x38), product),
         committed_tcb=_tcb(u64(0x1E0), product), launch_tcb=_tcb(u64(0x1F0), product),
         platform_info=u64(0x40), firmware=f"{r[0x1EA]}.{r[0x1E9]} build {r[0x1E8]}",
@@ -120,24 +128,37 @@ def _ext_int(der: bytes) -> int:
 
 
 @lru_cache(maxsize=128)
-def _verified_chain(leaf_der: bytes, ask_der: bytes, ark_der: bytes) -> _Chain:
-    """Signatures and pin only (time-independent), cached by certificate bytes."""
+def _verified_chain_pinned(leaf_der: bytes, ask_der: bytes, ark_der: bytes,
+                           ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
+    """Signatures, pin and extensions (time-independent), cached by certificate bytes."""
     leaf, ask, ark = _x509.load_certs([leaf_der, ask_der, ark_der])
-    pin = _x509.verify_chain([leaf, ask, ark], AMD_ARK_SPKI_SHA256.values(), "snp.chain")
+    pins = dict(ark_pins)
+    pin = _x509.verify_chain([leaf, ask, ark], pins.values(), "snp.chain")
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise EvidenceError("snp.chain.leaf_key", "VCEK/VLEK key is not ECDSA P-384")
     exts = {e.oid.dotted_string: e.value for e in leaf.extensions}
     raw = {k: v.value for k, v in exts.items() if isinstance(v, x509.UnrecognizedExtension)}
-    tcb = {name: _ext_int(raw[_OID + oid]) for name, oid in _TCB_OIDS.items() if _OID + oid in raw}
-    return _Chain(leaf, (leaf, ask, ark), _PRODUCT_BY_PIN[pin], key, raw.get(_OID + "4"), tcb)
+    product = {p: product for product, p in pins.items()}[pin]
+    names = [n for n in _TCB_OIDS if n != "fmc" or product == "Turin"]
+    missing = [n for n in names if _OID + _TCB_OIDS[n] not in raw]
+    if missing:
+        raise EvidenceError("snp.vcek.extension", f"{_x509.common_name(leaf)} lacks the TCB extension(s) "
+                                                  f"{', '.join(missing)}")
+    tcb = {name: _ext_int(raw[_OID + _TCB_OIDS[name]]) for name in names}
+    return _Chain(leaf, (leaf, ask, ark), product, key, raw.get(_OID + "4"), tcb)
+
+
+def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Chain:
+    """Pick and verify the chain for one report from a bag of certificates (cached by their bytes)."""
+    return _chain_for_pinned(certs, signing_key, chip_id, tuple(sorted(anchors.amd_arks().items())))
 
 
 @lru_cache(maxsize=128)
-def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Chain:
-    """Pick and verify the chain for one report from a bag of certificates (cached by their bytes)."""
+def _chain_for_pinned(certs: tuple[bytes, ...], signing_key: str, chip_id: str,
+                      ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
     leaf, ask, ark = _pick(_x509.load_certs(certs), signing_key, chip_id)
-    return _verified_chain(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER))
+    return _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
 
 
 def _pick(certs: Sequence[x509.Certificate], signing_key: str, chip_id: str) -> tuple[x509.Certificate, ...]:
@@ -164,24 +185,30 @@ def _hwid(cert: x509.Certificate) -> bytes | None:
 
 def verify_snp(evidence: bytes, *, certs: Sequence[bytes] = (), at: datetime | None = None,
                crl: bytes | None = None) -> SnpClaims:
-    """Verify an SNP report's signature, its certificate chain at ``at``, chip id and TCB binding."""
-    r = unwrap(evidence)
+    """Verify an SNP report's signature, its certificate chain at ``at``, chip id and TCB binding.
+
+    Inside an Azure HCL report, REPORT_DATA must also hash the HCL runtime data; the claims' report_data
+    is then the runtime data's ``user-data`` (what the guest asked to bind).
+    """
+    wrapped = hcl.parse(evidence) if evidence.startswith(hcl.MAGIC) else None
+    r = wrapped.report if wrapped else unwrap(evidence)
     cpuid_product = _peek(r)[1]
-    signing_key = "vlek" if (r[0x48] >> 2) & 7 == 1 else "vcek"
-    ch = _chain_for(tuple(certs), signing_key, r[0x1A0:0x1E0].hex())
-    _x509.check_chain_validity(ch.chain, _x509.now_or(at), "snp.chain")
-    if crl is not None:
-        _check_crl(crl, ch.chain)
+    ch = _chain_for(tuple(certs), _signing_key(r), r[0x1A0:0x1E0].hex())
+    when = _x509.now_or(at)
+    _x509.check_chain_validity(ch.chain, when, "snp.chain")
+    if crl is not None:  # the ARK's CRL lists revoked ASKs/ASVKs (VCEKs all carry serial 0 and are not listed)
+        _pki.check_crl(crl, ch.chain[-1], ch.chain[1:2], when, "snp.crl")
     if cpuid_product and cpuid_product != ch.product:
         raise EvidenceError("snp.product", f"report CPUID says {cpuid_product} but the chain is AMD {ch.product}")
-    claims = parse_report(r, ch.product)
-    if crl is not None:
-        claims = replace(claims, crl_checked=True)
+    claims = replace(parse_report(r, ch.product), crl_checked=crl is not None)
     try:
         ch.key.verify(_signature(r), r[:SIGNED_LEN], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature as exc:
         raise EvidenceError("snp.signature", "report signature does not verify under the VCEK/VLEK") from exc
     _check_binding(claims, ch)
+    if wrapped is not None:
+        hcl.check_binding(wrapped)
+        claims = replace(claims, report_data=wrapped.user_data, hcl_ak_pub=wrapped.ak_pub)
     return claims
 
 
@@ -194,25 +221,6 @@ def _check_binding(claims: SnpClaims, ch: _Chain) -> None:
     got = {k: getattr(claims.reported_tcb, k) for k in ch.tcb}
     if got != ch.tcb:
         raise EvidenceError("snp.reported_tcb", f"report TCB {got} does not match the certificate's TCB {ch.tcb}")
-
-
-def _check_crl(crl_bytes: bytes, chain: Sequence[x509.Certificate]) -> None:
-    try:
-        crl = x509.load_der_x509_crl(crl_bytes)
-    except ValueError as exc:
-        raise MalformedEvidence("snp.crl.parse", f"cannot parse AMD CRL: {exc}") from exc
-    ark = chain[-1]
-    key, pad, alg = ark.public_key(), crl.signature_algorithm_parameters, crl.signature_hash_algorithm
-    try:
-        if crl.issuer != ark.subject or alg is None:
-            raise InvalidSignature
-        key.verify(crl.signature, crl.tbs_certlist_bytes, pad, alg)  # type: ignore[union-attr,call-arg,arg-type]
-    except (InvalidSignature, TypeError, ValueError) as exc:
-        raise EvidenceError("snp.crl.signature", "CRL is not signed by the ARK") from exc
-    # the ARK's CRL lists revoked ASKs/ASVKs (VCEKs all carry serial 0 and are not listed)
-    ask = chain[1]
-    if crl.get_revoked_certificate_by_serial_number(ask.serial_number) is not None:
-        raise EvidenceError("snp.crl.revoked", f"{_x509.common_name(ask)!r} is revoked by the ARK's CRL")
 
 
 def parse_cert_table(aux: bytes) -> list[bytes]:

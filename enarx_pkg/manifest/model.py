@@ -87,6 +87,7 @@ class Signing:
     identity_regexp: str | None = None
     issuer: str | None = None
     issuer_regexp: str | None = None
+    trust_config: str | None = None  # sigstore ClientTrustConfig JSON (private Sigstore), project-relative
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ def test_verify_refuses_debug_listing_checks(testvectors, tmp_path, capsys):
 def test_verify_vlek_time(testvectors, tmp_path, capsys):
     d = testvectors / "snp/trustee-milan-vlek"
     m = "8922ebbdd00ec2c541f36a6e7a82a8773a7accb451ed67bc94e740dbe92c93c4e8c9af857f5ceeb5a493df2a570d7bf0"
-    pol = _policy(tmp_path, f'tees = ["snp"]\n[snp]\nmeasurements = ["{m}"]\nsigning_keys = ["vlek"]\n')
+    pol = _policy(tmp_path, f'tees = ["snp"]\n[snp]\nmeasurements = ["{m}"]\nsigning_keys = ["vlek"]\n'
+                  'vmpl = [1]\n')  # AWS runs the guest at VMPL 1; only VMPL 0 is accepted by default
     args = ["attest", "verify", str(d / "report.bin"), "--policy", pol, "--certs", str(d),
             "--collateral", str(testvectors / "snp/roots")]
     assert main([*args, "--at", "2025-06-01T00:00:00Z"]) == 0

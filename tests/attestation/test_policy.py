@@ -122,12 +122,13 @@ def test_tdx_policy_with_collateral_status(vec):
     assert [c.name for c in a.failed] == ["debug"]  # UpToDate, but a debug TD
     no_col = verify_evidence("tdx", vec.read("tdx/gtdx-v4-spr-e4/quote.dat"), at=NOW_2026)
     pol2 = Policy.from_mapping({"tees": ["tdx"], "tdx": {"mrtd": [no_col.mrtd]}}, "t")
-    assert [c.name for c in appraise(no_col, pol2, expected_report_data=None).failed] == ["tdx.tcb_status"]
+    assert [c.name for c in appraise(no_col, pol2, expected_report_data=None).failed] == \
+        ["tdx.tcb_status", "collateral.qe_identity", "collateral.crl"]
 
 
 def test_sgx_policy(vec):
     claims = verify_evidence("sgx", vec.read("sgx/occlum-v3/quote.dat"), at=NOW_2026)
-    pol = Policy.from_mapping({"tees": ["sgx"], "tcb_status": [], "sgx": {
+    pol = Policy.from_mapping({"tees": ["sgx"], "tcb_status": [], "collateral": {"require": []}, "sgx": {
         "mrsigner": [claims.mrsigner], "isvprodid": [0], "min_tcb": {"isvsvn": 1}}}, "t")
     failed = appraise(claims, pol, expected_report_data=None).failed
     assert sorted(c.name for c in failed) == ["debug", "sgx.tcb.isvsvn"]

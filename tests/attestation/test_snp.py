@@ -74,8 +74,53 @@ def test_azure_hcl_wrapper_verifies_and_binds_runtime_data(vec):
 
     hcl = vec.read("snp/azure-genoa-vtpm/hcl-report.bin")
     _, certs, at = vec.snp("azure-genoa-vtpm")
-    claims = verify_snp(hcl, certs=certs, at=at)
-    assert claims.report_data[:32] == hashlib.sha256(hcl[0x4D4 : 0x4D4 + 1200]).digest()
+    claims = verify_evidence("auto", hcl, certs=certs, at=at)  # HCL is detected as SNP
+    runtime = hcl[0x4D4 : 0x4D4 + 1200]
+    assert hcl[0x20 + 0x50 : 0x20 + 0x70] == hashlib.sha256(runtime).digest()
+    assert claims.tee == "snp" and claims.report_data == bytes(64)  # the runtime data's user-data
+    assert '"kid":"HCLAkPub"' in claims.hcl_ak_pub
+
+
+def _hcl_with_runtime(hcl: bytes, old: bytes, new: bytes) -> bytes:
+    assert len(old) == len(new) and hcl.count(old) == 1
+    return hcl.replace(old, new)
+
+
+def test_azure_hcl_tampered_ak_public_key_refused(vec):
+    """The host swaps the vTPM attestation key for its own: REPORT_DATA no longer hashes the runtime data."""
+    import json
+
+    hcl = vec.read("snp/azure-genoa-vtpm/hcl-report.bin")
+    _, certs, at = vec.snp("azure-genoa-vtpm")
+    n = json.loads(hcl[0x4D4 : 0x4D4 + 1200].rstrip(b"\0"))["keys"][0]["n"].encode()
+    forged = _hcl_with_runtime(hcl, n[:20], b"A" * 20)
+    with pytest.raises(EvidenceError) as exc:
+        verify_evidence("auto", forged, certs=certs, at=at)
+    assert exc.value.check == "snp.hcl.report_data"
+
+
+def test_azure_hcl_tampered_user_data_refused(vec):
+    hcl = vec.read("snp/azure-genoa-vtpm/hcl-report.bin")
+    _, certs, at = vec.snp("azure-genoa-vtpm")
+    forged = _hcl_with_runtime(hcl, b'"user-data":"00', b'"user-data":"ff')
+    with pytest.raises(EvidenceError) as exc:
+        verify_evidence("snp", forged, certs=certs, at=at)
+    assert exc.value.check == "snp.hcl.report_data"
+
+
+@pytest.mark.parametrize("offset, value, check", [
+    (0x4C0 + 8, 4, "snp.hcl.header"),  # report type TDX
+    (0x4C0 + 12, 9, "snp.hcl.header"),  # unknown hash type
+    (0x4C0 + 16, 5000, "snp.hcl.header"),  # runtime data longer than the report
+    (2599, 1, "snp.hcl.padding"),
+])
+def test_azure_hcl_malformed_headers_refused(vec, offset, value, check):
+    hcl = bytearray(vec.read("snp/azure-genoa-vtpm/hcl-report.bin"))
+    hcl[offset : offset + (1 if offset == 2599 else 4)] = value.to_bytes(1 if offset == 2599 else 4, "little")
+    _, certs, at = vec.snp("azure-genoa-vtpm")
+    with pytest.raises(MalformedEvidence) as exc:
+        verify_evidence("snp", bytes(hcl), certs=certs, at=at)
+    assert exc.value.check == check
 
 
 @pytest.mark.parametrize("bad", ["vcek-invalid-legacy.der", "vcek-invalid-new.der"])
@@ -170,8 +215,8 @@ def test_missing_certificates(vec):
 def test_turin_vcek_chain_and_tcb_layout(vec):
     from enarx_pkg.attestation import snp
 
-    ch = snp._verified_chain(*[c.public_bytes(snp._DER) for c in snp._x509.load_certs(
-        [vec.read("snp/turin-vcek-chain-only/vcek.der"), vec.read("snp/roots/ask_ark_turin.pem")])])
+    ch = snp._chain_for((vec.read("snp/turin-vcek-chain-only/vcek.der"), vec.read("snp/roots/ask_ark_turin.pem")),
+                        "vcek", "00" * 64)
     assert ch.product == "Turin" and ch.hwid == bytes.fromhex("1e550a8ee5cf9f4d")
     assert ch.tcb == {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 9, "fmc": 0}
     assert snp._tcb(int.from_bytes(bytes([1, 2, 3, 4, 0, 0, 0, 9]), "little"), "Turin") == SnpTcb(2, 3, 4, 9, fmc=1)

@@ -81,7 +81,7 @@ def test_audit_log_records_writes(registry_server):
 
 
 def test_enarx_registry_script_is_the_same_cli():
-    from registry.cli import main as registry_main
+    from enarx_pkg._cli.registry import main as registry_main
 
     assert registry_main(["--help"]) == 0
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
-from tests.registry.conftest import Client
+import pytest
+
+from tests.registry.conftest import INDEX, Client
 
 
 def skopeo(*args: str) -> str:
@@ -73,3 +79,85 @@ def test_anonymous_skopeo_pull_goes_through_the_token_endpoint(registry_server, 
                         f"docker://{registry_server.host}/public/hello:1.0.0"], capture_output=True, env=env)
     assert r.returncode == 0, r.stderr
     assert b'"schemaVersion"' in r.stdout
+
+
+def _blob(layout: Path, data: bytes) -> dict[str, object]:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": "sha256:" + digest, "size": len(data)}
+
+
+def _image(layout: Path, arch: str) -> dict[str, object]:
+    """A real (tiny) container image in ``layout``: one gzip tar layer, an image config, an OCI manifest."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        body = f"hello from {arch}\n".encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = len(body), 0
+        tf.addfile(info, io.BytesIO(body))
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    config = {"architecture": arch, "os": "linux", "config": {},
+              "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()]}}
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           **_blob(layout, json.dumps(config).encode())},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **_blob(layout, layer)}]}
+    return {"mediaType": manifest["mediaType"], **_blob(layout, json.dumps(manifest).encode()),
+            "platform": {"architecture": arch, "os": "linux"}}
+
+
+@pytest.fixture(scope="module")
+def container_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An OCI layout with a single-platform image (tag ``one``) and a two-platform index (tag ``multi``)."""
+    layout = tmp_path_factory.mktemp("images") / "layout"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    one = _image(layout, "amd64")
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [one, _image(layout, "arm64")]}
+    multi = {"mediaType": INDEX, **_blob(layout, json.dumps(index).encode())}
+    refs = [{**one, "annotations": {"org.opencontainers.image.ref.name": "one"}},
+            {**multi, "annotations": {"org.opencontainers.image.ref.name": "multi"}}]
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": refs}))
+    return layout
+
+
+def test_skopeo_pulls_a_docker_v2_schema_2_image(registry_server, container_layout, tmp_path):
+    token = registry_server.token("push:containers/*")
+    ref = f"docker://{registry_server.host}/containers/v2s2:1.0.0"
+    skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
+           f"oci:{container_layout}:one", ref)
+    raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", "--creds", f"x:{token}", ref))
+    assert raw["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    out = tmp_path / "pulled"
+    skopeo("copy", "--src-tls-verify=false", "--src-creds", f"x:{token}", ref, f"dir:{out}")
+    assert json.loads((out / "manifest.json").read_text()) == raw
+
+
+def test_skopeo_pulls_an_oci_index_with_all_platforms(registry_server, container_layout, tmp_path):
+    token = registry_server.token("push:containers/*")
+    ref = f"docker://{registry_server.host}/containers/multi:1.0.0"
+    skopeo("copy", "--all", "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
+           f"oci:{container_layout}:multi", ref)
+    out = tmp_path / "pulled"
+    skopeo("copy", "--all", "--src-tls-verify=false", "--src-creds", f"x:{token}", ref, f"oci:{out}:multi")
+    pulled = json.loads((out / "index.json").read_text())["manifests"][0]
+    source = json.loads((container_layout / "index.json").read_text())["manifests"][1]
+    assert pulled["mediaType"] == INDEX and pulled["digest"] == source["digest"]
+    index = json.loads((out / "blobs" / "sha256" / pulled["digest"][7:]).read_text())
+    assert all((out / "blobs" / "sha256" / m["digest"][7:]).exists() for m in index["manifests"])
+
+
+def test_skopeo_delete_with_a_scoped_token(registry_server, container_layout):
+    token = registry_server.token("push:containers/*", "delete:containers/*")
+    ref = f"docker://{registry_server.host}/containers/doomed:1.0.0"
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"x:{token}", f"oci:{container_layout}:one", ref)
+    skopeo("delete", "--tls-verify=false", "--creds", f"x:{token}", ref)
+    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"x:{token}", ref],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "manifest unknown" in r.stderr.lower()
+    pull_only = registry_server.token("pull:containers/*")
+    ref2 = f"docker://{registry_server.host}/containers/kept:1.0.0"
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"x:{token}", f"oci:{container_layout}:one", ref2)
+    r = subprocess.run(["skopeo", "delete", "--tls-verify=false", "--creds", f"x:{pull_only}", ref2],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and pull_only not in r.stderr

@@ -1,8 +1,8 @@
 """Upload limits and per-upload server state, one test per attack, on a registry run in this process.
 
 In-process (uvicorn in a thread, on 127.0.0.1) so the tests can set a small ``max_blob_bytes`` and look
-at the server's per-upload state (``registry.uploads._locks``, the store's hashers) directly, without
-a debug endpoint. Before: no blob size limit at all, and any made-up upload id got a lock entry.
+at the per-upload state (the database's upload rows and the part files) directly, without a debug
+endpoint. Before: no blob size limit at all, and any made-up upload id got a lock entry.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import httpx
 import pytest
 import uvicorn
 
-from registry import uploads
 from registry.admin import create_token, gc
 from registry.app import create_app
 from registry.settings import Settings
@@ -42,6 +41,12 @@ class Running:
 
     def upload_files(self) -> list[str]:
         return [p.name for p in (self.settings.data_dir / "uploads").iterdir()]
+
+    def leftovers(self, upload: str) -> list[str]:
+        """Whatever the server still holds for ``upload``: its row, its parts' rows, its part files."""
+        rows = self.reg.meta.db.query("SELECT id FROM upload_sessions WHERE id = ?", (upload,))
+        parts = self.reg.meta.db.query("SELECT name FROM upload_parts WHERE upload_id = ?", (upload,))
+        return [str(r[0]) for r in rows + parts] + [f for f in self.upload_files() if f.startswith(upload)]
 
 
 @pytest.fixture(scope="module")
@@ -97,21 +102,22 @@ def test_chunked_upload_over_the_limit_is_refused_and_discarded(running: Running
     r = running.http.patch(f"/v2/demo/app/blobs/uploads/{upload}", content=chunks(os.urandom(LIMIT // 2)))
     refused_as_too_large(r)  # the sum of the chunks is over
     assert running.http.get(f"/v2/demo/app/blobs/uploads/{upload}").status_code == 404
-    assert upload not in running.upload_files() and upload not in running.reg.store.hashers
+    assert running.leftovers(upload) == []
 
 
-def test_made_up_upload_ids_leave_no_lock_state(running: Running) -> None:
+def test_made_up_upload_ids_leave_no_state(running: Running) -> None:
+    before = running.reg.meta.db.query("SELECT COUNT(*) FROM upload_sessions")
+    files = running.upload_files()
     for i in range(200):
         bogus = os.urandom(16).hex() if i % 2 else f"not-an-upload-{i}"
         assert running.http.patch(f"/v2/demo/app/blobs/uploads/{bogus}", content=b"x").status_code == 404
         assert running.http.put(f"/v2/demo/app/blobs/uploads/{bogus}",
                                 params={"digest": "sha256:" + "0" * 64}).status_code == 404
-    assert uploads._locks == {}
-    assert not [u for u in running.reg.store.hashers if u not in running.upload_files()]
+    sessions = running.reg.meta.db.query("SELECT COUNT(*) FROM upload_sessions")
+    assert sessions == before and running.upload_files() == files
 
 
-def test_finished_cancelled_and_collected_uploads_leave_no_state(running: Running,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finished_cancelled_and_collected_uploads_leave_no_state(running: Running) -> None:
     data = b"finished"
     done = running.open_upload()
     assert running.http.patch(f"/v2/demo/app/blobs/uploads/{done}", content=data).status_code == 202
@@ -123,12 +129,10 @@ def test_finished_cancelled_and_collected_uploads_leave_no_state(running: Runnin
     assert running.http.delete(f"/v2/demo/app/blobs/uploads/{cancelled}").status_code == 204
     collected = running.open_upload()
     assert running.http.patch(f"/v2/demo/app/blobs/uploads/{collected}", content=b"x").status_code == 202
-    assert collected in running.reg.store.hashers
+    assert running.leftovers(collected) != []
     assert gc(running.settings, grace=-1).uploads_deleted >= 1  # another process: the server is not told
-    monkeypatch.setattr(uploads, "SWEEP_INTERVAL_S", 0.0)
-    running.open_upload()  # the next new upload sweeps state of uploads that are gone
-    assert not {done, cancelled, collected} & set(running.reg.store.hashers)
-    assert uploads._locks == {}
+    assert running.leftovers(done) == running.leftovers(cancelled) == running.leftovers(collected) == []
+    assert running.http.get(f"/v2/demo/app/blobs/uploads/{collected}").status_code == 404
 
 
 def test_uploads_just_under_the_limit_still_work(running: Running) -> None:

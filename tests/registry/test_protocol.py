@@ -126,7 +126,7 @@ def test_tags_list_paginates_with_link_header(admin):
 def test_catalog_paginates(admin):
     names = sorted(repo() for _ in range(3))
     for name in names:
-        admin.push_blob(name, b"c")
+        admin.push_image(name, "1.0.0")
     all_repos = admin.http.get("/v2/_catalog").json()["repositories"]
     assert set(names) <= set(all_repos)
     r = admin.http.get("/v2/_catalog", params={"n": 1, "last": names[0]})

@@ -94,3 +94,6 @@ def edit_json(data: bytes, change: Callable[[dict], None]) -> bytes:
     obj = json.loads(data)
     change(obj)
     return json.dumps(obj).encode()
+
+
+from tests.signing.sigstore_peers import private_sigstore  # noqa: E402,F401 (session fixture)

@@ -136,20 +136,6 @@ def test_our_statement_is_what_sigstore_signs(signed: tuple) -> None:
     assert Statement(st)._inner.predicate_type == provenance.SLSA_PROVENANCE_V1
 
 
-@pytest.mark.internet
-@pytest.mark.skip(reason="needs Fulcio, Rekor and an OIDC identity (internet); not reachable from the test machines")
-def test_keyless_sign_and_verify_round_trip(tmp_path: Path) -> None:
-    from enarx_pkg import sign, verify
-
-    layout, desc = make_package(tmp_path / "l")
-    token = os.environ["SIGSTORE_ID_TOKEN"]
-    result = sign.sign_layout(layout, None, keyless=sign.KeylessOptions(token, staging=True))
-    identity = sigstore_keyless.identity_token(token)
-    policy = verify.IdentityPolicy(identity=identity.identity, issuer=identity.issuer, staging=True)
-    (sig,) = verify.verify_layout(layout, None, policy)
-    assert sig.subject_digest == desc.digest == result.manifest_digest and sig.time_source
-
-
 def test_project_identity_defaults_select_keyless_verification(tmp_path: Path, keypairs: dict[str, Path],
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     proj = tmp_path / "proj"

@@ -1,0 +1,128 @@
+"""Full TLS handshakes/s against a keep's attested certificate vs a plain Python ssl echo server (same run).
+
+    .venv/bin/python bench/tls.py [--seconds 1.0] [--rounds 5]
+
+One server process (Python ``ssl``, TLS 1.3, ECDSA P-256) serves two ports: (a) a certificate from a
+throwaway CA, which the client verifies the usual way (CA file + hostname), and (b) a self-contained
+keep certificate (sim evidence), which the client checks with ``enarx_pkg.tls.client.AttestedPeer``.
+Each handshake is new (no session resumption) and carries one 5-byte echo. Also shown: (b) with the
+appraisal cache off, i.e. the evidence verified and the policy appraised on every handshake.
+Goal (issue 13): attested ≥ 0.7× plain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import socket
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from enarx_pkg.attestation.policy import load_policy
+from enarx_pkg.tls import ca, client, issue, keep
+from enarx_pkg.tls.extension import AttestedKeep
+from tests.tls.conftest import PACKAGE, SimKeep, write_pair
+
+
+def _echo(ctx: ssl.SSLContext, sock: socket.socket) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(tls.recv(64))
+        except (OSError, ssl.SSLError):
+            continue
+
+
+def _server(pairs: list[tuple[str, str]], ports: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    import threading
+
+    for cert, key in pairs:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        ports.put(sock.getsockname()[1])
+        threading.Thread(target=_echo, args=(ctx, sock), daemon=True).start()
+    threading.Event().wait()
+
+
+def _material(d: Path) -> tuple[list[tuple[str, str]], Path, Path, SimKeep]:
+    sim = SimKeep()
+    authority = ca.make_ca("bench CA")
+    (d / "ca.crt").write_bytes(authority.pem)
+    key = keep.new_key()
+    csr = keep.certificate_request(key, ["localhost"], keep.keep_evidence(key, PACKAGE, sim.source))
+    record = AttestedKeep("sim", "00" * 48, "sha256:" + "0" * 64, PACKAGE, "sha256:" + "0" * 64)
+    plain = write_pair(d / "plain", key, [issue.issue(authority, csr, record, ["localhost"])])
+    akey, acert = sim.certificate(["localhost"])
+    attested = write_pair(d / "attested", akey, [acert])
+    return [(str(plain[0]), str(plain[1])), (str(attested[0]), str(attested[1]))], d / "ca.crt", \
+        sim.policy(d / "policy.toml"), sim
+
+
+def _rate(fn: Callable[[], object], seconds: float) -> float:
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn()
+        n += 1
+    return n / elapsed
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs, ca_file, policy_file, _ = _material(Path(tmp))
+        ports: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+        proc = multiprocessing.Process(target=_server, args=(pairs, ports), daemon=True)
+        proc.start()
+        plain_port, attested_port = ports.get(timeout=30), ports.get(timeout=30)
+        plain_ctx = ssl.create_default_context(cafile=str(ca_file))
+        plain_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        policy = load_policy(policy_file)
+        cached = client.AttestedPeer(policy, package=PACKAGE)
+
+        def plain() -> None:
+            with plain_ctx.wrap_socket(socket.create_connection(("127.0.0.1", plain_port)),
+                                       server_hostname="localhost") as tls:
+                tls.sendall(b"hello")
+                tls.recv(64)
+
+        def attested(peer: client.AttestedPeer | None = None) -> None:
+            tls, _ = client.wrap(socket.create_connection(("127.0.0.1", attested_port)),
+                                 peer or cached, "localhost")
+            with tls:
+                tls.sendall(b"hello")
+                tls.recv(64)
+
+        cases: dict[str, Callable[[], object]] = {
+            "plain ssl (CA-verified)": plain,
+            "attested (appraisal cached)": attested,
+            "attested (verified every time)": lambda: attested(client.AttestedPeer(policy, package=PACKAGE)),
+        }
+        samples: dict[str, list[float]] = {n: [] for n in cases}
+        for _ in range(args.rounds):
+            for name, fn in cases.items():
+                samples[name].append(_rate(fn, args.seconds))
+        proc.terminate()
+    med = {n: statistics.median(v) for n, v in samples.items()}
+    base = med["plain ssl (CA-verified)"]
+    print(f"full TLS 1.3 handshakes/s (median of {args.rounds} x {args.seconds:.1f} s, one 5-byte echo each)")
+    for name, rate in med.items():
+        print(f"  {name:32s} {rate:8.0f}/s  {rate / base:5.2f}x plain")
+    verdict = "meets" if med["attested (appraisal cached)"] >= 0.7 * base else "MISSES"
+    print(f"goal attested >= 0.7x plain: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,117 @@
+"""A keep's TLS identity: one fresh key for its ``tls`` socket set, its certificate, and renewal.
+
+The key is made when the identity is, inside the keep, and never leaves it. The certificate comes from
+an :data:`Obtain` function (a Steward, the deployer over the sealed channel, or a self-contained
+certificate) and is renewed in place before it expires: :meth:`KeepIdentity.server_context` always
+returns the context of the current certificate, so each new handshake uses it.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enarx_pkg.errors import Error
+from enarx_pkg.tls import context, keep
+
+# key -> certificate chain (leaf first) for that key
+Obtain = Callable[[ec.EllipticCurvePrivateKey], Sequence[x509.Certificate]]
+RENEW_AT = 2 / 3  # of the certificate's lifetime, like ACME clients
+RETRY_S = 30.0
+
+
+class KeepIdentity:
+    """The key, the current chain and its server context; safe to read from any thread."""
+
+    def __init__(self, obtain: Obtain, *, tls12: bool = False, client_ca: bytes | None = None) -> None:
+        self.key = keep.new_key()
+        self._obtain, self._tls12, self._client_ca = obtain, tls12, client_ca
+        self._lock = threading.Lock()
+        self._chain: tuple[x509.Certificate, ...] = ()
+        self._context: ssl.SSLContext | None = None
+        self.renew()
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        with self._lock:
+            return self._chain[0]
+
+    def server_context(self) -> ssl.SSLContext:
+        with self._lock:
+            assert self._context is not None
+            return self._context
+
+    def renew(self) -> None:
+        """Obtain a certificate for the same key now and use it for every later handshake."""
+        chain = tuple(self._obtain(self.key))
+        ctx = context.server_context(self.key, chain, tls12=self._tls12, client_ca=self._client_ca)
+        with self._lock:
+            self._chain, self._context = chain, ctx
+
+    def renewal_due(self) -> datetime:
+        """When the current certificate should be replaced."""
+        cert = self.certificate
+        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+        return start + (end - start) * RENEW_AT
+
+    def tick(self, now: datetime | None = None) -> bool:
+        """Renew if due; True if renewed. A failure is kept for the caller (the old certificate stays)."""
+        if (now or datetime.now(UTC)) < self.renewal_due():
+            return False
+        self.renew()
+        return True
+
+
+class Renewer:
+    """A daemon thread that keeps a detached keep's certificate fresh; errors go to ``report``."""
+
+    def __init__(self, identity: KeepIdentity, report: Callable[[str], None]) -> None:
+        self.identity, self.report = identity, report
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tls-renew", daemon=True)
+
+    def start(self) -> Renewer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = (self.identity.renewal_due() - datetime.now(UTC)).total_seconds()
+            if wait > 0 and self._stop.wait(min(wait, 3600.0)):
+                return
+            try:
+                if self.identity.tick():
+                    self.report(f"TLS certificate renewed, valid until "
+                                f"{self.identity.certificate.not_valid_after_utc.isoformat()}")
+            except Error as exc:
+                self.report(f"TLS certificate renewal failed (retrying in {RETRY_S:.0f} s): {exc.message}")
+                if self._stop.wait(RETRY_S):
+                    return
+
+
+def self_contained(names: Sequence[str], package: str, source: keep.EvidenceSource,
+                   lifetime: timedelta = keep.SELF_CONTAINED_LIFETIME) -> Obtain:
+    """An :data:`Obtain` making self-contained certificates (fresh evidence each time)."""
+    def obtain(key: ec.EllipticCurvePrivateKey) -> Sequence[x509.Certificate]:
+        return [keep.self_contained_certificate(key, names, keep.keep_evidence(key, package, source),
+                                                lifetime=lifetime)]
+    return obtain
+
+
+def from_steward(url: str, names: Sequence[str], package: str, source: keep.EvidenceSource,
+                 ca: x509.Certificate | None = None) -> Obtain:
+    """An :data:`Obtain` enrolling with a Steward (``steward = "URL"`` in Enarx.toml)."""
+    from enarx_pkg.tls import enroll
+
+    def obtain(key: ec.EllipticCurvePrivateKey) -> Sequence[x509.Certificate]:
+        issued = enroll.request_certificate(url, key, names, package, source, ca=ca)
+        return [issued.certificate, *issued.chain]
+    return obtain

@@ -1,0 +1,222 @@
+"""TLS terminated in the keep (enarx_pkg.tls.terminate) in front of a plaintext workload socket.
+
+Real parts: the listener and pump threads, a plaintext HTTP "workload" accepting on the inner socket,
+a byte-capturing TCP relay standing in for the host's port mapping, and real clients (curl, openssl
+s_client, httpx). The relay's capture must never hold the plaintext marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from enarx_pkg.attestation.policy import load_policy
+from enarx_pkg.tls import ca as ca_mod
+from enarx_pkg.tls import client, context, issue, keep, terminate, verify
+from tests.tls.conftest import PACKAGE, SimKeep, TlsServer, write_pair
+
+MARKER = b"PLAINTEXT-MARKER-7f3a"
+
+
+def serve_workload(listener: socket.socket) -> None:
+    """A keep-alive HTTP/1.1 server on the plaintext side, as the workload would run it."""
+    def one(conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                body = MARKER + b" you sent " + head.split(b"\r\n")[0]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+class Relay:
+    """The host's view: a TCP relay to the keep's public port that records every byte it moves."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.captured = target, bytearray()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                a, _ = self.sock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(("127.0.0.1", self.target))
+            for src, dst in ((a, b), (b, a)):
+                threading.Thread(target=self._copy, args=(src, dst), daemon=True).start()
+
+    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                self.captured += data
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+@dataclass
+class Keep:
+    ca_file: Path
+    authority: ca_mod.DeployCA
+    key: object
+    leaf: x509.Certificate
+    sim: SimKeep
+
+
+def _issued(sim: SimKeep, authority: ca_mod.DeployCA, names: list[str]):
+    """A key and the certificate the deploy CA issues for it once its CSR's evidence is appraised."""
+    key = keep.new_key()
+    csr = keep.certificate_request(key, names, keep.keep_evidence(key, PACKAGE, sim.source))
+    with tempfile.TemporaryDirectory() as d:
+        policy = load_policy(sim.policy(Path(d) / "p.toml"))
+    _, record = verify.attest_csr(csr.public_bytes(serialization.Encoding.DER), policy, lambda nonce: None)
+    return key, issue.issue(authority, csr, record, names)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Keep:
+    d = tmp_path_factory.mktemp("keep")
+    authority = ca_mod.make_ca("test deploy CA")
+    (d / "ca.crt").write_bytes(authority.pem)
+    sim = SimKeep()
+    key, leaf = _issued(sim, authority, ["keep.test", "127.0.0.1"])
+    return Keep(d / "ca.crt", authority, key, leaf, sim)
+
+
+@contextlib.contextmanager
+def tls_keep(ctx: ssl.SSLContext, **limits: object) -> Iterator[tuple[terminate.TlsListener, Relay]]:
+    public = socket.create_server(("127.0.0.1", 0))
+    listener = terminate.TlsListener(public, lambda: ctx, terminate.TlsLimits(**limits)).start()  # type: ignore[arg-type]
+    serve_workload(listener.inner)
+    relay = Relay(public.getsockname()[1])
+    try:
+        yield listener, relay
+    finally:
+        listener.close()
+        relay.sock.close()
+
+
+def _curl(relay: Relay, ca_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["curl", "-sS", "--cacert", str(ca_file), "--resolve", f"keep.test:{relay.port}:127.0.0.1",
+                           "-H", "X-Secret: " + MARKER.decode(), *extra, f"https://keep.test:{relay.port}/"],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_curl_through_the_host_relay_sees_the_workload_and_the_host_sees_no_plaintext(deployed):
+    with tls_keep(context.server_context(deployed.key, [deployed.leaf])) as (_, relay):
+        out = _curl(relay, deployed.ca_file)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith(MARKER.decode() + " you sent GET / HTTP/1.1")
+        time.sleep(0.2)
+        assert len(relay.captured) > 500 and MARKER not in relay.captured and b"GET /" not in relay.captured
+
+
+def test_openssl_s_client_verifies_the_chain(deployed):
+    with tls_keep(context.server_context(deployed.key, [deployed.leaf])) as (_, relay):
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{relay.port}", "-servername", "keep.test",
+                              "-verify_hostname", "keep.test", "-CAfile", str(deployed.ca_file),
+                              "-verify_return_error", "-brief"], input="", capture_output=True, text=True,
+                             timeout=30)
+        assert out.returncode == 0 and "Verification: OK" in out.stderr and "TLSv1.3" in out.stderr, out.stderr
+
+
+def test_httpx_keep_alive_requests_on_one_connection(deployed):
+    ctx = ssl.create_default_context(cafile=str(deployed.ca_file))
+    with tls_keep(context.server_context(deployed.key, [deployed.leaf])) as (_, relay), \
+            httpx.Client(verify=ctx) as http:
+        for i in range(20):
+            r = http.get(f"https://127.0.0.1:{relay.port}/n{i}")
+            assert r.status_code == 200 and f"GET /n{i} ".encode() in r.content
+        assert MARKER not in relay.captured
+
+
+def test_self_contained_certificate_through_the_attested_httpx_hook(tmp_path, deployed):
+    sim = deployed.sim
+    key, cert = sim.certificate(["127.0.0.1"])
+    peer = client.AttestedPeer(load_policy(sim.policy(tmp_path / "p.toml")), package=PACKAGE)
+    with tls_keep(context.server_context(key, [cert])) as (_, relay), \
+            httpx.Client(transport=client.httpx_transport(peer)) as http:
+        r = http.get(f"https://127.0.0.1:{relay.port}/attested")
+        assert r.status_code == 200 and MARKER in r.content
+        assert MARKER not in relay.captured
+
+
+def test_tls12_only_when_allowed(deployed):
+    for tls12, ok in ((False, False), (True, True)):
+        with tls_keep(context.server_context(deployed.key, [deployed.leaf], tls12=tls12)) as (_, relay):
+            out = _curl(relay, deployed.ca_file, "--tlsv1.2", "--tls-max", "1.2")
+            assert (out.returncode == 0) is ok, out.stderr
+
+
+def test_mtls_listener_requires_a_client_certificate(tmp_path, deployed):
+    ctx = context.server_context(deployed.key, [deployed.leaf], client_ca=deployed.authority.pem)
+    with tls_keep(ctx) as (_, relay):
+        assert _curl(relay, deployed.ca_file).returncode != 0
+        other_key, other_leaf = _issued(deployed.sim, deployed.authority, ["client.test"])
+        cert, key = write_pair(tmp_path, other_key, [other_leaf])
+        out = _curl(relay, deployed.ca_file, "--cert", str(cert), "--key", str(key))
+        assert out.returncode == 0 and MARKER.decode() in out.stdout, out.stderr
+
+
+def test_handshake_deadline_and_connection_cap(deployed):
+    ctx = context.server_context(deployed.key, [deployed.leaf])
+    with tls_keep(ctx, max_connections=2, handshake_timeout_s=0.5) as (listener, relay):
+        port = listener.public.getsockname()[1]
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # never say hello
+        time.sleep(0.1)
+        third = socket.create_connection(("127.0.0.1", port))
+        third.settimeout(5)
+        assert third.recv(1) == b""  # over the cap: closed at once
+        for s in idle:
+            s.settimeout(5)
+            assert s.recv(1) == b""  # handshake deadline passed: closed
+        assert _curl(relay, deployed.ca_file).returncode == 0  # slots were released
+
+
+def test_connect_tls_verifies_the_server_and_presents_the_keep_certificate(tmp_path, deployed):
+    srv_key, srv_leaf = _issued(deployed.sim, deployed.authority, ["127.0.0.1"])
+    server = TlsServer(*write_pair(tmp_path / "srv", srv_key, [srv_leaf]), client_ca=deployed.ca_file)
+    try:
+        ctx = context.connect_context(cafile=deployed.ca_file, key=deployed.key, chain=[deployed.leaf])  # type: ignore[arg-type]
+        plain = terminate.connect(socket.create_connection(("127.0.0.1", server.port)), ctx, "127.0.0.1")
+        with plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nX: " + MARKER + b"\r\n\r\n")
+            assert server.BODY in plain.recv(4096)
+        assert MARKER in bytes(server.received)
+        # the system roots do not know the deploy CA: refused before the workload gets a socket
+        with pytest.raises(ssl.SSLCertVerificationError):
+            terminate.connect(socket.create_connection(("127.0.0.1", server.port)), context.connect_context(),
+                              "127.0.0.1")
+    finally:
+        server.close()
