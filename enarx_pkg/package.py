@@ -7,7 +7,6 @@ through these types, so a manifest parsed here is well formed wherever it travel
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from enarx_pkg._internal import atomic, canonical, digest
+from enarx_pkg._internal import atomic, bounded, canonical, digest
 from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -147,15 +146,7 @@ class ImageManifest:
 
 def load_json(data: bytes, where: str, limit: int = MAX_MANIFEST_BYTES) -> dict[str, Any]:
     """Parse untrusted JSON into an object, with a size limit and a clear error."""
-    if len(data) > limit:
-        raise InputError(f"{where}: {len(data)} bytes is over the {limit}-byte limit")
-    try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return bounded.json_object(data, where, limit)
 
 
 class Layout:

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from enarx_pkg._internal.cachedir import user_cache_dir
 from enarx_pkg.errors import BuildError
-from enarx_pkg.manifest.model import Build
+
+if TYPE_CHECKING:
+    from enarx_pkg.manifest.model import Build
 
 STDERR_TAIL = 4000
 BUILD_TIMEOUT_S = 3600

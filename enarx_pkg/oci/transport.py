@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from enarx_pkg._internal import bounded
+from enarx_pkg._internal import bounded, neterr
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
 from enarx_pkg.oci.rawhttp import RAW, RawTransport
@@ -48,12 +48,12 @@ class Settings:
 class Transient(Exception):
     """A failure worth retrying (5xx, 429, connection reset); carries what to say if we give up."""
 
-    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+    def __init__(self, message: str, url: str, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message)
-        self.url, self.status = url, status
+        self.url, self.status, self.hint = url, status, hint
 
     def give_up(self) -> TransportError:
-        return TransportError(str(self), url=self.url, status=self.status)
+        return TransportError(str(self), url=self.url, status=self.status, hint=self.hint)
 
 
 def origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -146,10 +146,9 @@ class Transport:
                                       extensions={RAW: True} if raw and method == "GET" else None)
         try:
             return self.http.send(req, stream=True)
-        except httpx.TimeoutException as exc:
-            raise Transient(f"{method} timed out ({type(exc).__name__})", str(target)) from None
-        except httpx.TransportError as exc:
-            raise Transient(f"{method} failed: {type(exc).__name__}", str(target)) from None
+        except httpx.TransportError as exc:  # timeouts included
+            raise Transient(f"registry {self.registry.host}: {method} failed: {neterr.describe(exc)}", str(target),
+                            hint=neterr.hint(exc)) from None
 
     def error(self, resp: httpx.Response, method: str) -> Exception:
         """Turn an unexpected response into a typed error naming the registry and URL, never a secret."""
