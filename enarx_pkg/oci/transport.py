@@ -156,14 +156,28 @@ class Transport:
         where = f"{self.registry.host}"
         url = str(resp.request.url)
         if resp.status_code in (401, 403):
-            cred = self.auth.credential
-            who = f"the credentials from {cred.source}" if cred else "anonymous access"
-            return AuthError(f"registry {where} refused {who} for {method} {resp.request.url.path}{detail}",
-                             hint=f"run `enarx-pkg login {where}` or check ENARX_PKG_REGISTRY_USERNAME/PASSWORD")
+            return self._auth_error(resp, method, detail)
         if resp.status_code == 404:
             return NotFoundError(f"not found on registry {where}: {resp.request.url.path}{detail}")
         return TransportError(f"registry {where} answered {method} unexpectedly{detail}", url=url,
                               status=resp.status_code)
+
+    def _auth_error(self, resp: httpx.Response, method: str, detail: str) -> AuthError:
+        """Refused: credentials that are wrong (log in again) or right but short of a scope (say which)."""
+        where, path = self.registry.host, resp.request.url.path
+        cred = self.auth.credential
+        if cred is None:
+            return AuthError(f"registry {where} refused anonymous access for {method} {path}{detail}",
+                             hint=f"run `enarx-pkg login {where}`, or set ENARX_PKG_REGISTRY_USERNAME/PASSWORD")
+        if _lacks_scope(resp, detail):
+            action = "pull" if method in ("GET", "HEAD") else "delete" if method == "DELETE" else "push"
+            repo = _repository(path)
+            return AuthError(f"registry {where} accepted the credentials from {cred.source}, but they lack the "
+                             f"{action} scope for {repo}{detail}",
+                             hint=f"use a token that grants {action} on {repo} (an enarx-pkg registry token "
+                                  f"needs the scope {action}:{repo})")
+        return AuthError(f"registry {where} refused the credentials from {cred.source} for {method} {path}{detail}",
+                         hint=f"check them, or run `enarx-pkg login {where}` with the right ones")
 
     def retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` with exponential backoff on :class:`Transient` failures."""
@@ -222,6 +236,21 @@ def _discard(resp: httpx.Response) -> None:
     if declared.isdigit() and int(declared) <= 65536:
         with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
             resp.read()
+
+
+def _lacks_scope(resp: httpx.Response, detail: str) -> bool:
+    """403, or a 401 that says ``insufficient_scope`` / DENIED: who we are is fine, what we ask is not."""
+    challenge = resp.headers.get("www-authenticate", "").lower()
+    return resp.status_code == 403 or "insufficient_scope" in challenge or "(denied:" in detail.lower()
+
+
+def _repository(path: str) -> str:
+    """``team/app`` from ``/v2/team/app/blobs/uploads/...``."""
+    parts = path.removeprefix("/v2/").split("/")
+    for i, part in enumerate(parts):
+        if part in ("manifests", "blobs", "tags", "referrers"):
+            return "/".join(parts[:i]) or path
+    return path
 
 
 def _registry_error(resp: httpx.Response) -> str:
