@@ -3,12 +3,15 @@
 Each layer is encrypted with a fresh 32-byte key and 16-byte nonce: AES-256-CTR with the nonce as
 the whole initial counter block; HMAC-SHA256 of the ciphertext under the same key goes in
 ``org.opencontainers.image.enc.pubopts``. The key, nonce and plaintext digest are wrapped as a JWE for
-each recipient (jwcrypto: RSA-OAEP + A256GCM for RSA keys, ECDH-ES+A256KW for EC and X25519 keys)
+each recipient (jwcrypto: RSA-OAEP + A256GCM for RSA keys, ECDH-ES+A256KW for EC P-256/384/521 keys:
+what ocicrypt reads; X25519 recipients are refused, since skopeo could not open their layers)
 in ``org.opencontainers.image.enc.keys.jwe``. The plaintext digest also rides in
 ``dev.enarx.pkg.plaintext.digest`` so the keep checks what it decrypted.
 
 Signatures: sign the ENCRYPTED manifest (the one a deployer resolves and the keep pulls); its digest
-covers the ciphertext, the wrapped keys and the HMACs, so no layer can be swapped unnoticed.
+covers the ciphertext, the wrapped keys and the HMACs, so no layer can be swapped unnoticed. The
+plaintext build's record comes along (``provenance.record_encryption``), so that signature's SLSA
+provenance names the real builder and the plaintext manifest.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from enarx_pkg import provenance
 from enarx_pkg._internal import digest
 from enarx_pkg._internal.seal import LayerKey
 from enarx_pkg.errors import InputError, VerificationError
@@ -68,7 +72,8 @@ def encrypt_layout(layout: Layout, recipients: Sequence[bytes], *, ref: str | No
     layout.copy_blob_to(manifest.config.digest, out)
     layers = tuple(_encrypt_layer(layout, d, out, keys) if d.media_type in ENCRYPTED_MEDIA else _copy(layout, d, out)
                    for d in manifest.layers)
-    out.add_manifest(replace(manifest, layers=layers), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    new = out.add_manifest(replace(manifest, layers=layers), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    provenance.record_encryption(layout, src_desc.digest, out, new.digest)
     return out
 
 
@@ -102,15 +107,30 @@ def _encrypt_layer(src: Layout, desc: Descriptor, out: Layout, keys: list[Any]) 
         return out.put_stream(tmp, desc.media_type + ENCRYPTED_SUFFIX, annotations=annotations)  # type: ignore[arg-type]
 
 
+# What ocicrypt (skopeo, containerd imgcrypt, Confidential Containers) can unwrap: RSA-OAEP and
+# ECDH-ES+A256KW on NIST curves (go-jose). An X25519 (OKP) JWE would be a layer no peer can open.
+OCICRYPT_CURVES = ("P-256", "P-384", "P-521")
+MIN_RSA_BITS = 2048
+
+
 def _public_jwk(pem: bytes, where: str) -> Any:
     from jwcrypto import jwk
 
     try:
         key = jwk.JWK.from_pem(pem)
     except (ValueError, TypeError):
-        raise InputError(f"{where}: not a PEM public key (RSA, EC P-256 or X25519)") from None
+        raise InputError(f"{where}: not a PEM public key (RSA or EC P-256/P-384/P-521)") from None
     if key.has_private:
         key = jwk.JWK(**key.export_public(as_dict=True))
+    kty, crv = key.get("kty"), key.get("crv")
+    if kty == "OKP":
+        raise InputError(f"{where}: {crv} keys cannot be recipients: skopeo and other ocicrypt clients "
+                         "cannot unwrap layer keys for them",
+                         hint="use an RSA (2048 bits or more) or EC P-256/P-384/P-521 key")
+    if kty == "EC" and crv not in OCICRYPT_CURVES:
+        raise InputError(f"{where}: EC curve {crv} is not one ocicrypt reads", hint="use P-256, P-384 or P-521")
+    if kty == "RSA" and len(base64.urlsafe_b64decode(key.get("n") + "==")) * 8 < MIN_RSA_BITS:
+        raise InputError(f"{where}: RSA key under {MIN_RSA_BITS} bits")
     return key
 
 
@@ -197,6 +217,79 @@ def _pubopts_hmac(desc: Descriptor) -> bytes:
         return base64.b64decode(opts["hmac"])
     except (KeyError, ValueError, TypeError, AttributeError):
         raise VerificationError(f"layer {desc.digest}: missing or malformed {ANNOTATION_PUBOPTS}") from None
+
+
+# skopeo encrypts OCI tar layers only ("no counterpart for mediatype" for application/wasm): a
+# package goes to skopeo relabelled (--for-skopeo), its own media type kept in an annotation that
+# skopeo carries through, and comes back under our media types (--from-skopeo).
+MEDIA_OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
+ANNOTATION_MEDIA_TYPE = "dev.enarx.pkg.media-type"
+
+
+def relabel_for_skopeo(layout: Layout, *, ref: str | None = None, dest: Path) -> Layout:
+    """A copy of package ``ref`` whose wasm and Enarx.toml layers are labelled as OCI tar layers."""
+    src_desc = layout.resolve(ref)
+    manifest = layout.manifest(src_desc.digest)
+    out = Layout.create(dest)
+    layout.copy_blob_to(manifest.config.digest, out)
+    layers = []
+    for d in manifest.layers:
+        layout.copy_blob_to(d.digest, out)
+        if d.media_type in ENCRYPTED_MEDIA:
+            d = replace(d, media_type=MEDIA_OCI_TAR,
+                        annotations=dict(d.annotations) | {ANNOTATION_MEDIA_TYPE: d.media_type})
+        layers.append(d)
+    out.add_manifest(replace(manifest, layers=tuple(layers)), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    return out
+
+
+def import_from_skopeo(layout: Layout, *, ref: str | None = None, dest: Path,
+                       plaintext: Layout | None = None) -> Layout:
+    """Package ``ref`` as skopeo encrypted it, back under our media types (``+encrypted``).
+
+    Each encrypted layer gets back the media type ``relabel_for_skopeo`` recorded; it must carry
+    ocicrypt's wrapped keys and our cipher. With ``plaintext`` (the package before relabelling) the
+    build record comes along, so the signature's provenance names the real build.
+    """
+    src_desc = layout.resolve(ref)
+    manifest = layout.manifest(src_desc.digest)
+    layers = tuple(_from_skopeo(d, i) for i, d in enumerate(manifest.layers))
+    plain_digest = _matching_plaintext(plaintext, manifest, layers) if plaintext is not None else None
+    out = Layout.create(dest)
+    layout.copy_blob_to(manifest.config.digest, out)
+    for d in manifest.layers:
+        layout.copy_blob_to(d.digest, out)
+    new = out.add_manifest(replace(manifest, layers=layers), src_desc.annotations.get(ANNOTATION_REF_NAME))
+    if plaintext is not None and plain_digest is not None:
+        provenance.record_encryption(plaintext, plain_digest, out, new.digest)
+    return out
+
+
+def _from_skopeo(desc: Descriptor, index: int) -> Descriptor:
+    if not is_encrypted(desc):
+        return desc
+    original = desc.annotations.get(ANNOTATION_MEDIA_TYPE)
+    if plaintext_media_type(desc) != MEDIA_OCI_TAR or original not in ENCRYPTED_MEDIA:
+        raise InputError(f"layer {index} ({desc.media_type}) was not relabelled by `enarx-pkg encrypt "
+                         f"--for-skopeo`: no {ANNOTATION_MEDIA_TYPE} annotation naming a package layer type",
+                         hint="relabel the package with --for-skopeo, then encrypt that with skopeo")
+    _pubopts_hmac(desc)  # our cipher, with an HMAC
+    if not desc.annotations.get(ANNOTATION_JWE):
+        raise InputError(f"layer {index}: no {ANNOTATION_JWE} (skopeo wraps keys for JWE recipients only)",
+                         hint="encrypt with `skopeo copy --encryption-key jwe:PUBKEY.pem`")
+    annotations = {k: v for k, v in desc.annotations.items() if k != ANNOTATION_MEDIA_TYPE}
+    return replace(desc, media_type=original + ENCRYPTED_SUFFIX, annotations=annotations)
+
+
+def _matching_plaintext(plaintext: Layout, manifest: Any, layers: tuple[Descriptor, ...]) -> str:
+    """The plaintext manifest ``manifest`` was encrypted from: same config, same layer types."""
+    for desc in plaintext.index():
+        plain = plaintext.manifest(desc.digest)
+        if plain.config.digest == manifest.config.digest and \
+                [d.media_type for d in plain.layers] == [plaintext_media_type(d) for d in layers]:
+            return desc.digest
+    raise InputError(f"{plaintext.path} holds no package that this skopeo output was made from "
+                     "(config or layers differ)")
 
 
 def _b64(data: bytes) -> str:

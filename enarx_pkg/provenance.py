@@ -4,6 +4,11 @@
 source repository and revision, input digests, SOURCE_DATE_EPOCH, manifest digest). When it is
 missing, or describes another manifest, the provenance says only what the manifest itself says
 (its source and revision annotations) and names the builder ``unknown``.
+
+``encrypt`` writes the encrypted layout's record (:func:`record_encryption`): the plaintext build's
+record re-pointed at the encrypted manifest, plus ``encryption`` naming the plaintext manifest
+digest and the digest of the plaintext record, so the encrypted package's provenance shows the real
+builder and the statement names the plaintext it was made from.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enarx_pkg import __version__
-from enarx_pkg._internal import canonical, digest
+from enarx_pkg._internal import atomic, canonical, digest
 from enarx_pkg.errors import InputError
 from enarx_pkg.package import ImageManifest, Layout, load_json
 
@@ -26,6 +31,7 @@ ANN_SOURCE = "org.opencontainers.image.source"
 ANN_REVISION = "org.opencontainers.image.revision"
 ANN_TITLE = "org.opencontainers.image.title"
 MAX_STATEMENT_BYTES = 4 * 1024 * 1024
+PLAINTEXT_URI = "https://enarx.dev/enarx-pkg/plaintext-package"
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,12 @@ class ProvenanceSummary:
     source_repository: str | None
     source_revision: str | None
     inputs: int
+    plaintext_digest: str | None = None  # an encrypted package: the manifest it was encrypted from
 
     def to_json(self) -> dict[str, Any]:
         return {"builder": self.builder, "buildType": self.build_type, "command": self.command,
                 "sourceRepository": self.source_repository, "sourceRevision": self.source_revision,
-                "inputs": self.inputs}
+                "inputs": self.inputs, "plaintextDigest": self.plaintext_digest}
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,17 @@ def read_build_record(layout: Layout, manifest_digest: str) -> dict[str, Any] | 
     if record.get("manifestDigest") not in (None, manifest_digest):
         return None  # a record of another build must not describe this package
     return record
+
+
+def record_encryption(src: Layout, plaintext_digest: str, out: Layout, encrypted_digest: str) -> None:
+    """Write ``out``'s build record for the manifest encrypted from ``src``'s ``plaintext_digest``."""
+    path = Path(src.path) / BUILD_RECORD
+    record = read_build_record(src, plaintext_digest)
+    encryption = {"plaintextManifestDigest": plaintext_digest}
+    if record is not None:
+        encryption["buildRecordDigest"] = digest.of_bytes(path.read_bytes())
+    new = dict(record or {}) | {"manifestDigest": encrypted_digest, "encryption": encryption}
+    atomic.write_bytes(Path(out.path) / BUILD_RECORD, canonical.dumps(new))
 
 
 def statement(manifest_digest: str, manifest: ImageManifest, record: dict[str, Any] | None,
@@ -106,6 +124,7 @@ def predicate(manifest: ImageManifest, rec: dict[str, Any]) -> dict[str, Any]:
     for item in rec.get("inputs") or []:
         if isinstance(item, dict) and digest.is_valid(str(item.get("digest"))):
             deps.append({"name": str(item.get("path")), "digest": {"sha256": str(item["digest"])[7:]}})
+    deps += _plaintext_dependency(rec)
     builder = rec.get("builder") if isinstance(rec.get("builder"), dict) else {}
     assert isinstance(builder, dict)
     internal: dict[str, Any] = {"toolchains": rec.get("toolchains") or {}}
@@ -123,6 +142,19 @@ def predicate(manifest: ImageManifest, rec: dict[str, Any]) -> dict[str, Any]:
             "metadata": {},
         },
     }
+
+
+def _plaintext_dependency(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plaintext package an encrypted one was made from, as an SLSA resolved dependency."""
+    enc = rec.get("encryption")
+    plain = enc.get("plaintextManifestDigest") if isinstance(enc, dict) else None
+    if not isinstance(plain, str) or not digest.is_valid(plain):
+        return []
+    assert isinstance(enc, dict)
+    dep: dict[str, Any] = {"uri": PLAINTEXT_URI, "digest": {"sha256": plain[7:]}}
+    if digest.is_valid(str(enc.get("buildRecordDigest"))):
+        dep["annotations"] = {"buildRecord": enc["buildRecordDigest"]}
+    return [dep]
 
 
 def parse_statement(payload: bytes, where: str = "statement") -> Statement:
@@ -165,7 +197,16 @@ def summarize(st: Statement) -> ProvenanceSummary | None:
         command=_command(command),
         source_repository=repo, source_revision=rev if isinstance(rev, str) else None,
         inputs=sum(1 for d in deps if isinstance(d, dict) and "name" in d),
+        plaintext_digest=_plaintext_of(deps),
     )
+
+
+def _plaintext_of(deps: list[Any]) -> str | None:
+    for dep in deps:
+        sha = _obj(_obj(dep).get("digest")).get("sha256")
+        if _obj(dep).get("uri") == PLAINTEXT_URI and isinstance(sha, str):
+            return "sha256:" + sha
+    return None
 
 
 def _command(command: Any) -> str | None:

@@ -20,6 +20,15 @@ from registry.state import Registry
 PREFIX = "/api/v1"
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    """Paths no route matches (a name with a newline, say): JSON under the API, the HTML page elsewhere."""
+    if request.url.path.startswith(PREFIX + "/"):
+        return JSONResponse({"error": "not found (or not visible to you)"}, 404)
+    from registry.web import render_error
+
+    return render_error(404, "Not found, or not visible without a token.")
+
+
 def principal_of(reg: Registry, request: Request) -> Principal:
     return reg.auth.authenticate(request.headers.get("authorization"))
 
@@ -35,6 +44,8 @@ def routes(reg: Registry) -> list[Route]:
                 return JSONResponse(fn(reg, principal, request))
             except views.NotVisible:
                 return JSONResponse({"error": "not found (or not visible to you)"}, 404)
+            except views.BadRequest as exc:
+                return JSONResponse({"error": str(exc)}, 400)
         return run
 
     openapi = document()
@@ -50,7 +61,11 @@ def routes(reg: Registry) -> list[Route]:
 
 
 def _flag(request: Request, key: str) -> bool:
-    return request.query_params.get(key, "false").lower() in ("1", "true", "yes")
+    return views.flag(request.query_params.get(key), key)
+
+
+def _page(request: Request) -> int:
+    return views.page_number(request.query_params.get("page"))
 
 
 def _search(reg: Registry, principal: Principal, request: Request) -> dict[str, Any]:
@@ -62,12 +77,14 @@ def _repositories(reg: Registry, principal: Principal, request: Request) -> dict
 
 
 def _repository(reg: Registry, principal: Principal, request: Request) -> dict[str, Any]:
-    return views.repository(reg, principal, request.path_params["name"], _flag(request, "include_yanked"))
+    return views.repository(reg, principal, request.path_params["name"], _flag(request, "include_yanked"),
+                            _page(request))
 
 
 def _versions(reg: Registry, principal: Principal, request: Request) -> dict[str, Any]:
-    repo = views.repository(reg, principal, request.path_params["name"], _flag(request, "include_yanked"))
-    return {"name": repo["name"], "versions": repo["tags"]}
+    repo = views.repository(reg, principal, request.path_params["name"], _flag(request, "include_yanked"),
+                            _page(request))
+    return {"name": repo["name"], "versions": repo["tags"], "page": repo["page"], "pages": repo["pages"]}
 
 
 def _version(reg: Registry, principal: Principal, request: Request) -> dict[str, Any]:

@@ -23,9 +23,11 @@ from registry.state import Registry
 
 MAX_TOKEN_FORM = 64 << 10  # a docker token request: a few scopes and one token
 
-# The pages are read-only and script-free: nothing may run, frame them, or be sniffed into HTML.
+# The pages are read-only: only the copy button's script (by hash) may run; nothing may frame them or be
+# sniffed into HTML.
 SITE_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                                 b"script-src '" + web.SCRIPT_HASH.encode() + b"'; "
                                  b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -39,7 +41,7 @@ class RegistryApp:
     def __init__(self, reg: Registry) -> None:
         self.reg = reg
         self.site = Starlette(routes=[Route("/token", self.token, methods=["GET", "POST"]), *api.routes(reg),
-                                      *web.routes(reg)])
+                                      *web.routes(reg)], exception_handlers={404: api.not_found})
         self._logged = with_access_log(self._route, reg.settings.access_log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS audit (id {serial}, at DOUBLE PRECISION NOT NULL, act
 """
 
 
+# columns added after a table was first released: (table, column, declaration), added where missing
+COLUMNS = [("repos", "description_pinned", "INTEGER NOT NULL DEFAULT 0")]
+
+
 class Database(Protocol):
     """What the metadata layer needs from an engine."""
 
@@ -78,6 +82,9 @@ class SqliteDatabase:
         with self.transaction() as tx:
             for stmt in _statements("INTEGER PRIMARY KEY AUTOINCREMENT"):
                 tx.execute(stmt)
+            for table, column, decl in COLUMNS:
+                if column not in {r[1] for r in tx.query(f"PRAGMA table_info({table})")}:
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -136,6 +143,8 @@ class PostgresDatabase:
             tx.execute("SELECT pg_advisory_xact_lock(4242)")  # replicas starting together create the schema once
             for stmt in _statements("BIGSERIAL PRIMARY KEY"):
                 tx.execute(stmt)
+            for table, column, decl in COLUMNS:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {decl}")
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)

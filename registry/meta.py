@@ -160,9 +160,9 @@ class Metadata:
             return  # signatures and attestations do not describe the repository
         desc = row.annotations.get("org.opencontainers.image.description")
         lic = row.annotations.get("org.opencontainers.image.licenses")
-        if desc or lic:
-            tx.execute("UPDATE repos SET description = ?, license = ? WHERE name = ?",
-                       (desc or repo.description, lic or repo.license, row.repo))
+        if desc or lic:  # a description set by an admin (``registry repo --description``) stays
+            tx.execute("UPDATE repos SET description = CASE WHEN description_pinned = 1 THEN description ELSE ? END, "
+                       "license = ? WHERE name = ?", (desc or repo.description, lic or repo.license, row.repo))
 
     def delete_manifest(self, repo: str, digest: str, actor: str) -> bool:
         with self.db.transaction() as tx:
@@ -193,6 +193,14 @@ class Metadata:
             sql += " LIMIT ?"
             params.append(limit)
         return [_tag(r) for r in self.db.query(sql, params)]
+
+    def recent_tags(self, repo: str, offset: int, limit: int, include_yanked: bool = False) -> tuple[int, list[TagRow]]:
+        """(how many tags, one page of them newest first): a repository page never loads every tag."""
+        where = "WHERE repo = ?" + ("" if include_yanked else " AND yanked = 0")
+        total = int(self.db.query(f"SELECT COUNT(*) FROM tags {where}", (repo,))[0][0])
+        rows = self.db.query(f"SELECT tag, digest, updated, pushed_by, yanked FROM tags {where} "
+                             "ORDER BY updated DESC, tag LIMIT ? OFFSET ?", (repo, limit, offset))
+        return total, [_tag(r) for r in rows]
 
     def tags_of(self, repo: str, digest: str) -> list[TagRow]:
         rows = self.db.query("SELECT tag, digest, updated, pushed_by, yanked FROM tags WHERE repo = ? AND digest = ? "
@@ -254,6 +262,8 @@ class Metadata:
                 if key not in allowed:
                     raise ValueError(f"unknown repository setting {key}")
                 tx.execute(f"UPDATE repos SET {key} = ? WHERE name = ?", (value, name))  # key is allow-listed above
+                if key == "description":
+                    tx.execute("UPDATE repos SET description_pinned = 1 WHERE name = ?", (name,))
             self._audit(tx, actor, "repo.settings", name, None, None, json.dumps(fields))
 
     # -- config and audit ----------------------------------------------------------------------

@@ -24,7 +24,8 @@ def _schemas() -> dict[str, Any]:
     tag = _obj({"tag": _STR, "digest": _STR, "pushed_by": _NSTR, "pushed_at": _STR, "yanked": {"type": "boolean"}})
     repo = {"allOf": [{"$ref": "#/components/schemas/RepositorySummary"},
                       _obj({"allow_overwrite": {"type": "boolean"},
-                            "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}}})]}
+                            "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}},
+                            "page": {"type": "integer"}, "pages": {"type": "integer"}})]}
     signature = _obj({"digest": _STR, "kind": {"enum": ["keyless", "key", "unknown"]}, "signer": _STR,
                       "issuer": _NSTR, "verified": {"type": "boolean"}, "note": _STR,
                       "subject_matches": {"type": ["boolean", "null"]}, "provenance": {"type": "object"}})
@@ -33,6 +34,8 @@ def _schemas() -> dict[str, Any]:
     version = _obj({"repository": _STR, "reference": _STR, "digest": _STR, "media_type": _STR,
                     "size": {"type": "integer"}, "tags": {"type": "array", "items": _STR},
                     "yanked": {"type": "boolean"}, "pushed_by": _NSTR, "pushed_at": _STR,
+                    "created": {"type": "string", "description": "when the package was built; 'unknown' if it "
+                                "does not say (or says 1970-01-01)"},
                     "annotations": {"type": "object", "additionalProperties": _STR},
                     "layers": {"type": "array", "items": {"$ref": "#/components/schemas/Layer"}},
                     "encrypted": {"type": "boolean"}, "enarx_toml": _NSTR,
@@ -54,6 +57,12 @@ def _ok(schema: dict[str, Any], missing: bool = True) -> dict[str, Any]:
     return out
 
 
+def _bad(responses: dict[str, Any]) -> dict[str, Any]:
+    responses["400"] = {"description": "a query parameter is not what this document says", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return responses
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -67,6 +76,8 @@ def document() -> dict[str, Any]:
     name = _param("name", desc="repository name (may contain '/')")
     ref = _param("reference", desc="a tag or a sha256 digest")
     yanked = _param("include_yanked", "query", {"type": "boolean"}, "include yanked versions")
+    page = _param("page", "query", {"type": "integer", "minimum": 1, "maximum": 1000000},
+                  "page of versions, newest first, 100 a page")
     base = "/api/v1"
     paths = {
         f"{base}/search": {"get": {"operationId": "search", "summary": "Search repositories by name and description",
@@ -76,13 +87,14 @@ def document() -> dict[str, Any]:
         f"{base}/repositories": {"get": {"operationId": "listRepositories", "summary": "Repositories you may pull",
                                          "responses": _ok(_obj({"repositories": {
                                              "type": "array", "items": _ref("RepositorySummary")}}), False)}},
-        base + "/repositories/{name}": {"get": {"operationId": "getRepository", "parameters": [name, yanked],
-                                                "summary": "A repository and its versions",
-                                                "responses": _ok(_ref("Repository"))}},
+        base + "/repositories/{name}": {"get": {"operationId": "getRepository", "parameters": [name, yanked, page],
+                                                "summary": "A repository and one page of its versions",
+                                                "responses": _bad(_ok(_ref("Repository")))}},
         base + "/repositories/{name}/-/versions": {"get": {
-            "operationId": "listVersions", "summary": "Versions (tags) of a repository",
-            "parameters": [name, yanked],
-            "responses": _ok(_obj({"name": _STR, "versions": {"type": "array", "items": _ref("Tag")}}))}},
+            "operationId": "listVersions", "summary": "Versions (tags) of a repository, one page",
+            "parameters": [name, yanked, page],
+            "responses": _bad(_ok(_obj({"name": _STR, "versions": {"type": "array", "items": _ref("Tag")},
+                                        "page": {"type": "integer"}, "pages": {"type": "integer"}})))}},
         base + "/repositories/{name}/-/versions/{reference}": {"get": {
             "operationId": "getVersion", "summary": "A version: layers, Enarx.toml, signatures, yanked flag",
             "parameters": [name, ref], "responses": _ok(_ref("Version"))}},

@@ -21,11 +21,18 @@ class NotVisible(Exception):
     """No such repository or version, or the caller may not pull it (the two look the same)."""
 
 
+PAGE_SIZE = 100  # versions per repository page (HTML and JSON)
+
+
+class BadRequest(ValueError):
+    """A query parameter that is not what the API documents (a junk boolean, page 0)."""
+
+
 def repo_summary(reg: Registry, row: Any) -> dict[str, Any]:
-    tags = reg.meta.tags(row.name, None, None)
-    latest = max(tags, key=lambda t: t.updated) if tags else None
+    count, newest = reg.meta.recent_tags(row.name, 0, 1)
+    latest = newest[0] if newest else None
     return {"name": row.name, "description": row.description, "license": row.license,
-            "versions": len(tags), "updated": _iso(latest.updated) if latest else _iso(row.created),
+            "versions": count, "updated": _iso(latest.updated) if latest else _iso(row.created),
             "latest": latest.tag if latest else None}
 
 
@@ -35,16 +42,35 @@ def search(reg: Registry, principal: Principal, query: str | None, limit: int = 
     return [repo_summary(reg, r) for r in visible[:limit]]
 
 
-def repository(reg: Registry, principal: Principal, name: str, include_yanked: bool = False) -> dict[str, Any]:
+def repository(reg: Registry, principal: Principal, name: str, include_yanked: bool = False,
+               page: int = 1) -> dict[str, Any]:
+    """A repository and one page of its versions, newest first (``page`` counts from 1)."""
     row = reg.meta.repo(name) if valid_name(name) else None
     if row is None or not reg.auth.allowed(principal, "pull", name):
         raise NotVisible(name)
     out = repo_summary(reg, row)
     out["allow_overwrite"] = row.allow_overwrite
+    total, tags = reg.meta.recent_tags(name, (page - 1) * PAGE_SIZE, PAGE_SIZE, include_yanked)
     out["tags"] = [{"tag": t.tag, "digest": t.digest, "pushed_by": t.pushed_by, "pushed_at": _iso(t.updated),
-                    "yanked": t.yanked}
-                   for t in sorted(reg.meta.tags(name, None, None, include_yanked), key=lambda t: -t.updated)]
+                    "yanked": t.yanked} for t in tags]
+    out["page"], out["pages"] = page, max(1, -(-total // PAGE_SIZE))
     return out
+
+
+def page_number(value: str | None) -> int:
+    if value is None:
+        return 1
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise BadRequest("page must be a whole number from 1")
+    return int(value)
+
+
+def flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false")
+    return value.lower() in ("true", "1")
 
 
 @dataclass
@@ -63,6 +89,7 @@ class Version:
     encrypted: bool = False
     enarx_toml: str | None = None
     signatures: list[signatures.Signature] = field(default_factory=list)
+    created: str = "unknown"  # the package's own creation time; "unknown" when absent or the epoch
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "signatures"}
@@ -70,7 +97,11 @@ class Version:
         return out
 
     def deploy_line(self, host: str) -> str:
-        line = f"enarx-pkg deploy {host}/{self.repository}@{self.digest} --host http://127.0.0.1:8470"
+        """A command that works when pasted, once the placeholders in capitals name the user's files."""
+        line = f"enarx-pkg deploy {host}/{self.repository}@{self.digest} --host http://127.0.0.1:8470 " \
+               "--policy POLICY.toml"
+        if self.encrypted:
+            line += " --decryption-key DECRYPTION-KEY.pem"
         keyless = [s for s in self.signatures if s.verified and s.kind == "keyless"]
         if keyless:
             line += f" --certificate-identity '{keyless[0].signer}' --certificate-oidc-issuer '{keyless[0].issuer}'"
@@ -94,6 +125,8 @@ def version(reg: Registry, principal: Principal, name: str, ref: str, with_signa
     doc = json.loads(data)
     v = Version(name, ref, row.digest, row.media_type, row.size, [t.tag for t in tags if not t.yanked],
                 any(t.yanked for t in tags), row.pushed_by, _iso(row.created), row.annotations)
+    created = row.annotations.get("org.opencontainers.image.created", "")
+    v.created = "unknown" if not created or created.startswith("1970-01-01") else created
     _fill_layers(reg, v, doc)
     if with_signatures:
         v.signatures = signatures_of(reg, name, row.digest)

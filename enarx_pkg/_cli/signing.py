@@ -142,6 +142,8 @@ def _render(report: Any, standalone: bool = False) -> None:
             source = f"{p.source_repository}@{p.source_revision or '?'}" if p.source_repository else "not recorded"
             print(f"      source:  {source}")
             print(f"      command: {p.command or '?'} ({p.inputs} input digests)")
+            if p.plaintext_digest:
+                print(f"      encrypted from: {p.plaintext_digest}")
     for refused in report.refused:
         info(f"  --  signature {refused.referrer} not accepted: {refused.reason}")
 

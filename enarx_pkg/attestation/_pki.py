@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
     Criticality,
@@ -90,16 +92,23 @@ def check_crl(der: bytes, issuer: x509.Certificate, subjects: Sequence[x509.Cert
               check: str) -> None:
     """A CRL signed by ``issuer``, current at ``at`` (thisUpdate/nextUpdate), revoking none of ``subjects``."""
     try:
-        crl = x509.load_der_x509_crl(der)
-        _crl_fields(crl, issuer, subjects, at, check)
+        crl = _signed_crl(der, issuer.public_bytes(serialization.Encoding.DER), check)
+        _crl_fields(crl, subjects, at, check)
     except ValueError as exc:  # the CRL's fields are decoded lazily
         raise MalformedEvidence(f"{check}.parse", f"cannot parse CRL: {exc}") from exc
 
 
-def _crl_fields(crl: x509.CertificateRevocationList, issuer: x509.Certificate,
-                subjects: Sequence[x509.Certificate], at: datetime, check: str) -> None:
+@lru_cache(maxsize=64)
+def _signed_crl(der: bytes, issuer_der: bytes, check: str) -> x509.CertificateRevocationList:
+    """The CRL once its issuer and signature check out (time-independent: cached by the bytes)."""
+    crl, issuer = x509.load_der_x509_crl(der), x509.load_der_x509_certificate(issuer_der)
     if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
         raise EvidenceError(f"{check}.signature", f"CRL is not signed by {_x509.common_name(issuer)!r}")
+    return crl
+
+
+def _crl_fields(crl: x509.CertificateRevocationList, subjects: Sequence[x509.Certificate], at: datetime,
+                check: str) -> None:
     nxt = crl.next_update_utc
     if nxt is None:
         raise EvidenceError(f"{check}.validity", "CRL has no nextUpdate")

@@ -41,6 +41,11 @@ class KeepIdentity:
         with self._lock:
             return self._chain[0]
 
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        with self._lock:
+            return self._chain
+
     def server_context(self) -> ssl.SSLContext:
         with self._lock:
             assert self._context is not None

@@ -257,3 +257,14 @@ def test_cca_extra_outer_entry_refused(vec):
     with pytest.raises(MalformedEvidence) as exc:
         verify_evidence("cca", _rewrap(token, extra), certs=cpak)
     assert exc.value.check == "cca.tokens"
+
+
+def test_vcek_with_a_duplicated_extension_is_malformed_not_a_traceback(vec):
+    """Found by the mutation fuzzer: cryptography raises DuplicateExtension, which is not a ValueError."""
+    report, certs, at = vec.snp("virtee-milan")
+    tee_oid = bytes.fromhex("060a2b060104019c7801030" + "2")  # 1.3.6.1.4.1.3704.1.3.2 (teeSPL)
+    assert certs[0].count(tee_oid) == 1
+    dup = certs[0].replace(tee_oid, tee_oid[:-1] + b"\x01")  # now a second blSPL extension
+    with pytest.raises(MalformedEvidence) as exc:
+        verify_evidence("snp", report, certs=[dup, certs[1]], at=at)
+    assert "Duplicate" in str(exc.value)

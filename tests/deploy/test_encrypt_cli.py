@@ -58,6 +58,34 @@ def test_encrypt_sign_verify_from_the_cli(plain, tmp_path, monkeypatch, capsys) 
     assert main(["sign", str(out), "--key", str(signer_key)]) == 0
     capsys.readouterr()
     assert main(["verify", str(out), "--key", str(signer_pub)]) == 0
+    shown = capsys.readouterr().out
+    # the encrypted package's provenance is the plaintext build's, and names the plaintext manifest
+    plain_digest = Layout.open(layout).resolve().digest
+    assert "builder: unknown" not in shown and "builder: enarx-pkg@" in shown
+    assert f"encrypted from: {plain_digest}" in shown
+    assert "(0 input digests)" not in shown
+
+
+def test_encrypted_provenance_names_the_plaintext_build_record(plain, tmp_path, monkeypatch) -> None:
+    import json
+
+    from enarx_pkg import provenance, sign
+    from enarx_pkg._internal import digest
+
+    layout, signer_key, signer_pub, recipient = plain
+    monkeypatch.setenv("ENARX_PKG_KEY_PASSWORD", "")
+    out = tmp_path / "enc"
+    assert main(["encrypt", str(layout), "--recipient", str(recipient.with_suffix(".pub")), "-o", str(out)]) == 0
+    enc = Layout.open(out)
+    statement = json.loads(provenance.statement(enc.resolve().digest, enc.manifest(enc.resolve().digest),
+                                                provenance.read_build_record(enc, enc.resolve().digest), "x"))
+    deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    (plaintext,) = [d for d in deps if d.get("uri") == provenance.PLAINTEXT_URI]
+    assert "sha256:" + plaintext["digest"]["sha256"] == Layout.open(layout).resolve().digest
+    assert plaintext["annotations"]["buildRecord"] == digest.of_bytes((layout / "enarx-build.json").read_bytes())
+    sign.sign_layout(enc, None, key=keys.load_private(signer_key, password_env=None))
+    (sig,) = verify.verify_layout(enc, None, verify.KeyPolicy(signer_pub.read_bytes()))
+    assert sig.provenance is not None and sig.provenance.builder != "unknown"
 
 
 def test_encrypt_needs_a_readable_recipient(plain, tmp_path) -> None:

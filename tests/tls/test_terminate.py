@@ -11,8 +11,6 @@ import contextlib
 import socket
 import ssl
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,68 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from enarx_pkg.attestation.policy import load_policy
 from enarx_pkg.tls import ca as ca_mod
-from enarx_pkg.tls import client, context, issue, keep, terminate, verify
+from enarx_pkg.tls import client, context, terminate
 from tests.tls.conftest import PACKAGE, SimKeep, TlsServer, write_pair
-
-MARKER = b"PLAINTEXT-MARKER-7f3a"
-
-
-def serve_workload(listener: socket.socket) -> None:
-    """A keep-alive HTTP/1.1 server on the plaintext side, as the workload would run it."""
-    def one(conn: socket.socket) -> None:
-        with conn:
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                body = MARKER + b" you sent " + head.split(b"\r\n")[0]
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-
-    def loop() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=loop, daemon=True).start()
-
-
-class Relay:
-    """The host's view: a TCP relay to the keep's public port that records every byte it moves."""
-
-    def __init__(self, target: int) -> None:
-        self.target, self.captured = target, bytearray()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._loop, daemon=True).start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                a, _ = self.sock.accept()
-            except OSError:
-                return
-            b = socket.create_connection(("127.0.0.1", self.target))
-            for src, dst in ((a, b), (b, a)):
-                threading.Thread(target=self._copy, args=(src, dst), daemon=True).start()
-
-    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                self.captured += data
-                dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+from tests.tls.peers import MARKER, Relay, issued, serve_workload
 
 
 @dataclass
@@ -94,23 +36,13 @@ class Keep:
     sim: SimKeep
 
 
-def _issued(sim: SimKeep, authority: ca_mod.DeployCA, names: list[str]):
-    """A key and the certificate the deploy CA issues for it once its CSR's evidence is appraised."""
-    key = keep.new_key()
-    csr = keep.certificate_request(key, names, keep.keep_evidence(key, PACKAGE, sim.source))
-    with tempfile.TemporaryDirectory() as d:
-        policy = load_policy(sim.policy(Path(d) / "p.toml"))
-    _, record = verify.attest_csr(csr.public_bytes(serialization.Encoding.DER), policy, lambda nonce: None)
-    return key, issue.issue(authority, csr, record, names)
-
-
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory) -> Keep:
     d = tmp_path_factory.mktemp("keep")
     authority = ca_mod.make_ca("test deploy CA")
     (d / "ca.crt").write_bytes(authority.pem)
     sim = SimKeep()
-    key, leaf = _issued(sim, authority, ["keep.test", "127.0.0.1"])
+    key, leaf = issued(sim, authority, ["keep.test", "127.0.0.1"])
     return Keep(d / "ca.crt", authority, key, leaf, sim)
 
 
@@ -183,7 +115,7 @@ def test_mtls_listener_requires_a_client_certificate(tmp_path, deployed):
     ctx = context.server_context(deployed.key, [deployed.leaf], client_ca=deployed.authority.pem)
     with tls_keep(ctx) as (_, relay):
         assert _curl(relay, deployed.ca_file).returncode != 0
-        other_key, other_leaf = _issued(deployed.sim, deployed.authority, ["client.test"])
+        other_key, other_leaf = issued(deployed.sim, deployed.authority, ["client.test"])
         cert, key = write_pair(tmp_path, other_key, [other_leaf])
         out = _curl(relay, deployed.ca_file, "--cert", str(cert), "--key", str(key))
         assert out.returncode == 0 and MARKER.decode() in out.stdout, out.stderr
@@ -205,7 +137,7 @@ def test_handshake_deadline_and_connection_cap(deployed):
 
 
 def test_connect_tls_verifies_the_server_and_presents_the_keep_certificate(tmp_path, deployed):
-    srv_key, srv_leaf = _issued(deployed.sim, deployed.authority, ["127.0.0.1"])
+    srv_key, srv_leaf = issued(deployed.sim, deployed.authority, ["127.0.0.1"])
     server = TlsServer(*write_pair(tmp_path / "srv", srv_key, [srv_leaf]), client_ca=deployed.ca_file)
     try:
         ctx = context.connect_context(cafile=deployed.ca_file, key=deployed.key, chain=[deployed.leaf])  # type: ignore[arg-type]
