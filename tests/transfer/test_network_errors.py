@@ -78,3 +78,18 @@ def test_name_not_resolved_is_named() -> None:
         except httpx.ConnectError as exc:
             assert neterr.describe(exc).startswith("host name not resolved")
             assert neterr.hint(exc) == "check the spelling of the host name"
+
+
+def test_ctrl_c_exits_130_and_leaves_nothing(silent_server: int, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "pull", f"127.0.0.1:{silent_server}/team/app:1.0",
+                             "-o", str(tmp_path / "out")], stderr=subprocess.PIPE, cwd=tmp_path)
+    time.sleep(2.0)  # blocked waiting for the registry's answer
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"aborted" in err and b"Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no half-pulled layout, no staging dir
