@@ -32,14 +32,12 @@ def serve(
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
-    sim_measurement: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Serve the host agent API; prints what deployers must pin in their policy."""
     from enarx_pkg.host.serve import Pins, ServeOptions
     from enarx_pkg.host.serve import serve as run
 
     extra = (["--sim-debug"] if sim_debug else []) + (["--sim-svn", str(sim_svn)] if sim_svn != 1 else [])
-    extra += ["--sim-measurement", sim_measurement] if sim_measurement else []
 
     def announce(p: Pins) -> None:
         if p.backend == "sim":

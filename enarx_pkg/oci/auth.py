@@ -43,10 +43,29 @@ class Credential:
     username: str
     password: str = field(repr=False)
     source: str = "unknown"
+    # set for a keep's sealed credential: the registry origin (scheme://host[:port]) it was sealed for,
+    # the only one it is ever presented to (a token realm elsewhere is refused, not sent it)
+    origin: str | None = None
+
+    def allows(self, url: str) -> bool:
+        """May this credential be presented to ``url``?"""
+        return self.origin is None or same_origin(url, self.origin)
 
     def basic(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Same scheme, host and port (default ports filled in)."""
+    def key(url: str) -> tuple[str, str, int | None]:
+        u = httpx.URL(url)
+        return u.scheme, u.host, u.port or {"http": 80, "https": 443}.get(u.scheme)
+
+    try:
+        return key(a) == key(b)
+    except httpx.InvalidURL:
+        return False
 
 
 CredentialSource = Callable[[str], Credential | None]
@@ -161,6 +180,9 @@ class Authenticator:
             query.append(("scope", wanted))
         headers = {}
         cred = self.credential
+        if cred is not None and not cred.allows(realm):
+            raise AuthError(f"registry {self.host} sends its token requests to {parts.netloc}, another origin; "
+                            f"the credential from {cred.source} is only presented to {cred.origin}")
         if cred is not None:
             if parts.scheme != "https" and not is_loopback(parts.netloc):
                 raise AuthError(f"registry {self.host} wants credentials sent over plain HTTP to {parts.netloc}; "
