@@ -19,14 +19,7 @@ VECTORS = sorted((TESTVECTORS / "enarx-toml").glob("*.toml")) if TESTVECTORS.is_
 PACKAGING = '\n[package]\nname = "vector"\nversion = "1.0.0"\n\n[build]\nrecipe = "prebuilt"\noutput = "server.wasm"\n'
 
 
-# an unnamed IPv6 [network.outgoing] entry gets its host (with ':') as FD name: the manifest loader
-# refuses that today; branch newcomer derives a ':'-free default name (default_connect_name)
-IPV6_NAME = pytest.mark.xfail(reason="IPv6 default connect name contains ':' (fixed on branch newcomer)",
-                              strict=False)
-
-
-@pytest.mark.parametrize("vector", [pytest.param(p, id=p.stem, marks=[IPV6_NAME] if "doc-network" in p.stem else [])
-                                    for p in VECTORS])
+@pytest.mark.parametrize("vector", VECTORS, ids=[p.stem for p in VECTORS])
 def test_real_enarx_toml_validates_and_builds(vector: Path, tmp_path: Path, testvectors: Path,
                                               http_module: Callable[[str], Path]) -> None:
     project = tmp_path / vector.stem
@@ -49,5 +42,5 @@ def test_real_enarx_toml_validates_and_builds(vector: Path, tmp_path: Path, test
 def test_most_vectors_are_network_services() -> None:
     if not VECTORS:
         pytest.skip("test vectors not found")
-    services = [p.stem for p in VECTORS if 'kind = "listen"' in p.read_text() or "network.incoming" in p.read_text()]
+    services = [p.stem for p in VECTORS if manifest.load(p).socket_files]
     assert len(services) >= 8, services
