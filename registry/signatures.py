@@ -43,6 +43,8 @@ class Trust:
 
     @classmethod
     def load(cls, pems: tuple[str, ...], identities: tuple[tuple[str, str], ...]) -> Trust:
+        if not pems:
+            return cls((), identities)  # the verify module (and cryptography) load at the first signature shown
         from enarx_pkg.verify import KeyPolicy
 
         return cls(tuple(KeyPolicy(pem.encode()) for pem in pems), identities)
