@@ -26,6 +26,8 @@ from enarx_pkg.manifest.model import DEFAULT_FILES, Dir, EnarxToml, File
 if TYPE_CHECKING:
     import wasmtime
 
+    from enarx_pkg.package import LocalPackage
+
 Output = Callable[[bytes], None]
 MIB = 1024 * 1024
 CLI_RUN_PREFIX = "wasi:cli/run@0.2."
@@ -363,29 +365,33 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool = True,
+def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
              ref: str | None = None) -> int:
-    """``enarx-pkg run``: run the package in an OCI layout, or in a project's ``target/oci``.
+    """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
     exactly what was packaged. A project whose sources changed since its last build is refused.
     """
+    from enarx_pkg import package
+
+    with package.opened(str(target), ref) as found:
+        return _run_located(found, args, cache)
+
+
+def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool) -> int:
     from enarx_pkg import manifest
-    from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Layout
+    from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
-    layout_dir, project = _locate(Path(target))
-    layout = Layout.open(layout_dir)
+    layout, project = found.layout, found.project
     if project is not None:
-        _check_fresh(layout_dir, project)
-    image = layout.manifest(layout.resolve(ref).digest)
-    wasm = next((d for d in image.layers if d.media_type == MEDIA_WASM), None)
-    toml = next((d for d in image.layers if d.media_type == MEDIA_ENARX_CONFIG), None)
-    if wasm is None or toml is None:
-        raise InputError(f"{layout_dir}: the package has no application/wasm or Enarx.toml layer")
-    from enarx_pkg.package import verify_layout_blob
-
+        _check_fresh(layout.path, project, found.digest)
+    image = found.manifest
+    wasm, toml = image.layer(MEDIA_WASM), image.layer(MEDIA_ENARX_CONFIG)
+    if wasm.media_type != MEDIA_WASM or toml.media_type != MEDIA_ENARX_CONFIG:
+        raise InputError(f"{layout.path}: the package is encrypted; `run` needs a plaintext package",
+                         hint="run the plaintext build, or deploy the encrypted one to a keep")
     verify_layout_blob(layout, wasm)
-    model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout_dir} (Enarx.toml layer)")
+    model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout.path} (Enarx.toml layer)")
     if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
@@ -393,22 +399,7 @@ def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool =
     return run(spec)
 
 
-def _locate(target: Path) -> tuple[Path, Path | None]:
-    """(layout directory, project directory or None) for a path given to ``run``."""
-    from enarx_pkg.errors import NotFoundError
-
-    if (target / "oci-layout").is_file():
-        return target, None
-    if (target / "Enarx.toml").is_file():
-        layout = target / "target" / "oci"
-        if not (layout / "oci-layout").is_file():
-            raise NotFoundError(f"{target} has not been built yet (no {layout})",
-                                hint=f"run: enarx-pkg build {target}")
-        return layout, target.resolve()
-    raise NotFoundError(f"{target} is neither an OCI image layout nor a project with an Enarx.toml")
-
-
-def _check_fresh(layout_dir: Path, project: Path) -> None:
+def _check_fresh(layout_dir: Path, project: Path, manifest_digest: str) -> None:
     """Refuse to run a stale build: every input recorded by ``build`` must still hash the same."""
     import json
 
@@ -417,6 +408,8 @@ def _check_fresh(layout_dir: Path, project: Path) -> None:
     record_path = layout_dir / "enarx-build.json"
     try:
         record = json.loads(record_path.read_bytes())
+        if record.get("manifestDigest") != manifest_digest:
+            return  # the record is of another build in this layout: nothing to compare
         inputs = [(str(i["path"]), str(i["digest"])) for i in record.get("inputs", [])]
     except (OSError, ValueError, TypeError, KeyError):
         return  # a layout without a readable build record (pulled, copied): nothing to compare

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from enarx_pkg._internal import b64, canonical, dsse
+from enarx_pkg._internal.bounded import json_object as load_json
 from enarx_pkg.errors import InputError
-from enarx_pkg.package import load_json
 
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 KNOWN_MEDIA_TYPES = (

@@ -28,6 +28,7 @@ from enarx_pkg.manifest.model import (
     Publish,
     Secret,
     Signing,
+    default_connect_name,
 )
 from enarx_pkg.manifest.problems import Problem
 
@@ -119,8 +120,8 @@ def _file(path: KeyPath, raw: dict[str, Any], ctx: Context) -> Entry:
         file = File(kind, str(name), addr=raw.get("addr", DEFAULT_ADDR), port=raw.get("port", DEFAULT_PORT),
                     prot=raw.get("prot", DEFAULT_PROT))
     elif kind == "connect":
-        file = File(kind, name or raw["host"], host=raw["host"], port=raw.get("port", DEFAULT_PORT),
-                    prot=raw.get("prot", DEFAULT_PROT))
+        file = File(kind, name or default_connect_name(raw["host"]), host=raw["host"],
+                    port=raw.get("port", DEFAULT_PORT), prot=raw.get("prot", DEFAULT_PROT))
     else:
         file = File(kind, name or kind)
     return path, file, name is not None
@@ -166,7 +167,7 @@ def _outgoing(path: KeyPath, key: str, spec: dict[str, Any], prot: str, ctx: Con
     else:  # Enarx's own form: the key is host[:port]
         host, port_text = _split_host(key)
         port = _port_of(path, port_text, ctx) if port_text else spec.get("port", DEFAULT_PORT)
-        name = spec.get("name", host)
+        name = spec.get("name", default_connect_name(host))
     file = File("connect", name, host=host, port=port, prot=spec.get("prot", prot))
     return path, file, "host" in spec or "name" in spec
 
@@ -237,7 +238,7 @@ def _build(raw: dict[str, Any], ctx: Context) -> Build:
     argv = (command,) if isinstance(command, str) else tuple(command) if command is not None else None
     return Build(output=raw["output"], command=argv, shell=shell, workdir=raw.get("workdir", "."),
                  env=MappingProxyType(dict(sorted(raw.get("env", {}).items()))), recipe=recipe,
-                 sources=sources)
+                 sources=sources, debug=bool(raw.get("debug", False)))
 
 
 def _inside(path: KeyPath, value: str, ctx: Context) -> None:
