@@ -45,6 +45,9 @@ class Trust:
     @classmethod
     def load(cls, pems: tuple[str, ...], identities: tuple[tuple[str, str], ...],
              trust_config: str | None = None) -> Trust:
+        if not pems:
+            # the verify module (and cryptography) load at the first signature shown
+            return cls((), identities, trust_config)
         from enarx_pkg.verify import KeyPolicy
 
         return cls(tuple(KeyPolicy(pem.encode()) for pem in pems), identities, trust_config)
