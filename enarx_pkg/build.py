@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from enarx_pkg import __version__
-from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmcheck
+from enarx_pkg import __version__, network
+from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmbin, wasmcheck
 from enarx_pkg.errors import BuildError, InputError, NotFoundError
 from enarx_pkg.manifest.model import Build, EnarxToml
 from enarx_pkg.package import (
@@ -64,10 +64,12 @@ def build(project: Path, out: Path | None = None, progress: Progress | None = No
     project = Path(project).resolve()
     model = manifest.load(project)
     spec = _build_section(model, project)
-    _refuse_sockets(model, project)
+    network.check_buildable(model.files, model.keep.dirs, "module", project / "Enarx.toml")
     source = gitinfo.describe(project)
     epoch = source_date_epoch(source)
     module = _produce(spec, project, epoch, say)
+    if model.socket_files:  # sockets cannot be given to a component: refuse before anything is written
+        network.check_buildable(model.files, model.keep.dirs, wasmbin.kind_of(module), project / "Enarx.toml")
     layout_path = Path(out).resolve() if out else project / DEFAULT_OUT
     with _new_or_kept(layout_path):
         layout = Layout.create(layout_path)
@@ -146,15 +148,6 @@ def _build_section(model: EnarxToml, project: Path) -> Build:
         raise InputError(f"{project / 'Enarx.toml'} has no [build] section: nothing says how to make the module",
                          hint="add [build] with recipe = \"wat\"|\"c\"|\"cpp\"|\"prebuilt\" or a command, and output")
     return model.build
-
-
-def _refuse_sockets(model: EnarxToml, project: Path) -> None:
-    if model.socket_files:
-        names = ", ".join(f"{f.name} ({f.kind})" for f in model.socket_files)
-        raise InputError(
-            f"{project / 'Enarx.toml'} declares socket files {names}: the wasmtime runtime in the keep "
-            "cannot provide listen/connect sockets, so this workload could not run as declared",
-            hint="remove the listen/connect [[files]] entries (sockets are not supported yet)")
 
 
 def _require_sources(spec: Build, project: Path) -> None:

@@ -61,15 +61,16 @@ class Context:
 def build_model(doc: dict[str, Any], ctx: Context, path: Path | None) -> EnarxToml:
     """The normalised model of ``doc``; problems found on the way are added to ``ctx``."""
     secrets = _secrets(doc.get("secrets", {}), doc.get("env", {}), ctx)
+    files = _files(doc, ctx)
     return EnarxToml(
         path=path,
         args=tuple(doc.get("args", ())),
         env=MappingProxyType(dict(sorted(doc.get("env", {}).items()))),
-        files=_files(doc, ctx),
+        files=files,
         steward=doc.get("steward"),
         package=_package(doc["package"]) if "package" in doc else None,
         build=_build(doc["build"], ctx) if "build" in doc else None,
-        keep=_keep(doc.get("keep", {}), ctx),
+        keep=_keep(doc.get("keep", {}), ctx, service=any(f.kind == "listen" for f in files)),
         attestation=MappingProxyType(_sorted(doc.get("attestation", {}))),
         signing=_signing(doc.get("signing", {}), ctx),
         publish=_publish(doc.get("publish", {})),
@@ -253,9 +254,10 @@ def _inside(path: KeyPath, value: str, ctx: Context) -> None:
                 expected="a relative path inside the project directory")
 
 
-def _keep(raw: dict[str, Any], ctx: Context) -> Keep:
+def _keep(raw: dict[str, Any], ctx: Context, service: bool) -> Keep:
+    """``[keep]``; a service (a workload with a ``listen`` file) has no time limit unless it sets one."""
     defaults = Keep()
-    limit = raw.get("time_limit_s", defaults.time_limit_s)
+    limit = raw.get("time_limit_s", None if service else defaults.time_limit_s)
     if limit is not None and not math.isfinite(limit):
         ctx.add(("keep", "time_limit_s"), f"{limit} is not a finite number", expected="seconds > 0")
     dirs = tuple(Dir(d["host"], d["guest"], d.get("writable", False)) for d in raw.get("dirs", ()))
