@@ -28,6 +28,7 @@ class ServeOptions:
     provision_deadline_s: float = 30.0
     lifetime_s: float = 3600.0
     sim_extra: tuple[str, ...] = field(default_factory=tuple)  # test knobs, passed to sim keeps
+    access_log: str = "combined"  # common | combined | off: one line per request on stdout
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,10 @@ def serve(opts: ServeOptions, announce: Callable[[Pins], None]) -> None:
     """Run the agent until interrupted."""
     import uvicorn
 
+    from enarx_pkg.accesslog import with_access_log
     from enarx_pkg.host.app import Authenticated, create_app
 
     settings, pins, host, port = prepare(opts)
     announce(pins)
-    app = Authenticated(create_app(settings))
+    app = with_access_log(Authenticated(create_app(settings)), opts.access_log)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()
