@@ -158,7 +158,9 @@ def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Cha
 def _chain_for_pinned(certs: tuple[bytes, ...], signing_key: str, chip_id: str,
                       ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
     leaf, ask, ark = _pick(_x509.load_certs(certs), signing_key, chip_id)
-    return _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
+    ch = _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
+    _pki.check_amd_roles(ch.chain, ch.product, signing_key, "snp.chain")
+    return ch
 
 
 def _pick(certs: Sequence[x509.Certificate], signing_key: str, chip_id: str) -> tuple[x509.Certificate, ...]:
