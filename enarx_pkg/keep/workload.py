@@ -133,7 +133,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
                          "which this keep runtime cannot provide")
     runtime.confine_dirs(toml.keep.dirs, work, "the keep's work directory")  # never the keep host's files
     env = dict(toml.env)
-    dirs = _secret_files(envelope.secrets, work / "secrets", env)
+    dirs = secret_files(envelope.secrets, work / "secrets", env)
     # compiled here from the module whose digest was just checked: no compiled-code cache in a keep,
     # whose disk belongs to the host
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
@@ -142,7 +142,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     return int(runtime.run(spec))
 
 
-def _secret_files(secrets: Mapping[str, seal.SecretValue], root: Path, env: dict[str, str]) -> tuple[Dir, ...]:
+def secret_files(secrets: Mapping[str, seal.SecretValue], root: Path, env: dict[str, str]) -> tuple[Dir, ...]:
     """Secrets with a mount become files in private host dirs preopened at the mount's directory."""
     dirs: dict[str, Path] = {}
     for name, secret in secrets.items():
