@@ -88,7 +88,7 @@ def run(spec: RunSpec) -> int:
 
     stdio = _stdio_plan(spec.files)
     kind = wasmbin.kind_of(spec.module)
-    network.check_runnable(spec.files, spec.dirs, kind, spec.module, tls=spec.tls is not None)
+    network.check_runnable(spec.files, spec.dirs, kind, f"package {spec.name}", tls=spec.tls is not None)
     engine = _engine(spec.fuel is not None)
     compiled = _load(engine, spec, kind)
     store = wasmtime.Store(engine)
