@@ -62,10 +62,12 @@ def serve(data: str = DATA, database: str = DATABASE,
           access_log: str = typer.Option("combined", "--access-log", metavar="FORMAT",
                                          help="common, combined or off (one line per request on stdout).")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
+    from enarx_pkg._internal.listen import check_free
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
         raise UsageError("--max-blob-size must be a positive number of bytes")
+    check_free(host, port, "the registry")
     if len(trusted_identity) != len(trusted_issuer):
         raise UsageError("give one --trusted-issuer for each --trusted-identity")
     if access_log not in ("common", "combined", "off"):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enarx_pkg._internal import atomic
+from enarx_pkg._internal import atomic, listen
 from enarx_pkg.errors import InputError, UsageError
 from enarx_pkg.host.app import HostSettings
 from enarx_pkg.host.pool import KeepCommand
@@ -74,6 +74,7 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     host, _, port = opts.listen.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--listen {opts.listen!r}: expected HOST:PORT")
+    listen.check_free(host, int(port), "the host agent")  # before a token or sim key is written
     backend = detect_backend(opts.backend)
     opts.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token, token_path = load_token(opts)
