@@ -108,3 +108,22 @@ def test_ctrl_c_stops_a_service_with_130_and_frees_its_port(http_module: Callabl
     assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # the listening socket went with the run
+
+
+def test_the_older_network_dialect_runs_the_same(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    """[stdin]/[stdout]/[stderr] + [network.incoming.PORT] give the same fds as [[files]]: fd 3 listens."""
+    port = free_port()
+    project = service_project(tmp_path / "p", http_module("rust"), port)
+    (project / "Enarx.toml").write_text(
+        '[package]\nname = "svc"\nversion = "1.0.0"\n\n[build]\nrecipe = "prebuilt"\noutput = "server.wasm"\n\n'
+        '[stdin]\nkind = "host"\n[stdout]\nkind = "host"\n[stderr]\nkind = "host"\n\n'
+        f'[network.incoming.{port}]\nname = "web"\nprot = "tcp"\naddr = "127.0.0.1"\n')
+    assert cli("build", str(project)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=20).content == GREETING["rust"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
