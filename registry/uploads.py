@@ -9,11 +9,12 @@ renames them into place only if they match the digest; the metadata follows in o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
 import uuid
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -133,17 +134,31 @@ class _PartWriter:
         self.hasher = hashlib.sha256()
         self.length = self.committed = 0
         self.buf = bytearray()
+        self.pending: asyncio.Future[Any] | None = None
 
-    def add(self, chunk: bytes, f: BinaryIO) -> None:
-        self.hasher.update(chunk)
+    async def add(self, chunk: bytes, f: BinaryIO) -> None:
         self.buf += chunk
         if len(self.buf) >= WRITE_CHUNK:
-            self.flush(f)
+            await self.flush(f, wait=False)
 
-    def flush(self, f: BinaryIO) -> None:
-        f.write(self.buf)
-        self.length += len(self.buf)
-        self.buf.clear()
+    async def flush(self, f: BinaryIO, wait: bool = True) -> None:
+        """Hash and write the buffer on worker threads while the event loop goes on receiving the next one.
+
+        Both release the GIL, so on two cores receiving, hashing and writing overlap; the previous
+        buffer is finished before the next one starts, so bytes are hashed and written in order.
+        """
+        if self.pending is not None:
+            await self.pending
+            self.pending = None
+        data, self.buf = self.buf, bytearray()
+        if data:
+            loop = asyncio.get_running_loop()
+            self.pending = asyncio.gather(loop.run_in_executor(None, self.hasher.update, data),
+                                          loop.run_in_executor(None, f.write, data))
+            self.length += len(data)
+        if wait and self.pending is not None:
+            await self.pending
+            self.pending = None
 
     async def commit(self, sealed: bool) -> None:
         if self.length == 0:
@@ -183,19 +198,7 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if declared.isdigit() and offset + int(declared) > limit:
         await _too_large(reg, upload_id, limit)
     writer = _PartWriter(reg, name, upload_id, offset)
-    over = gone = False
-    with open(writer.path, "xb", buffering=0) as f:
-        try:
-            async for chunk in request.stream():
-                if offset + writer.length + len(writer.buf) + len(chunk) > limit:
-                    over = True
-                    break
-                writer.add(chunk, f)
-                if writer.length - writer.committed >= CHECKPOINT_BYTES:
-                    await writer.commit(sealed=False)
-        except ClientDisconnect:
-            gone = True
-        writer.flush(f)
+    over, gone = await _receive(writer, request, limit - offset)
     if over:
         writer.drop()
         await _too_large(reg, upload_id, limit)
@@ -208,6 +211,24 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if gone:
         raise ClientDisconnect
     return offset + writer.length
+
+
+async def _receive(writer: _PartWriter, request: Request, room: int) -> tuple[bool, bool]:
+    """Stream the body into ``writer`` (committing every CHECKPOINT_BYTES); (over ``room`` bytes, client gone)."""
+    with open(writer.path, "xb", buffering=0) as f:
+        try:
+            async for chunk in request.stream():
+                if writer.length + len(writer.buf) + len(chunk) > room:
+                    return True, False
+                await writer.add(chunk, f)
+                if writer.length - writer.committed >= CHECKPOINT_BYTES:
+                    await writer.flush(f)
+                    await writer.commit(sealed=False)
+        except ClientDisconnect:
+            return False, True
+        finally:
+            await writer.flush(f)  # also before the file closes under a thread still writing
+    return False, False
 
 
 async def _too_large(reg: Registry, upload_id: str, limit: int) -> None:

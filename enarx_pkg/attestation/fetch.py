@@ -93,8 +93,8 @@ def snp_product(evidence: bytes, certs: Sequence[bytes] = ()) -> str:
         for known in PRODUCTS:
             if name in (f"SEV-{known}", f"SEV-VLEK-{known}"):
                 return known
-    raise UsageError("cannot tell the SNP product (Milan, Genoa, Turin) of a v2 report without its VCEK; "
-                     "pass --product")
+    raise UsageError("cannot tell the SNP product (Milan, Genoa, Turin) of a v2 report without its VCEK: "
+                     "pass --product, or keep the VCEK in the policy's [collateral] dir (source = \"offline\")")
 
 
 def download(plan: list[Download], out: Path, *, timeout: float = 30.0) -> list[Path]:

@@ -8,7 +8,7 @@ import pytest
 
 from enarx_pkg.attestation import EvidenceError, verify_evidence
 from enarx_pkg.attestation.fetch import plan_for
-from enarx_pkg.attestation.gather import gather
+from enarx_pkg.attestation.gather import collateral_for
 from enarx_pkg.errors import InputError, UsageError
 
 from . import amd_pki
@@ -51,12 +51,12 @@ def _snp_folder(testvectors: Path, folder: Path) -> None:
 def test_snp_offer_verified_with_the_policy_collateral_folder(testvectors, tmp_path):
     """The host sent no certificate table; the VCEK/ASK/ARK in the policy's folder complete the chain."""
     evidence = (testvectors / HCL).read_bytes()
-    bare = gather("snp", evidence, [], {}, base=tmp_path, cache=tmp_path / "cache")
+    assert collateral_for({}, "snp", evidence, base=tmp_path, cache=tmp_path / "cache") is None
     with pytest.raises(EvidenceError, match="no SEV-VCEK"):
-        verify_evidence("snp", evidence, certs=bare.certs, collateral=bare.collateral, at=NOW_2026)
+        verify_evidence("snp", evidence, at=NOW_2026)
     _snp_folder(testvectors, tmp_path / "pol" / "collateral")
-    got = gather("snp", evidence, [], {"dir": "collateral"}, base=tmp_path / "pol", cache=tmp_path / "cache")
-    claims = verify_evidence("snp", evidence, certs=got.certs, collateral=got.collateral, at=NOW_2026)
+    col = collateral_for({"dir": "collateral"}, "snp", evidence, base=tmp_path / "pol", cache=tmp_path / "cache")
+    claims = verify_evidence("snp", evidence, collateral=col, at=NOW_2026)
     assert claims.product == "Genoa" and not claims.crl_checked
 
 
@@ -67,9 +67,10 @@ def test_snp_folder_crl_is_applied(testvectors, tmp_path):
     _snp_folder(testvectors, folder)
     pki = amd_pki.make_pki(bytes(64), {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 0})
     (folder / "amd_crl.der").write_bytes(pki.crl())
-    got = gather("snp", evidence, [], {"source": "offline", "dir": str(folder)}, base=tmp_path, cache=tmp_path)
+    col = collateral_for({"source": "offline", "dir": str(folder)}, "snp", evidence, base=tmp_path, cache=tmp_path)
+    assert col is not None and col.amd_crl is not None and len(col.certs) == 2  # the CRL is not a certificate
     with pytest.raises(EvidenceError) as exc:
-        verify_evidence("snp", evidence, certs=got.certs, collateral=got.collateral, at=NOW_2026)
+        verify_evidence("snp", evidence, collateral=col, at=NOW_2026)
     assert exc.value.check == "snp.crl.signature"
 
 
@@ -78,9 +79,23 @@ def test_snp_folder_crl_is_applied(testvectors, tmp_path):
                                             ({"dir": "missing"}, "does not exist")])
 def test_inconsistent_or_missing_collateral_is_a_policy_error(tmp_path, table, message):
     with pytest.raises(InputError, match=message):
-        gather("snp", b"", [], table, base=tmp_path, cache=tmp_path / "cache")
+        collateral_for(table, "snp", b"", base=tmp_path, cache=tmp_path / "cache")
 
 
 def test_fetch_for_sim_fetches_nothing(tmp_path):
-    got = gather("sim", b"x", [], {"source": "fetch"}, base=tmp_path, cache=tmp_path / "cache")
-    assert got.collateral is None and not (tmp_path / "cache").exists()
+    assert collateral_for({"source": "fetch"}, "sim", b"x", base=tmp_path, cache=tmp_path / "cache") is None
+    assert not (tmp_path / "cache").exists()
+
+
+def test_deploy_verifies_snp_offers_with_the_policy_folder(testvectors, tmp_path):
+    """deploy's call site: the policy file's [collateral] dir (relative to it) supplies the SNP chain."""
+    from enarx_pkg import deploy
+    from enarx_pkg.attestation.policy import load_policy
+
+    evidence = (testvectors / HCL).read_bytes()
+    _snp_folder(testvectors, tmp_path / "pol" / "snp-collateral")
+    policy_path = tmp_path / "pol" / "policy.toml"
+    m = "f57dc09a507c6ecd82369bffb600f0003792f4d99bc26e985ec0c266fc34faf3706faf814c9e61065768a6ff917c89ae"
+    policy_path.write_text(f'tees = ["snp"]\n[snp]\nmeasurements = ["{m}"]\n[collateral]\ndir = "snp-collateral"\n')
+    col = deploy._collateral(load_policy(policy_path), policy_path, "snp", evidence)
+    assert verify_evidence("snp", evidence, collateral=col, at=NOW_2026).measurement == m
