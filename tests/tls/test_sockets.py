@@ -136,3 +136,21 @@ def test_enarx_toml_ca_refusals(ca, prot, message):
     with pytest.raises(ManifestError) as err:
         manifest.loads(_connect_toml(443, pem, prot), "Enarx.toml")
     assert message in str(err.value.diagnostics())
+
+
+def test_keepside_setup_only_for_tls_files_and_names(sim_keep):
+    from enarx_pkg.tls import keepside
+    from enarx_pkg.tls.verify import find_evidence
+
+    def evidence(rd: bytes) -> tuple[bytes, bytes]:
+        return sim_keep.source(rd)[1:]
+
+    plain = [F("stdin"), F("listen", prot="tcp")]
+    assert keepside.setup_for(plain, PACKAGE, "sim", evidence) is None
+    files = [F("stdin"), F("listen", prot="tls"), F("connect", host="db", prot="tls")]
+    setup = keepside.setup_for(files, PACKAGE, "sim", evidence)
+    assert setup is not None
+    cert = setup.identity.certificate
+    assert find_evidence(cert).package == PACKAGE and find_evidence(cert).tee == "sim"
+    assert keepside.names_for(files) == ["localhost"]
+    assert keepside.names_for(files, ["app.example", "app.example"]) == ["app.example"]
