@@ -168,3 +168,19 @@ def test_nonblocking_accept_and_poll_oneoff_with_a_clock(tmp_path: Path) -> None
     started = time.monotonic()
     assert runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False)) == 6  # EAGAIN
     assert 0.2 <= time.monotonic() - started < 10
+
+
+def test_time_limit_ends_a_workload_waiting_in_accept(tmp_path: Path) -> None:
+    from enarx_pkg.errors import WorkloadTimeout
+
+    wat = (f'(module {IMPORTS} (memory (export "memory") 1)'
+           '(func (export "_start") (drop (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 64)))))')
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+    port = free_port()
+    files = (*STDIO, File("listen", "web", addr="127.0.0.1", port=port, prot="tcp"))
+    started = time.monotonic()
+    with pytest.raises(WorkloadTimeout, match=r"time limit of 1\.0 s"):
+        runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False, time_limit_s=1.0))
+    assert time.monotonic() - started < 5
+    assert port_is_free(port)  # closed with the run
