@@ -26,7 +26,8 @@ from enarx_pkg import trust
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import Error, InputError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
-from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout
+from enarx_pkg.oci.reference import service_url
+from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
 
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
@@ -169,6 +170,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     """Deploy to every host in parallel; one result per host (a host's failure is its own row)."""
     if not settings.hosts:
         raise UsageError("deploy needs at least one --host URL")
+    require_published(settings.ref, "deploy")
+    settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
     if len(settings.hosts) > 1 and settings.stdin is not None and not isinstance(settings.stdin, bytes):
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
@@ -392,8 +395,7 @@ def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[s
 
 
 def _config_layer(package: Package) -> Any:
-    conf = [d for d in package.manifest.layers if d.media_type.removesuffix(ENCRYPTED_SUFFIX) == MEDIA_ENARX_CONFIG]
-    return conf[0] if len(conf) == 1 else None
+    return package.manifest.find_layer(MEDIA_ENARX_CONFIG)
 
 
 def plain_config(package: Package) -> Any:

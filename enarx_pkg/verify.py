@@ -259,6 +259,11 @@ def verify_layout_report(layout: Layout, ref: str | None, policy: Policy, *, off
     check_package(layout, subject)
     referrers = [r for r in layout.referrers(subject.digest)
                  if (r.artifact_type or "").startswith(BUNDLE_ARTIFACT_PREFIX)]
+    if referrers and isinstance(policy, IdentityPolicy) and policy.trust_config:
+        from enarx_pkg._internal import sigstore_keyless
+
+        # an unusable trust config is the caller's error (65/66), not one refusal per signature
+        sigstore_keyless.verifier(policy.staging, offline, policy.trust_config)
     verified: list[VerifiedSignature] = []
     refused: list[Refusal] = []
     for r in referrers:
@@ -333,11 +338,12 @@ def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
     """Verify a layout, project directory or remote reference; raise unless a signature passes."""
     from pathlib import Path
 
-    from enarx_pkg._internal import sigstore_target
+    from enarx_pkg.package import opened
+    from enarx_pkg.sign import signing_defaults
 
-    with sigstore_target.open_target(target) as t:
-        policy = policy_for(settings, sigstore_target.signing_defaults(t.project), t.project or Path.cwd())
-        report = verify_layout_report(t.layout, t.digest or settings.ref, policy, offline=settings.offline)
+    with opened(target, settings.ref) as t:
+        policy = policy_for(settings, signing_defaults(t.project), t.project or Path.cwd())
+        report = verify_layout_report(t.layout, t.digest, policy, offline=settings.offline)
     if not report.verified:
         raise refusal(report)
     return report

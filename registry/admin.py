@@ -109,7 +109,9 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
         freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
         sessions = UploadState(db)
         stale = sessions.stale(cutoff)
-        stale_files = store.stale_upload_files(grace)
+        live = {str(r[0]) for r in db.query("SELECT id FROM upload_sessions")} - set(stale)
+        # old part files of an upload still in progress stay: they hold its first bytes
+        stale_files = [f for f in store.stale_upload_files(grace) if f.name.split(".", 1)[0] not in live]
         if not dry_run:
             for d in doomed:
                 with db.transaction() as tx:

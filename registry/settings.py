@@ -28,6 +28,7 @@ class Settings:
     access_log: str = "off"  # common | combined | off (``registry serve`` defaults to combined)
     trusted_keys: tuple[str, ...] = ()  # PEM public keys whose signatures the pages show as verified
     trusted_identities: tuple[tuple[str, str], ...] = ()  # (identity, OIDC issuer) for keyless signatures
+    trust_config: str | None = None  # sigstore ClientTrustConfig of a private Sigstore, for keyless badges
 
     @property
     def db_url(self) -> str:

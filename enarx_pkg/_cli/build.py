@@ -39,21 +39,16 @@ def build(
 
 @inspect_app.command()
 def inspect(
-    layout: Annotated[Path, typer.Argument(help="OCI image layout directory (e.g. DIR/target/oci).")],
+    package: Annotated[str, typer.Argument(help="Project DIR, DIR:TAG, oci:LAYOUT[:TAG], or a registry "
+                                           "reference.")] = ".",
     ref: Annotated[str | None, typer.Option("--ref", help="Tag or digest, if the layout has several.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Show a package's manifest, config, layers, Enarx.toml and signatures."""
     from enarx_pkg import inspect as inspector
     from enarx_pkg._cli.common import print_json
-    from enarx_pkg.package import Layout
 
-    if not layout.exists() and "/" in str(layout) and ref is None:  # a registry reference (transfer helper)
-        from enarx_pkg.pull import inspect_remote
-
-        result = inspect_remote(str(layout))
-    else:
-        result = inspector.inspect_layout(Layout.open(layout), ref)
+    result = inspector.inspect_target(package, ref)
     if as_json:
         print_json(result.to_json())
     else:
@@ -65,11 +60,20 @@ def inspect(
 def run(ctx: typer.Context) -> None:
     """Run the workload locally in wasmtime (no TEE) and exit with its status.
 
-    Usage: enarx-pkg run [DIR|LAYOUT] [--no-cache] [-- ARGS...]
+    Usage: enarx-pkg run [PACKAGE] [--no-cache] [--secret NAME=SOURCE]... [-- ARGS...]
 
-    DIR is a built project (its target/oci is used; refused if its sources changed since the
-    build), LAYOUT an OCI image layout. ARGS replace the Enarx.toml args. --no-cache compiles
-    afresh instead of using the compiled-module cache.
+    PACKAGE: a built project DIR (the build of its current version; refused if its sources
+    changed since), DIR:TAG, oci:LAYOUT[:TAG] or a registry reference (default: .).
+
+    Options (before PACKAGE or --):
+
+      --no-cache                 Compile afresh instead of using the compiled-module cache.
+
+      --secret NAME=env:VAR      Give the workload secret NAME, read from this machine's
+      --secret NAME=file:PATH    environment or a file (repeatable; overrides [secrets] by
+                                 name). The package's [secrets] are read the same way.
+
+      -- ARGS...                 Replace the Enarx.toml args.
     """
     # Options are parsed in _cli.run rather than declared: typer's per-parameter coercion imports
     # pydantic (~100 ms); plain invocations do not reach typer at all (see _cli.main).

@@ -30,6 +30,8 @@ def serve(
     max_keeps: Annotated[int, typer.Option(help="concurrent keeps at most")] = 16,
     provision_deadline: Annotated[float, typer.Option(help="seconds a created keep waits for its envelope")] = 30.0,
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
+    access_log: Annotated[str, typer.Option(help="common, combined or off (one line per request on stdout)")
+                          ] = "combined",
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
@@ -38,6 +40,10 @@ def serve(
     from enarx_pkg.host.serve import serve as run
 
     extra = (["--sim-debug"] if sim_debug else []) + (["--sim-svn", str(sim_svn)] if sim_svn != 1 else [])
+    if access_log not in ("common", "combined", "off"):
+        from enarx_pkg.errors import UsageError
+
+        raise UsageError(f"--access-log must be common, combined or off, not {access_log!r}")
 
     def announce(p: Pins) -> None:
         if p.backend == "sim":
@@ -47,7 +53,7 @@ def serve(
               + f"\n  token file:  {p.token_file}", flush=True)
 
     run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, provision_deadline, keep_lifetime,
-                     tuple(extra)), announce)
+                     tuple(extra), access_log), announce)
 
 
 @host_app.command("keyscan")
@@ -81,6 +87,8 @@ def deploy(
     key: Annotated[Path | None, typer.Option(help="signer's public key (PEM)")] = None,
     certificate_identity: Annotated[str | None, typer.Option(help="keyless signer identity (cosign's flag)")] = None,
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="OIDC issuer of that identity")] = None,
+    trust_config: Annotated[Path | None, typer.Option(metavar="FILE", help="sigstore ClientTrustConfig of a "
+                                                      "private Sigstore (keyless); default: public sigstore")] = None,
     decryption_key: Annotated[Path | None, typer.Option(help="private key the package was encrypted for")] = None,
     secret: Annotated[list[str] | None, typer.Option(metavar="NAME=SOURCE",
                                                      help="NAME=env:VAR or NAME=file:PATH")] = None,
@@ -101,7 +109,7 @@ def deploy(
     if allow_version_mismatch:
         warn("--allow-version-mismatch: a registry may now serve an older or another signed package (rollback)")
     settings = d.DeploySettings(
-        ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer),
+        ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer, trust_config),
         policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
@@ -113,7 +121,7 @@ def deploy(
     raise typer.Exit(_render(deployment, json_out, live))
 
 
-def _signer(key: Path | None, identity: str | None, issuer: str | None) -> Any:
+def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_config: Path | None = None) -> Any:
     from enarx_pkg import verify
     from enarx_pkg.errors import UsageError
 
@@ -122,7 +130,8 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None) -> Any:
     if key:
         return verify.KeyPolicy(key.read_bytes())
     if identity or issuer:
-        return verify.IdentityPolicy(identity=identity, issuer=issuer)
+        return verify.IdentityPolicy(identity=identity, issuer=issuer,
+                                     trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
 

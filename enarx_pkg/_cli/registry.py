@@ -56,13 +56,18 @@ def serve(data: str = DATA, database: str = DATABASE,
                                                      help="Keyless signer to trust (with --trusted-issuer)."),
           trusted_issuer: list[str] = typer.Option([], "--trusted-issuer", metavar="URL",
                                                    help="OIDC issuer of the --trusted-identity at the same place."),
+          trust_config: Path = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig of a private Sigstore whose keyless "
+                                                 "signatures the pages verify (besides the public roots)."),
           access_log: str = typer.Option("combined", "--access-log", metavar="FORMAT",
                                          help="common, combined or off (one line per request on stdout).")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
+    from enarx_pkg._internal.listen import check_free
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
         raise UsageError("--max-blob-size must be a positive number of bytes")
+    check_free(host, port, "the registry")
     if len(trusted_identity) != len(trusted_issuer):
         raise UsageError("give one --trusted-issuer for each --trusted-identity")
     if access_log not in ("common", "combined", "off"):
@@ -70,10 +75,21 @@ def serve(data: str = DATA, database: str = DATABASE,
     settings = _settings(data, database, anonymous_pull=anonymous_pull, public_url=public_url, cache_ttl=cache_ttl,
                          max_blob_bytes=max_blob_size, access_log=access_log,
                          trusted_keys=tuple(_public_key(p) for p in trusted_key),
-                         trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)))
+                         trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)),
+                         trust_config=_trust_config(trust_config))
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
          f"listening on http://{host}:{port}")
     run(settings, host, port, workers)
+
+
+def _trust_config(path: Path | None) -> str | None:
+    """Check the file now (not on the first page view); the workers load it by its absolute path."""
+    if path is None:
+        return None
+    from enarx_pkg._internal.sigstore_keyless import load_trust_config
+
+    load_trust_config(str(path))
+    return str(path.resolve())
 
 
 def _public_key(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""RFC 5280 path validation (cryptography's X.509 verifier), Intel's certificate roles, and CRLs.
+"""RFC 5280 path validation (cryptography's X.509 verifier), Intel's and AMD's certificate roles, and CRLs.
 
 Roles follow Intel's Quote Verification Library: a PCK certificate is issued by the PCK Platform or
 Processor CA under the SGX Root CA (three certificates), and TCB info / QE identity are signed by
@@ -86,6 +86,34 @@ def check_tcb_signing_roles(chain: Sequence[x509.Certificate], check: str) -> No
         raise EvidenceError(f"{check}.role", f"a TCB signing chain has 2 certificates, got {len(chain)}")
     _role(chain[0], [TCB_SIGNING_CN], check, "the collateral signer")
     _role(chain[1], [ROOT_CN], check, "the root")
+
+
+def check_amd_roles(chain: Sequence[x509.Certificate], product: str, signing_key: str, check: str) -> None:
+    """VCEK ← SEV-<product> ASK ← ARK-<product>, or VLEK ← SEV-VLEK-<product> ASVK ← ARK-<product>; the
+    ASK/ASVK and ARK are CAs allowed to sign certificates, the leaf is not a CA."""
+    leaf, ask, ark = chain
+    vlek = signing_key == "vlek"
+    _role(leaf, ["SEV-VLEK" if vlek else "SEV-VCEK"], check, "the report's signing certificate")
+    _role(ask, [f"SEV-VLEK-{product}" if vlek else f"SEV-{product}"], check, "its issuer")
+    _role(ark, [f"ARK-{product}"], check, "the root")
+    for ca in (ask, ark):
+        if not _is_ca(ca):
+            raise EvidenceError(f"{check}.path", f"{_x509.common_name(ca)!r} is not a CA allowed to sign certificates")
+    if _is_ca(leaf, usage=False):
+        raise EvidenceError(f"{check}.path", f"{_x509.common_name(leaf)!r} is a CA certificate, not a signing key")
+
+
+def _is_ca(cert: x509.Certificate, *, usage: bool = True) -> bool:
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not usage:
+        return basic.ca
+    try:
+        return basic.ca and cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return False
 
 
 def check_crl(der: bytes, issuer: x509.Certificate, subjects: Sequence[x509.Certificate], at: datetime,

@@ -30,6 +30,7 @@ class File:
     host: str | None = None  # connect
     port: int | None = None  # listen/connect
     prot: Prot | None = None  # listen/connect, default "tls"
+    ca: str | None = None  # connect + tls: PEM CA certificate(s) the server must chain to (default: system roots)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,13 @@ class Build:
     env: Mapping[str, str] = field(default_factory=dict)
     recipe: Recipe | None = None
     sources: tuple[str, ...] = ()  # inputs of a built-in recipe (e.g. main.c, hello.wat)
+    debug: bool = False  # keep DWARF debug info (release builds strip it; paths are mapped either way)
+
+
+def default_connect_name(host: str) -> str:
+    """A connect file's name when none is given: its host, with an IPv6 host's ':' as '-'
+    (FD_NAMES is ':'-separated)."""
+    return host.replace(":", "-")
 
 
 @dataclass(frozen=True)

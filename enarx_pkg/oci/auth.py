@@ -204,7 +204,8 @@ class Authenticator:
         if status in (401, 403):
             raise AuthError(f"registry {self.host} refused the credentials"
                             + (f" from {self.credential.source}" if self.credential else " (none were given)"),
-                            hint=f"run `enarx-pkg login {self.host}`")
+                            hint=f"check them, or run `enarx-pkg login {self.host}` with the right ones"
+                            if self.credential else f"run `enarx-pkg login {self.host}`")
         if status != 200 or data is None:  # None: over the limit, stopped reading
             raise TransportError(f"token service of {self.host} failed", url=realm, status=status)
         try:

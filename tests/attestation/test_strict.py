@@ -87,6 +87,20 @@ def test_vcek_without_a_tcb_extension_refused(amd):
     assert exc.value.check == "snp.vcek.extension" and "microcode" in str(exc.value)
 
 
+@pytest.mark.parametrize("ask_name, ask_is_ca, check", [
+    ("SEV-Milan", False, "snp.chain.path"),  # an ARK-signed certificate that is not a CA cannot issue a VCEK
+    ("SEV-Genoa", True, "snp.chain.role"),  # a Genoa ASK under the Milan ARK
+    ("SEV-VLEK-Milan", True, "snp.chain.role"),  # the VLEK signing CA issuing a VCEK
+])
+def test_amd_intermediate_roles(amd, ask_name, ask_is_ca, check):
+    report, _ = amd
+    tcb = {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}
+    pki = amd_pki.make_pki(report[0x1A0:0x1E0], tcb, ask_name=ask_name, ask_is_ca=ask_is_ca)
+    with anchors.replaced_for_tests(amd=pki.pins), pytest.raises(EvidenceError) as exc:
+        verify_snp(amd_pki.resign(report, pki.vcek_key), certs=pki.certs(), at=NOW_2026)
+    assert exc.value.check == check
+
+
 # --- AMD and Intel CRLs (item 5) ---
 
 @pytest.mark.parametrize("this, nxt", [(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),
