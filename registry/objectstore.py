@@ -16,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,7 +124,48 @@ class S3Store:
     def write_small(self, digest: str, data: bytes) -> None:
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise ValueError("content does not hash to its digest")
-        self._call("put_object", Key=self.blob_key(digest), Body=data)
+        self.put_object(self.blob_key(digest), data)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        self._call("put_object", Key=key, Body=data, ContentMD5=md5)
+
+    def object_size(self, key: str) -> int | None:
+        try:
+            return int(self._call("head_object", Key=key)["ContentLength"])
+        except KeyError:
+            return None
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, last-modified epoch) of every object under ``prefix``."""
+        token: str | None = None
+        while True:
+            page = self._call("list_objects_v2", Prefix=prefix, **({"ContinuationToken": token} if token else {}))
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"].timestamp()
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def concatenate(self, pieces: list[tuple[str, int]], sink: Callable[[bytes], None]) -> str:
+        """Feed the first ``length`` bytes of each object to ``sink`` in order; the sha256 of all of them."""
+        h = hashlib.sha256()
+        for key, length in pieces:
+            if length == 0:
+                continue
+            obj = self._call("get_object", Key=key, Range=f"bytes=0-{length - 1}")
+            body, remaining = obj["Body"], length
+            try:
+                while remaining:
+                    piece = body.read(min(remaining, 1 << 20))
+                    if not piece:
+                        raise StoreUnavailable(f"object {key.rsplit('/', 1)[-1]} is shorter than its committed length")
+                    h.update(piece)
+                    sink(piece)
+                    remaining -= len(piece)
+            finally:
+                body.close()
+        return "sha256:" + h.hexdigest()
 
     def stream(self, digest: str, start: int, end: int, chunk: int = 1 << 20) -> Iterator[bytes]:
         """Bytes ``start..end`` (inclusive) of a blob."""
@@ -146,17 +187,10 @@ class S3Store:
 
     def list_blobs(self) -> Iterator[tuple[str, float]]:
         """(digest, last-modified epoch) of every committed blob."""
-        prefix = f"{self.location.prefix}blobs/sha256/"
-        token: str | None = None
-        while True:
-            page = self._call("list_objects_v2", Prefix=prefix, **({"ContinuationToken": token} if token else {}))
-            for item in page.get("Contents", []):
-                name = item["Key"].rsplit("/", 1)[-1]
-                if re.fullmatch(r"[a-f0-9]{64}", name):
-                    yield "sha256:" + name, item["LastModified"].timestamp()
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
+        for key, mtime in self.list_objects(f"{self.location.prefix}blobs/sha256/"):
+            name = key.rsplit("/", 1)[-1]
+            if re.fullmatch(r"[a-f0-9]{64}", name):
+                yield "sha256:" + name, mtime
 
     # -- multipart ---------------------------------------------------------------------------------
 

@@ -10,16 +10,15 @@ renames them into place only if they match the digest; the metadata follows in o
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import uuid
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from registry.blobresponse import BlobResponse
 from registry.blobs import UPLOAD_ID_RE
 from registry.errors import OciError
 from registry.names import digest_problem, valid_name
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
 WRITE_CHUNK = 1 << 20
 CHECKPOINT_BYTES = 32 << 20  # a long PATCH commits what it has this often, so a crash loses at most this
+T = TypeVar("T")
 _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 
 
@@ -45,15 +45,24 @@ def _digest(value: str | None, what: str = "digest") -> str:
 
 async def get_blob(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, digest = parts["name"], _digest(parts["blob"])
-    path = reg.store.blob_path(digest)
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        stat = None
-    if stat is None or not reg.meta.blob_in_repo(name, digest):
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
+    response = None
+    if await _in_repo(reg, name, digest):
+        response = await _store_call(reg, reg.store.blob_response, digest, request.headers.get("range"), headers)
+    if response is None:
         raise OciError("BLOB_UNKNOWN", f"blob {digest} is not in {name}")
-    return BlobResponse(str(path), stat.st_size, request.headers.get("range"), {"Docker-Content-Digest": digest,
-                                                                                "ETag": f'"{digest}"'})
+    return response
+
+
+async def _in_repo(reg: Registry, name: str, digest: str) -> bool:
+    return bool(reg.meta.blob_in_repo(name, digest))
+
+
+async def _store_call(reg: Registry, fn: Callable[..., T], *args: Any) -> T:
+    """A store operation: on a worker thread when the store is remote, inline for local files."""
+    if reg.store.remote:
+        return await run_in_threadpool(fn, *args)
+    return fn(*args)
 
 
 async def delete_blob(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
@@ -92,9 +101,11 @@ async def _mount(reg: Registry, principal: Principal, name: str, digest: str, so
     # mount only what the caller could pull anyway; otherwise fall back to a normal upload (202)
     if not valid_name(source) or not reg.auth.allowed(principal, "pull", source):
         return False
-    if not reg.meta.blob_in_repo(source, digest) or not reg.store.has(digest):
+    if not reg.meta.blob_in_repo(source, digest):
         return False
-    size = reg.store.size(digest) or 0
+    size = await _store_call(reg, reg.store.size, digest)
+    if size is None:
+        return False
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, f"mount from {source}")
     return True
 
@@ -124,41 +135,55 @@ def _check_range(request: Request, name: str, upload_id: str, offset: int) -> in
 
 
 class _PartWriter:
-    """One request's bytes: written to its own part file, hashed, committed to the upload by compare-and-set."""
+    """One request's bytes: written to its own part, hashed, committed to the upload by compare-and-set."""
 
     def __init__(self, reg: Registry, name: str, upload_id: str, start: int) -> None:
         self.reg, self.repo, self.upload_id, self.start = reg, name, upload_id, start
         self.name = reg.store.new_part(upload_id)
-        self.path = reg.store.part_path(self.name)
+        self.sink = reg.store.open_part(self.name)
         self.hasher = hashlib.sha256()
         self.length = self.committed = 0
         self.buf = bytearray()
+        self.open = True
 
-    def add(self, chunk: bytes, f: BinaryIO) -> None:
+    async def add(self, chunk: bytes) -> None:
         self.hasher.update(chunk)
         self.buf += chunk
         if len(self.buf) >= WRITE_CHUNK:
-            self.flush(f)
+            await self.flush()
 
-    def flush(self, f: BinaryIO) -> None:
-        f.write(self.buf)
-        self.length += len(self.buf)
-        self.buf.clear()
+    async def flush(self) -> None:
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()
+            await _store_call(self.reg, self.sink.write, data)
+            self.length += len(data)
+
+    async def close(self) -> None:
+        await self.flush()
+        self.open = False
+        await _store_call(self.reg, self.sink.close)
 
     async def commit(self, sealed: bool) -> None:
         if self.length == 0:
             return
         part = Part(self.start, self.name, self.length, self.hasher.copy().hexdigest(), sealed)
         if not await run_in_threadpool(self.reg.sessions.commit, self.upload_id, part, self.committed):
-            self.drop()
+            await self.drop()
             raise OciError("RANGE_INVALID", "another request changed this upload; ask where it stands (GET) and "
                            "continue from there", status=416)
         self.committed = self.length
 
-    def drop(self) -> None:
-        """Delete the part file unless some of it already belongs to the upload."""
+    async def drop(self) -> None:
+        """Delete the part unless some of it already belongs to the upload."""
+        if self.open:
+            self.open = False
+            if self.committed == 0:
+                await _store_call(self.reg, self.sink.abort)
+                return
+            await _store_call(self.reg, self.sink.close)
         if self.committed == 0:
-            self.reg.store.discard_parts([self.name])
+            await _store_call(self.reg, self.reg.store.discard_parts, [self.name])
 
     async def retract(self) -> None:
         if self.committed:
@@ -166,7 +191,7 @@ class _PartWriter:
             if not await run_in_threadpool(self.reg.sessions.retract, self.upload_id, part):
                 return
             self.committed = 0
-        self.drop()
+        await self.drop()
 
 
 async def _append(reg: Registry, request: Request, name: str, upload_id: str, offset: int,
@@ -184,27 +209,29 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
         await _too_large(reg, upload_id, limit)
     writer = _PartWriter(reg, name, upload_id, offset)
     over = gone = False
-    with open(writer.path, "xb", buffering=0) as f:
-        try:
-            async for chunk in request.stream():
-                if offset + writer.length + len(writer.buf) + len(chunk) > limit:
-                    over = True
-                    break
-                writer.add(chunk, f)
-                if writer.length - writer.committed >= CHECKPOINT_BYTES:
-                    await writer.commit(sealed=False)
-        except ClientDisconnect:
-            gone = True
-        writer.flush(f)
+    try:
+        async for chunk in request.stream():
+            if offset + writer.length + len(writer.buf) + len(chunk) > limit:
+                over = True
+                break
+            await writer.add(chunk)
+            if reg.store.checkpoints and writer.length - writer.committed >= CHECKPOINT_BYTES:
+                await writer.commit(sealed=False)
+    except ClientDisconnect:
+        gone = True
+    except BaseException:
+        await writer.drop()
+        raise
     if over:
-        writer.drop()
+        await writer.drop()
         await _too_large(reg, upload_id, limit)
+    await writer.close()
     if expected is not None and not gone and writer.length != expected:
         await writer.retract()
         raise OciError("SIZE_INVALID", f"Content-Range announced {expected} bytes, body had {writer.length}",
                        status=416, headers=_upload_headers(name, upload_id, offset))
     await writer.commit(sealed=True)
-    writer.drop()  # nothing was committed: an empty body
+    await writer.drop()  # nothing was committed: an empty body
     if gone:
         raise ClientDisconnect
     return offset + writer.length
@@ -239,15 +266,15 @@ async def _complete(reg: Registry, request: Request, principal: Principal, name:
     if committed is None:
         raise OciError("RANGE_INVALID", "the upload changed while it was being finished", status=416)
     try:
-        path, actual = await run_in_threadpool(reg.store.assemble, committed, size)
+        assembled, actual = await run_in_threadpool(reg.store.assemble, committed, size)
     except OciError:
         await _forget(reg, upload_id)
         raise
     if actual != digest:
-        path.unlink(missing_ok=True)
+        await run_in_threadpool(reg.store.discard, assembled)
         await _forget(reg, upload_id)
         raise OciError("DIGEST_INVALID", f"uploaded content hashes to {actual}, not {digest}")
-    await run_in_threadpool(reg.store.commit_file, path, digest)
+    await run_in_threadpool(reg.store.commit, assembled, digest)
     remote = request.client.host if request.client else None
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, remote)
     await _forget(reg, upload_id)
@@ -255,7 +282,8 @@ async def _complete(reg: Registry, request: Request, principal: Principal, name:
 
 
 async def _forget(reg: Registry, upload_id: str) -> None:
-    reg.store.discard_parts(await run_in_threadpool(reg.sessions.remove, upload_id))
+    names = await run_in_threadpool(reg.sessions.remove, upload_id)
+    await _store_call(reg, reg.store.discard_parts, names)
 
 
 async def status(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
