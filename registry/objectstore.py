@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from registry.names import DIGEST_RE
 
 MIN_PART = 5 << 20  # S3's smallest multipart part (all but the last)
+COPY_LIMIT = 5 << 30  # the largest object one CopyObject may copy
+COPY_PART = 1 << 30
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._\-/]{0,200}$")
 
@@ -53,6 +55,11 @@ class S3Location:
         if not _PREFIX_RE.match(prefix) or ".." in prefix.split("/"):
             raise StoreConfigError(f"--storage {url!r}: prefix {prefix!r} may hold letters, digits, . _ - / only")
         return cls(bucket, prefix + "/" if prefix else "")
+
+
+def _client_error_message(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Message", ""))[:200]
 
 
 def _client_error_code(exc: Exception) -> str:
@@ -93,7 +100,10 @@ class S3Store:
             if code in ("NoSuchKey", "404", "NotFound", "NoSuchUpload"):
                 raise KeyError(kwargs.get("Key", "")) from None
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "NoSuchBucket"):
-                raise StoreConfigError(f"object store refused {op}: {code}") from None
+                why = "the store refused these credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS " \
+                      "config files)" if code != "NoSuchBucket" else "no such bucket"
+                raise StoreConfigError(f"object store refused {op}: {code} {_client_error_message(exc)}: {why}") \
+                    from None
             raise StoreUnavailable(f"object store {op} failed: {code or exc}") from None
         except BotoCoreError as exc:
             raise StoreUnavailable(f"object store unreachable during {op}: {type(exc).__name__}") from None
@@ -231,13 +241,26 @@ class S3Store:
         return "sha256:" + h.hexdigest(), size
 
     def copy(self, source_key: str, target_key: str) -> None:
-        """Server-side copy (multipart for large objects, via boto3's managed transfer)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """Server-side copy: one CopyObject up to 5 GiB, UploadPartCopy of 1 GiB ranges beyond."""
+        size = self.object_size(source_key)
+        if size is None:
+            raise StoreUnavailable(f"object {source_key.rsplit('/', 1)[-1]} vanished before it could be copied")
+        source = {"Bucket": self.location.bucket, "Key": source_key}
+        if size <= COPY_LIMIT:
+            self._call("copy_object", Key=target_key, CopySource=source)
+            return
+        multipart = self.start_multipart(target_key)
         try:
-            self._client.copy({"Bucket": self.location.bucket, "Key": source_key}, self.location.bucket, target_key)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"object store copy failed: {_client_error_code(exc) or exc}") from None
+            etags = []
+            for number, start in enumerate(range(0, size, COPY_PART), 1):
+                end = min(start + COPY_PART, size) - 1
+                answer = self._call("upload_part_copy", Key=target_key, UploadId=multipart, PartNumber=number,
+                                    CopySource=source, CopySourceRange=f"bytes={start}-{end}")
+                etags.append(str(answer["CopyPartResult"]["ETag"]))
+            self.complete_multipart(target_key, multipart, etags)
+        except BaseException:
+            self.abort_multipart(target_key, multipart)
+            raise
 
 
 def _make_client(endpoint: str | None, region: str | None) -> Any:

@@ -79,6 +79,7 @@ def serve(data: str = DATA, database: str = DATABASE,
           s3_redirect: bool = typer.Option(False, "--s3-redirect",
                                            help="Answer blob GETs with 307 to a presigned URL.")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
+    from registry.admin import check_storage
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
@@ -92,6 +93,7 @@ def serve(data: str = DATA, database: str = DATABASE,
                          trusted_keys=tuple(_public_key(p) for p in trusted_key),
                          trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)),
                          storage=storage, s3_endpoint=s3_endpoint, s3_region=s3_region, s3_redirect=s3_redirect)
+    _admin(check_storage, settings)  # a bucket that cannot be used stops us before "listening" is printed
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
          f"blobs {settings.storage or 'in the data directory'}, listening on http://{host}:{port}")
     _admin(run, settings, host, port, workers)
