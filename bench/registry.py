@@ -89,7 +89,8 @@ def start_ours(root: Path, workers: int) -> Server:
     token = create_token(Settings(data), "bench", ["admin"], None)[1]
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "registry", "serve", "--data", str(data), "--port",
-                             str(port), "--workers", str(workers), "--anonymous-pull"],
+                             str(port), "--workers", str(workers), "--anonymous-pull",
+                             "--access-log", "off"],  # distribution's access log is off too
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     wait(url, proc)
@@ -255,7 +256,7 @@ def report(results: dict[str, dict[str, float]], args: argparse.Namespace) -> No
     (peer_name, peer), (ours_name, ours) = results.items()
     print(f"blob size {args.size_mib} MiB, {args.runs} runs, wrk {args.duration}s x 32 connections, "
           f"{os.cpu_count()} CPUs")
-    rows = [("manifest GET req/s", "manifest_get_rps", 1.5), ("blob push MiB/s", "push_mib_s", 1.5),
+    rows = [("manifest GET req/s", "manifest_get_rps", 10.0), ("blob push MiB/s", "push_mib_s", 1.5),
             ("blob pull MiB/s", "pull_mib_s", 1.0)]
     print(f"{'':24}{'distribution':>14}{'enarx-pkg':>14}{'ratio':>8}{'target':>8}")
     for label, key, target in rows:

@@ -11,35 +11,38 @@ revision, input digests). It is not part of the manifest, so it cannot disturb t
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from enarx_pkg import __version__
-from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmcheck
-from enarx_pkg.errors import BuildError, InputError
+from enarx_pkg import __version__, network
+from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmbin, wasmcheck
+from enarx_pkg.errors import BuildError, InputError, NotFoundError
 from enarx_pkg.manifest.model import Build, EnarxToml
 from enarx_pkg.package import (
     ANNOTATION_TITLE,
     MEDIA_ENARX_CONFIG,
     MEDIA_WASM,
     MEDIA_WASM_CONFIG,
+    PROJECT_LAYOUT,
     Descriptor,
     ImageManifest,
     Layout,
+    tag_for_version,
 )
 
 BUILD_RECORD = "enarx-build.json"
 BUILD_TYPE = "https://enarx.dev/enarx-pkg/build/v1"
-DEFAULT_OUT = Path("target") / "oci"
+DEFAULT_OUT = PROJECT_LAYOUT
 ENARX_TOML_TITLE = "Enarx.toml"
-_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
 Progress = Callable[[str], None]
+MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,17 @@ def build(project: Path, out: Path | None = None, progress: Progress | None = No
     project = Path(project).resolve()
     model = manifest.load(project)
     spec = _build_section(model, project)
-    _refuse_sockets(model, project)
+    network.check_buildable(model.files, model.keep.dirs, "module", project / "Enarx.toml")
     source = gitinfo.describe(project)
     epoch = source_date_epoch(source)
     module = _produce(spec, project, epoch, say)
+    if model.socket_files:  # sockets cannot be given to a component: refuse before anything is written
+        network.check_buildable(model.files, model.keep.dirs, wasmbin.kind_of(module), project / "Enarx.toml")
     layout_path = Path(out).resolve() if out else project / DEFAULT_OUT
-    layout = Layout.create(layout_path)
-    say(f"validating {module.relative_to(project)}")
-    wasm = _put_checked(layout, module, fuel=model.keep.fuel is not None)
+    with _new_or_kept(layout_path):
+        layout = Layout.create(layout_path)
+        say(f"validating {module.relative_to(project)}")
+        wasm = _put_checked(layout, module, model)
     say(f"writing OCI layout {layout_path}")
     desc, tag = _write_package(layout, model, wasm, epoch, source)
     record = _build_record(spec, project, module, wasm[0].digest, source, epoch, desc.digest)
@@ -76,7 +82,30 @@ def build(project: Path, out: Path | None = None, progress: Progress | None = No
     return BuildResult(desc.digest, layout_path, tag, module, wasm[0].digest, wasm[0].size, wasm[1].os)
 
 
-def _put_checked(layout: Layout, module: Path, fuel: bool) -> tuple[Descriptor, wasmcheck.ModuleInfo]:
+@contextlib.contextmanager
+def _new_or_kept(layout_path: Path) -> Iterator[None]:
+    """A layout this build created is removed again if the build fails (no empty ``target/oci``)."""
+    created = [p for p in (layout_path, *layout_path.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(created[-1], ignore_errors=True)  # the outermost directory this build made
+        raise
+
+
+def _check_memory(module: Path, info: wasmcheck.ModuleInfo, model: EnarxToml) -> None:
+    """A module that starts with more memory than ``[keep] memory_mb`` could never run: say so now."""
+    limit = model.keep.memory_mb * MIB
+    if info.initial_memory > limit:
+        need = -(-info.initial_memory // MIB)
+        raise BuildError(f"{module} starts with {need} MiB of linear memory, over [keep] memory_mb = "
+                         f"{model.keep.memory_mb}: it could not be instantiated in a keep",
+                         hint=f"raise [keep] memory_mb to at least {need}, or link with a smaller initial "
+                              "memory (e.g. -Wl,--initial-memory=...)")
+
+
+def _put_checked(layout: Layout, module: Path, model: EnarxToml) -> tuple[Descriptor, wasmcheck.ModuleInfo]:
     """Copy the module into the layout (hashing it on the way, once), then check the stored copy.
 
     Checking the blob, not the source file, means what was validated is exactly what was packaged,
@@ -86,7 +115,9 @@ def _put_checked(layout: Layout, module: Path, fuel: bool) -> tuple[Descriptor, 
     desc = layout.put_file(module, MEDIA_WASM, {ANNOTATION_TITLE: module.name})
     blob = layout.blob_path(desc.digest)
     try:
-        return desc, wasmcheck.check(blob, desc.digest, fuel=fuel)
+        info = wasmcheck.check(blob, desc.digest, fuel=model.keep.fuel is not None)
+        _check_memory(module, info, model)
+        return desc, info
     except BuildError as exc:
         if blob.name not in existed:  # leave no refused module behind
             blob.unlink(missing_ok=True)
@@ -119,13 +150,15 @@ def _build_section(model: EnarxToml, project: Path) -> Build:
     return model.build
 
 
-def _refuse_sockets(model: EnarxToml, project: Path) -> None:
-    if model.socket_files:
-        names = ", ".join(f"{f.name} ({f.kind})" for f in model.socket_files)
-        raise InputError(
-            f"{project / 'Enarx.toml'} declares socket files {names}: the wasmtime runtime in the keep "
-            "cannot provide listen/connect sockets, so this workload could not run as declared",
-            hint="remove the listen/connect [[files]] entries (sockets are not supported yet)")
+def _require_sources(spec: Build, project: Path) -> None:
+    """A recipe's missing source (or a missing prebuilt module) is "not found" (66), not a failed build."""
+    wanted = list(spec.sources) if spec.recipe in ("wat", "c", "cpp") else [spec.output] \
+        if spec.recipe == "prebuilt" else []
+    missing = [s for s in wanted if not confined(project, s, "[build] sources entry").is_file()]
+    if missing:
+        raise NotFoundError(f"{project}: [build] names {', '.join(missing)}, which does not exist",
+                            hint="check [build] sources (and output, for a prebuilt module) against the "
+                                 "files in the project")
 
 
 def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
@@ -133,16 +166,17 @@ def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
     output = confined(project, spec.output, "[build] output")
     output.parent.mkdir(parents=True, exist_ok=True)  # compilers do not create it
     workdir = confined(project, spec.workdir, "[build] workdir")
-    env = recipes.build_env(spec.env, epoch)
+    env = recipes.build_env(spec.env, epoch, project, spec.debug)
+    _require_sources(spec, project)
     if spec.recipe == "wat":
         sources = [confined(project, s, "[build] sources entry") for s in spec.sources]
         say(f"wat2wasm {' '.join(spec.sources)}")
         recipes.wat_to_wasm(sources, output)
     elif spec.recipe in ("c", "cpp"):
-        argv = recipes.recipe_argv(spec) or []
+        argv = recipes.recipe_argv(spec, project) or []
         for s in spec.sources:
             confined(project, s, "[build] sources entry")
-        say(f"zig {argv[4]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
+        say(f"zig {argv[3]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
         recipes.run_command(argv, project, env)
     elif spec.command:
         say(f"running {' '.join(spec.command)}")
@@ -196,9 +230,7 @@ def _annotations(model: EnarxToml, created: str, source: gitinfo.SourceInfo) -> 
 
 def package_tag(model: EnarxToml) -> str:
     """The OCI tag for the package: its version ('+' is not allowed in tags: '_' as Helm does)."""
-    if model.package is None:
-        return "latest"
-    return _TAG_BAD.sub("_", model.package.version)[:128]
+    return tag_for_version(model.package.version if model.package else None)
 
 
 def rfc3339(epoch: int) -> str:

@@ -188,13 +188,17 @@ def _run_helper(name: str, host: str, env: Mapping[str, str]) -> Credential | No
 def login(registry: str, credential: Credential, *, plain_http: bool | None = None,
           env: Mapping[str, str] = os.environ) -> Path:
     """Check ``credential`` against the registry's ``/v2/`` and store it only if the registry accepts it."""
-    from enarx_pkg.oci.auth import static
+    from enarx_pkg.oci.auth import AuthError, static
     from enarx_pkg.oci.client import Client
     from enarx_pkg.oci.reference import parse_registry
 
     reg = parse_registry(registry, plain_http=plain_http)
-    with Client(reg, static(reg.host, credential)) as client:
-        client.ping()
+    try:
+        with Client(reg, static(reg.host, credential)) as client:
+            client.ping()
+    except AuthError:  # not "run enarx-pkg login": that is what was just run
+        raise AuthError(f"registry {reg.host} refused the user name and password for {credential.username!r}",
+                        hint="check both and try again (a registry API token goes in as the password)") from None
     return save(reg.host, credential, env)
 
 

@@ -374,37 +374,12 @@ def agent_delete(http: Any, keep_id: str) -> None:
 
 
 def _collateral(policy: Any, policy_path: Path | None, tee: str, evidence: bytes) -> Any:
-    """The collateral the policy's ``[collateral]`` table asks for (TCB info, QE identity, CRLs).
-
-    ``source = "evidence"``: none beyond what the evidence carries; ``"offline"`` (the default when
-    ``dir`` is set): files in ``dir``, relative to the policy file; ``"fetch"``: downloaded from AMD
-    KDS / Intel PCS into ``dir`` (default: the user cache) for this evidence, then read. Whatever is
-    fetched is untrusted input, checked against the pinned roots like the rest.
-    """
-    table = policy.collateral
-    source, where = table.get("source"), table.get("dir")
-    if source is None:
-        source = "offline" if where else "evidence"
-    if source == "evidence":
-        if where:
-            raise InputError("policy [collateral]: dir is set but source = \"evidence\" ignores it; "
-                             "use source = \"offline\" or drop dir")
-        return None
-    from enarx_pkg.attestation import Collateral
+    """The collateral the policy's ``[collateral]`` table asks for (see :mod:`enarx_pkg.attestation.gather`:
+    Intel TCB info, QE identity, CRLs; SNP VCEK/ASK/ARK and CRL; fetched for the report's product)."""
+    from enarx_pkg.attestation.gather import collateral_for
 
     base = policy_path.parent if policy_path is not None else Path.cwd()
-    if source == "offline":
-        if not where:
-            raise InputError("policy [collateral]: source = \"offline\" needs dir = \"...\"")
-        return Collateral.from_dir(base / where)
-    if tee == "sim":  # nothing to fetch for a software keep
-        return None
-    from enarx_pkg.attestation import fetch
-
-    target = base / where if where else _cache_dir() / "collateral" / tee
-    target.mkdir(parents=True, exist_ok=True)
-    fetch.download(fetch.plan_for(tee, evidence), target)
-    return Collateral.from_dir(target)
+    return collateral_for(policy.collateral, tee, evidence, base=base, cache=_cache_dir())
 
 
 def _cache_dir() -> Path:

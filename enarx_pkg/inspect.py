@@ -7,19 +7,30 @@ is that for a local OCI image layout.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from enarx_pkg._internal import digest
+from enarx_pkg.errors import InputError
 from enarx_pkg.package import (
+    ANNOTATION_REF_NAME,
+    ANNOTATION_TITLE,
     MEDIA_ENARX_CONFIG,
+    MEDIA_SIGSTORE_BUNDLE,
     MEDIA_WASM_CONFIG,
     Descriptor,
     ImageManifest,
     Layout,
+    RemotePackage,
     load_json,
+    locate,
 )
+
+if TYPE_CHECKING:
+    from enarx_pkg.oci.auth import CredentialSource
+    from enarx_pkg.oci.reference import Reference
 
 MAX_CONFIG_BYTES = 1 << 20
 MAX_TOML_BYTES = 1 << 20
@@ -37,8 +48,6 @@ class PackageInfo:
 
     @property
     def signatures(self) -> tuple[Descriptor, ...]:
-        from enarx_pkg.package import MEDIA_SIGSTORE_BUNDLE
-
         return tuple(r for r in self.referrers if r.artifact_type == MEDIA_SIGSTORE_BUNDLE)
 
     def to_json(self) -> dict[str, Any]:
@@ -48,7 +57,7 @@ class PackageInfo:
             "manifest": self.manifest.to_json(),
             "config": self.config,
             "layers": [{"mediaType": d.media_type, "digest": d.digest, "size": d.size,
-                        "title": d.annotations.get("org.opencontainers.image.title")}
+                        "title": d.annotations.get(ANNOTATION_TITLE)}
                        for d in self.manifest.layers],
             "annotations": dict(self.manifest.annotations),
             "enarxToml": self.enarx_toml,
@@ -64,10 +73,10 @@ def describe(manifest_digest: str, manifest_bytes: bytes, fetch_blob: FetchBlob,
     config: dict[str, Any] = {}
     if manifest.config.media_type == MEDIA_WASM_CONFIG:
         config = load_json(fetch_blob(manifest.config.digest, MAX_CONFIG_BYTES), "config", MAX_CONFIG_BYTES)
+    layer = manifest.find_layer(MEDIA_ENARX_CONFIG)
     toml = None
-    for layer in manifest.layers:
-        if layer.media_type == MEDIA_ENARX_CONFIG:
-            toml = fetch_blob(layer.digest, MAX_TOML_BYTES).decode("utf-8", "replace")
+    if layer is not None and layer.media_type == MEDIA_ENARX_CONFIG:  # an encrypted one stays unread
+        toml = fetch_blob(layer.digest, MAX_TOML_BYTES).decode("utf-8", "replace")
     return PackageInfo(manifest_digest, manifest, config, toml, tuple(referrers), tuple(tags))
 
 
@@ -76,9 +85,45 @@ def inspect_layout(layout: Layout, ref: str | None = None) -> PackageInfo:
     desc = layout.resolve(ref)
     data = layout.read_blob(desc.digest)
     tags = sorted({t for m in layout.index() if m.digest == desc.digest
-                   for t in [m.annotations.get("org.opencontainers.image.ref.name")] if t})
+                   for t in [m.annotations.get(ANNOTATION_REF_NAME)] if t})
     return describe(desc.digest, data, lambda dg, limit: layout.read_blob(dg, limit),
                     layout.referrers(desc.digest), tags)
+
+
+def inspect_target(target: str, ref: str | None = None) -> PackageInfo:
+    """Describe a package named as :func:`enarx_pkg.package.locate` takes it (a registry one in place)."""
+    found = locate(target, ref)
+    if isinstance(found, RemotePackage):
+        return inspect_remote(found.reference)
+    return inspect_layout(found.layout, found.digest)
+
+
+def inspect_remote(ref: Reference | str, *, credentials: CredentialSource | None = None,
+                   plain_http: bool | None = None) -> PackageInfo:
+    """A package on a registry: manifest, config, Enarx.toml and referrers, all verified, no layers."""
+    from enarx_pkg.oci import reference
+    from enarx_pkg.oci.client import Client
+    from enarx_pkg.oci.referrers import find_referrers
+
+    ref = reference.parse(ref, plain_http=plain_http) if isinstance(ref, str) else ref
+    if credentials is None:
+        from enarx_pkg import credentials as _creds
+
+        credentials = _creds.lookup
+    with Client(ref.registry, credentials) as client:
+        fetched = client.fetch_manifest(ref.repository, ref.reference)
+        manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
+        sizes = {d.digest: d for d in (manifest.config, *manifest.layers)}
+
+        def fetch_blob(dg: str, limit: int) -> bytes:
+            desc = sizes[dg]
+            if desc.size > limit:
+                raise InputError(f"blob {dg} is {desc.size} bytes, over the {limit}-byte limit")
+            buf = io.BytesIO()
+            client.fetch_blob_to(ref.repository, desc, buf)
+            return buf.getvalue()
+        refs = find_referrers(client, ref.repository, fetched.digest)
+        return describe(fetched.digest, fetched.data, fetch_blob, refs, (ref.tag,) if ref.tag else ())
 
 
 def render(info: PackageInfo) -> str:
@@ -95,7 +140,7 @@ def render(info: PackageInfo) -> str:
             lines.append(f"  {k}: {info.config[k]}")
     lines.append("layers")
     for d in info.manifest.layers:
-        title = d.annotations.get("org.opencontainers.image.title", "")
+        title = d.annotations.get(ANNOTATION_TITLE, "")
         lines.append(f"  {d.media_type:40} {d.digest}  {d.size:>10} B  {title}")
     lines.append(f"signatures {len(info.signatures)}" + "".join(f"\n  {s.digest}" for s in info.signatures))
     if info.enarx_toml is not None:

@@ -6,16 +6,17 @@ through these types, so a manifest parsed here is well formed wherever it travel
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from enarx_pkg._internal import atomic, canonical, digest
-from enarx_pkg.errors import InputError, NotFoundError, VerificationError
+from enarx_pkg._internal import atomic, bounded, canonical, digest
+from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -31,6 +32,8 @@ ANNOTATION_TITLE = "org.opencontainers.image.title"
 EMPTY_JSON = b"{}"
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+PROJECT_LAYOUT = Path("target") / "oci"  # where ``build`` writes a project's packages
+_TAG_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,20 @@ class ImageManifest:
     def to_bytes(self) -> bytes:
         return canonical.dumps(self.to_json())
 
+    def find_layer(self, media_type: str) -> Descriptor | None:
+        """The one layer of ``media_type`` (plain or ``+encrypted``); None if there is none."""
+        found = [d for d in self.layers if d.media_type.removesuffix(ENCRYPTED_SUFFIX) == media_type]
+        if len(found) > 1:
+            raise InputError(f"package manifest has {len(found)} layers of type {media_type}, expected 1")
+        return found[0] if found else None
+
+    def layer(self, media_type: str) -> Descriptor:
+        """The one layer of ``media_type`` (plain or ``+encrypted``); refused unless exactly one."""
+        found = self.find_layer(media_type)
+        if found is None:
+            raise InputError(f"package manifest has no {media_type} layer")
+        return found
+
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "manifest") -> ImageManifest:
         obj = load_json(data, where, MAX_MANIFEST_BYTES)
@@ -129,15 +146,7 @@ class ImageManifest:
 
 def load_json(data: bytes, where: str, limit: int = MAX_MANIFEST_BYTES) -> dict[str, Any]:
     """Parse untrusted JSON into an object, with a size limit and a clear error."""
-    if len(data) > limit:
-        raise InputError(f"{where}: {len(data)} bytes is over the {limit}-byte limit")
-    try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{where}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return bounded.json_object(data, where, limit)
 
 
 class Layout:
@@ -267,9 +276,10 @@ class Layout:
             mains = {m.digest: m for m in entries if m.artifact_type != MEDIA_SIGSTORE_BUNDLE}
             mains = {d: m for d, m in mains.items() if not self._is_referrer(m)}
             if len(mains) != 1:
-                raise NotFoundError(
-                    f"{self.path} holds {len(mains)} package manifests; name one by tag or digest"
-                )
+                tags = sorted(t for m in mains.values() if (t := m.annotations.get(ANNOTATION_REF_NAME)))
+                raise NotFoundError(f"{self.path} holds {len(mains)} package manifests; name one by tag or digest",
+                                    hint=f"e.g. oci:{self.path}:{tags[-1]} (tags: {', '.join(tags)})"
+                                    if tags else None)
             return next(iter(mains.values()))
         for m in entries:
             if m.digest == ref or m.annotations.get(ANNOTATION_REF_NAME) == ref:
@@ -318,3 +328,138 @@ def verify_layout_blob(layout: Layout, desc: Descriptor) -> None:
     dg, size = digest.of_file(layout.blob_path(desc.digest))
     if dg != desc.digest or size != desc.size:
         raise VerificationError(f"blob {desc.digest} in {layout.path} does not match its descriptor")
+
+
+# -- naming a package on the command line ---------------------------------------------------------
+def tag_for_version(version: str | None) -> str:
+    """The OCI tag of a package version ('+' is not allowed in tags: '_' as Helm does)."""
+    return _TAG_BAD.sub("_", version)[:128] if version else "latest"
+
+
+@dataclass(frozen=True)
+class LocalPackage:
+    """One package manifest in a layout on this machine (pulled there, for a registry reference)."""
+
+    layout: Layout
+    descriptor: Descriptor
+    project: Path | None = None  # the directory holding Enarx.toml, when given one
+    remote: str | None = None  # the registry reference it was pulled from, when given one
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+    @property
+    def manifest(self) -> ImageManifest:
+        return self.layout.manifest(self.descriptor.digest)
+
+
+@dataclass(frozen=True)
+class RemotePackage:
+    """A registry reference (``registry/repository[:tag][@sha256:...]``), not fetched."""
+
+    reference: str
+
+
+def locate(text: str, ref: str | None = None) -> LocalPackage | RemotePackage:
+    """The package ``text`` names, the same way for every command.
+
+    ``DIR`` (a project: its ``target/oci`` package of the current ``[package] version``; or an OCI
+    layout: its one package), ``DIR:TAG``, ``DIR@sha256:...``, ``@sha256:...`` (in ``.``),
+    ``oci:DIR[:TAG]`` (skopeo's form) or a registry reference. ``ref`` (a ``--ref`` option) is
+    another way to give the tag or digest.
+    """
+    explicit = text.startswith("oci:")
+    base, selector = _split_selector(text.removeprefix("oci:"), explicit)
+    if ref is not None and selector is not None and ref != selector:
+        raise UsageError(f"{text} already names {selector}; --ref {ref} contradicts it")
+    selector = selector or ref
+    if base is None:
+        return RemotePackage(text)
+    path = Path(base)
+    if (path / "oci-layout").is_file():
+        layout = Layout.open(path)
+        return LocalPackage(layout, layout.resolve(selector))
+    if (path / "Enarx.toml").is_file():
+        return _project_package(path, selector)
+    if path.is_dir():
+        raise NotFoundError(f"{path} is neither an OCI image layout nor a project directory with Enarx.toml")
+    raise NotFoundError(f"{text}: no such package directory" + ("" if explicit else ", nor a registry reference"),
+                        hint="give a project directory, an OCI layout (oci:DIR[:TAG]) or "
+                             "registry/repository[:tag]")
+
+
+def locate_local(text: str, ref: str | None = None, *, command: str) -> LocalPackage:
+    """:func:`locate`, refusing a registry reference (for commands that act on local packages)."""
+    found = locate(text, ref)
+    if isinstance(found, RemotePackage):
+        raise UsageError(f"{command} takes a local package; {text} is a registry reference",
+                         hint="give a project directory or an OCI layout (oci:DIR[:TAG])")
+    return found
+
+
+@contextlib.contextmanager
+def opened(text: str, ref: str | None = None) -> Iterator[LocalPackage]:
+    """:func:`locate`, pulling a registry reference (with its referrers) into a temporary layout."""
+    found = locate(text, ref)
+    if isinstance(found, LocalPackage):
+        yield found
+        return
+    from enarx_pkg.pull import pull
+
+    with tempfile.TemporaryDirectory(prefix="enarx-pkg-pull.") as tmp:
+        result = pull(found.reference, Path(tmp) / "layout")
+        layout = Layout.open(Path(tmp) / "layout")
+        yield LocalPackage(layout, layout.resolve(result.manifest_digest), None, found.reference)
+
+
+def _split_selector(text: str, local: bool) -> tuple[str | None, str | None]:
+    """(directory, tag or digest) for a local name; (None, None) for a registry reference."""
+    if "@" in text:
+        head, _, dg = text.rpartition("@")
+        if digest.is_valid(dg) and (local or head == "" or Path(head).exists()):
+            return head or ".", dg
+    if local or Path(text).exists():
+        if Path(text).exists() or ":" not in text:
+            return text or ".", None
+        head, _, tag = text.rpartition(":")
+        return head or ".", tag
+    head, sep, tag = text.rpartition(":")
+    if sep and "/" not in tag and head and Path(head).exists():
+        return head, tag
+    looks_remote = "/" in text and not text.startswith((".", "/", "~"))
+    return (None, None) if looks_remote else (text, None)
+
+
+def _project_package(project: Path, selector: str | None) -> LocalPackage:
+    layout_dir = project / PROJECT_LAYOUT
+    if not (layout_dir / "oci-layout").is_file():
+        raise NotFoundError(f"{project} has not been built yet (no {layout_dir})",
+                            hint=f"run: enarx-pkg build {project}")
+    layout = Layout.open(layout_dir)
+    version = _project_version(project / "Enarx.toml")
+    tag = selector or (tag_for_version(version) if version else None)  # no [package]: its one package
+    if tag is None:
+        return LocalPackage(layout, layout.resolve(None), project.resolve())
+    try:
+        desc = layout.resolve(tag)
+    except NotFoundError:
+        held = sorted({t for m in layout.index() if (t := m.annotations.get(ANNOTATION_REF_NAME))})
+        what = f"version {tag}" if selector is None else repr(tag)
+        raise NotFoundError(f"{layout_dir} holds no build of {what} (it holds: {', '.join(held) or 'nothing'})",
+                            hint=f"run: enarx-pkg build {project}" if selector is None else
+                            f"name one of the tags it holds, e.g. {project}:{held[-1]}" if held else None) from None
+    return LocalPackage(layout, desc, project.resolve())
+
+
+def _project_version(enarx_toml: Path) -> str | None:
+    """``[package] version`` as written (the full Enarx.toml check is ``validate``'s and ``build``'s)."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(enarx_toml.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{enarx_toml}: cannot read [package] version ({exc})") from None
+    pkg = doc.get("package")
+    version = pkg.get("version") if isinstance(pkg, dict) else None
+    return version if isinstance(version, str) else None

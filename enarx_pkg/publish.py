@@ -10,20 +10,17 @@ an ``OCI-Subject`` header on the manifest PUT); otherwise the referrers tag sche
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from enarx_pkg._internal import canonical
-from enarx_pkg.errors import NotFoundError, UsageError, VerificationError
+from enarx_pkg.errors import NotFoundError, UsageError
 from enarx_pkg.oci import reference as _ref
+from enarx_pkg.oci import referrers
 from enarx_pkg.oci.auth import CredentialSource
-from enarx_pkg.oci.client import Client, parse_index
+from enarx_pkg.oci.client import Client, ProgressFactory, blob_label
 from enarx_pkg.oci.transport import Settings
-from enarx_pkg.package import MAX_MANIFEST_BYTES, MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+from enarx_pkg.package import MAX_MANIFEST_BYTES, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
 
 
 @dataclass(frozen=True)
@@ -55,17 +52,6 @@ class PublishResult:
         }
 
 
-def find_layout(path: Path) -> tuple[Layout, Path | None]:
-    """``path`` is an OCI layout, or a project dir whose build wrote ``target/oci``; also its Enarx.toml."""
-    if (path / "oci-layout").is_file():
-        return Layout.open(path), None
-    toml = path / "Enarx.toml"
-    if (path / "target" / "oci" / "oci-layout").is_file():
-        return Layout.open(path / "target" / "oci"), toml if toml.is_file() else None
-    raise NotFoundError(f"{path} is neither an OCI layout nor a project with target/oci",
-                        hint="run `enarx-pkg build` first, or pass the layout directory")
-
-
 def target_from(registry: str | None, repository: str | None, tag: str | None, enarx_toml: Path | None,
                 *, plain_http: bool | None = None) -> Target:
     """Fill what the command line left out from ``[publish]`` and ``[package]`` of Enarx.toml."""
@@ -94,7 +80,7 @@ def publish(layout: Layout, target: Target, *, credentials: CredentialSource | N
     signatures do not cover: ``sign_key`` (an EC private key) signs the encrypted manifest.
     """
     if recipients:
-        layout = _encrypt(layout, recipients)
+        layout, source_ref = _encrypt(layout, recipients, source_ref), None
         if sign_key is not None:
             from enarx_pkg.sign import sign_layout
 
@@ -115,17 +101,16 @@ def publish(layout: Layout, target: Target, *, credentials: CredentialSource | N
     return PublishResult(ref, tag, p.pushed, p.skipped, p.mounted, p.refs, p.via)
 
 
-def _encrypt(layout: Layout, recipients: tuple[Path, ...]) -> Layout:
-    try:
-        from enarx_pkg.encrypt import encrypt_layout
-    except ImportError:
-        raise UsageError("--encrypt is not available in this build (enarx_pkg.encrypt is missing)") from None
+def _encrypt(layout: Layout, recipients: tuple[Path, ...], source_ref: str | None) -> Layout:
+    """A temporary layout holding only the encrypted form of the package ``source_ref``."""
+    from enarx_pkg.encrypt import encrypt_layout
+
     keys = []
     for path in recipients:
         if not path.is_file():
             raise NotFoundError(f"recipient public key {path} does not exist")
         keys.append(path.read_bytes()[:65536])
-    return encrypt_layout(layout, keys)
+    return encrypt_layout(layout, keys, ref=source_ref)
 
 
 class _Publisher:
@@ -172,7 +157,7 @@ class _Publisher:
     def blob(self, desc: Descriptor) -> None:
         if not self.layout.has_blob(desc.digest):
             raise NotFoundError(f"blob {desc.digest} is missing from {self.layout.path}")
-        report = self.progress(desc.digest[7:19], desc.size) if self.progress else None
+        report = self.progress(blob_label(desc), desc.size) if self.progress else None
         outcome = self.client.push_blob(self.repo, desc, lambda: self.layout.open_blob(desc.digest),
                                         mount_from=self.mount_from, progress=report)
         if report:
@@ -199,21 +184,4 @@ class _Publisher:
             self.refs.append(r.digest)
         self.via = "api" if api else "tag-schema"
         if not api:
-            self._update_tag_index(subject, refs)
-
-    def _update_tag_index(self, subject: str, refs: list[Descriptor]) -> None:
-        """Merge our referrers into the ``sha256-<hex>`` index, keeping the entries already there."""
-        tag = "sha256-" + subject.split(":", 1)[1]
-        try:
-            fetched = self.client.fetch_manifest(self.repo, tag)
-            if fetched.media_type != MEDIA_INDEX:
-                raise VerificationError(f"{self.repo}:{tag} exists but is not an image index; not touching it")
-            existing = parse_index(fetched.data, f"{self.repo}:{tag}")
-        except NotFoundError:
-            existing = []
-        have = {d.digest for d in existing}
-        merged = existing + [r for r in refs if r.digest not in have]
-        if len(merged) == len(existing):
-            return
-        index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [d.to_json() for d in merged]}
-        self.client.put_manifest(self.repo, tag, canonical.dumps(index), MEDIA_INDEX)
+            referrers.merge_tag_index(self.client, self.repo, subject, refs)

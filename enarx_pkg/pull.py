@@ -9,28 +9,22 @@ assembled in a temp directory next to ``dest`` and renamed into place only when 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from enarx_pkg._internal import atomic
-from enarx_pkg.errors import InputError, NotFoundError, UsageError, VerificationError
+from enarx_pkg.errors import InputError, UsageError
 from enarx_pkg.oci import reference as _ref
 from enarx_pkg.oci.auth import CredentialSource
-from enarx_pkg.oci.client import Client, FetchedManifest, parse_index
+from enarx_pkg.oci.client import Client, FetchedManifest, ProgressFactory, blob_label
+from enarx_pkg.oci.referrers import find_referrers
 from enarx_pkg.oci.transport import Settings
 from enarx_pkg.package import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
-
-if TYPE_CHECKING:
-    from enarx_pkg.inspect import PackageInfo
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
-"""Given a label and a total size, returns the callback a transfer reports its bytes done to."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,7 @@ class _Puller:
         if desc.size > self.limits.max_blob_bytes:
             raise InputError(f"blob {desc.digest} is {desc.size} bytes, over the {self.limits.max_blob_bytes}"
                              "-byte limit")
-        report = self.progress(desc.digest[7:19], desc.size) if self.progress else None
+        report = self.progress(blob_label(desc), desc.size) if self.progress else None
         # visible under its digest only once fetched, verified and synced (mode as the temp file had)
         with atomic.open_atomic(self.layout.blob_path(desc.digest), mode=0o600) as f:
             self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f), progress=report)
@@ -193,43 +187,3 @@ class _WriteBehind:
 
     def truncate(self) -> int:
         return self.f.truncate()
-
-
-def find_referrers(client: Client, repo: str, subject: str) -> list[Descriptor]:
-    """Referrers of ``subject``: the OCI 1.1 API, or else the ``sha256-<hex>`` tag index (untrusted hints)."""
-    found = client.referrers(repo, subject)
-    if found is not None:
-        return found
-    try:
-        fetched = client.fetch_manifest(repo, "sha256-" + subject.split(":", 1)[1])
-    except NotFoundError:
-        return []
-    if fetched.media_type != MEDIA_INDEX:
-        raise VerificationError(f"referrers tag for {subject} is not an image index")
-    return parse_index(fetched.data, f"referrers tag index for {subject}")
-
-
-def inspect_remote(ref: _ref.Reference | str, *, credentials: CredentialSource | None = None,
-                   plain_http: bool | None = None) -> PackageInfo:
-    """``enarx-pkg inspect REF`` on a registry: manifest, config, Enarx.toml and referrers, all verified."""
-    from enarx_pkg.inspect import describe
-
-    ref = _ref.parse(ref, plain_http=plain_http) if isinstance(ref, str) else ref
-    if credentials is None:
-        from enarx_pkg import credentials as _creds
-
-        credentials = _creds.lookup
-    with Client(ref.registry, credentials) as client:
-        fetched = client.fetch_manifest(ref.repository, ref.reference)
-        manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
-        sizes = {d.digest: d for d in (manifest.config, *manifest.layers)}
-
-        def fetch_blob(dg: str, limit: int) -> bytes:
-            desc = sizes[dg]
-            if desc.size > limit:
-                raise InputError(f"blob {dg} is {desc.size} bytes, over the {limit}-byte limit")
-            buf = io.BytesIO()
-            client.fetch_blob_to(ref.repository, desc, buf)
-            return buf.getvalue()
-        refs = find_referrers(client, ref.repository, fetched.digest)
-        return describe(fetched.digest, fetched.data, fetch_blob, refs, (ref.tag,) if ref.tag else ())

@@ -5,6 +5,7 @@ Enarx.toml environment plus ``FD_COUNT``/``FD_NAMES``, stdin/stdout/stderr (or n
 and preopened directories only where ``[[keep.dirs]]`` asks (read-only unless ``writable``).
 Limits come from ``[keep]``: memory (``store.set_limits``), wall time (epoch interruption driven by
 a timer thread) and optionally fuel. WASI preview 1 modules and WASI 0.2 command components run.
+``listen``/``connect`` files are host sockets served by :mod:`enarx_pkg.network` (preview 1 only).
 
 wasmtime is imported only when a workload actually runs, so this module is cheap to import.
 """
@@ -21,10 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from enarx_pkg.errors import InputError, WorkloadError, WorkloadTimeout
-from enarx_pkg.manifest.model import DEFAULT_FILES, Dir, EnarxToml, File
+from enarx_pkg.manifest.model import DEFAULT_FILES, SOCKET_KINDS, Dir, EnarxToml, File
+from enarx_pkg.network import Limits
 
 if TYPE_CHECKING:
     import wasmtime
+
+    from enarx_pkg.package import LocalPackage
 
 Output = Callable[[bytes], None]
 MIB = 1024 * 1024
@@ -56,6 +60,7 @@ class RunSpec:
     module_digest: str | None = None  # computed from the file when not given
     cache: bool = True
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
+    network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
 
 
 def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,
@@ -77,10 +82,12 @@ def run(spec: RunSpec) -> int:
     """
     import wasmtime
 
+    from enarx_pkg import network
     from enarx_pkg._internal import wasmbin
 
     stdio = _stdio_plan(spec.files)
     kind = wasmbin.kind_of(spec.module)
+    network.check_runnable(spec.files, spec.dirs, kind, spec.module)
     engine = _engine(spec.fuel is not None)
     compiled = _load(engine, spec, kind)
     store = wasmtime.Store(engine)
@@ -88,29 +95,49 @@ def run(spec: RunSpec) -> int:
     if spec.fuel is not None:
         store.set_fuel(spec.fuel)
     pumps = _Pumps()
+    fired = threading.Event()
     try:
-        with _wasi(spec, stdio, pumps) as wasi:
+        with network.open_sockets(spec.files, spec.network) as sockets, _wasi(spec, stdio, pumps) as wasi:
             store.set_wasi(wasi)
-            with _deadline(engine, store, spec.time_limit_s) as fired:
-                return _execute(store, engine, compiled, kind, spec, fired)
+            net = _net_layer(sockets, spec.network, fired)
+            with _deadline(engine, store, spec.time_limit_s, fired):
+                try:
+                    return _execute(store, engine, compiled, kind, spec, fired, net)
+                finally:
+                    if net is not None:
+                        net.table.close_all()
     finally:
         store.close()  # closes the workload's ends of the output pipes, so the pumps see EOF
         pumps.join()
 
 
+def _net_layer(sockets: list[Any], limits: Limits, fired: threading.Event) -> Any:
+    """The preview 1 socket layer over the opened sockets (None when the workload has none)."""
+    if not sockets:
+        return None
+    from enarx_pkg._internal.socktable import SocketTable, Stopped
+    from enarx_pkg._internal.wasip1_net import Wasip1Net
+
+    def check_stop() -> None:
+        if fired.is_set():
+            raise Stopped()
+
+    return Wasip1Net(SocketTable(sockets, limits, check_stop))
+
+
 def _stdio_plan(files: tuple[File, ...]) -> tuple[str, str, str]:
-    """What fds 0-2 are ("stdin"/"stdout"/"stderr" or "null"); refuse what wasmtime cannot do."""
-    sockets = [f for f in files if f.kind in ("listen", "connect")]
-    if sockets:
-        names = ", ".join(f"{f.name} ({f.kind})" for f in sockets)
-        raise InputError(f"the workload asks for socket files ({names}), which the wasmtime runtime "
-                         "cannot provide", hint="remove the listen/connect entries from [[files]]")
-    if len(files) > 3:
-        raise InputError(f"the workload declares {len(files)} files; only fds 0-2 (stdin, stdout, stderr "
-                         "or null) can be provided")
+    """What fds 0-2 are ("stdin"/"stdout"/"stderr" or "null"); refuse what wasmtime cannot do.
+
+    Files after fd 2 must be sockets (served by :mod:`enarx_pkg.network`, which checks them)."""
+    extra = [f"{f.name} ({f.kind})" for f in files[3:] if f.kind not in SOCKET_KINDS]
+    if extra:
+        raise InputError(f"the workload declares {len(files)} files; after fds 0-2 (stdin, stdout, stderr "
+                         f"or null) only listen/connect sockets can be provided, not {', '.join(extra)}")
     plan = []
     for fd, slot in enumerate(STDIO_SLOTS):
         kind = files[fd].kind if fd < len(files) else "null"
+        if kind in SOCKET_KINDS:
+            kind = "null"  # refused with its reason by network.check_buildable before anything runs
         if kind not in (slot, "null"):
             raise InputError(f"file {fd} is {kind!r}: fd {fd} can only be {slot!r} or 'null' here")
         plan.append(kind)
@@ -264,12 +291,13 @@ def _host_dir(d: Dir, base: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _deadline(engine: wasmtime.Engine, store: wasmtime.Store, seconds: float | None) -> Iterator[threading.Event]:
-    """Interrupt the workload after ``seconds``: the timer bumps the engine's epoch past the deadline."""
-    fired = threading.Event()
+def _deadline(engine: wasmtime.Engine, store: wasmtime.Store, seconds: float | None,
+              fired: threading.Event) -> Iterator[None]:
+    """Interrupt the workload after ``seconds``: the timer bumps the engine's epoch past the deadline
+    (and sets ``fired``, which the socket layer checks while the workload waits on a socket)."""
     if seconds is None:
         store.set_epoch_deadline(2**62)
-        yield fired
+        yield
         return
 
     def expire() -> None:
@@ -281,33 +309,39 @@ def _deadline(engine: wasmtime.Engine, store: wasmtime.Store, seconds: float | N
     timer.daemon = True
     timer.start()
     try:
-        yield fired
+        yield
     finally:
         timer.cancel()
 
 
 def _execute(store: wasmtime.Store, engine: wasmtime.Engine, compiled: Any, kind: str, spec: RunSpec,
-             fired: threading.Event) -> int:
+             fired: threading.Event, net: Any) -> int:
     import wasmtime
+
+    from enarx_pkg._internal.socktable import Stopped
 
     memories: list[Any] = []
     try:
         if kind == "component":
             return _run_component(store, engine, compiled, spec)
-        return _run_module(store, engine, compiled, spec, memories)
+        return _run_module(store, engine, compiled, spec, memories, net)
     except wasmtime.ExitTrap as exc:
         return int(exc.code)
-    except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+    except (wasmtime.Trap, wasmtime.WasmtimeError, Stopped) as exc:
         raise _classify(exc, spec, fired, store, memories) from None
 
 
 def _run_module(store: wasmtime.Store, engine: wasmtime.Engine, module: Any, spec: RunSpec,
-                memories: list[Any]) -> int:
+                memories: list[Any], net: Any) -> int:
     import wasmtime
 
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    if net is not None:
+        net.link(linker, module)
     instance = linker.instantiate(store, module)
+    if net is not None:
+        _attach(net, store, engine, instance, spec)
     exports = instance.exports(store)
     memories.extend(e for e in (exports.get("memory"),) if isinstance(e, wasmtime.Memory))
     start = exports.get("_start")
@@ -315,6 +349,15 @@ def _run_module(store: wasmtime.Store, engine: wasmtime.Engine, module: Any, spe
         raise InputError(f"{spec.module} has no _start function: it is not a WASI command")
     start(store)
     return 0
+
+
+def _attach(net: Any, store: wasmtime.Store, engine: wasmtime.Engine, instance: Any, spec: RunSpec) -> None:
+    from enarx_pkg._internal.socktable import Errno
+
+    try:
+        net.attach(store, engine, instance)
+    except Errno:
+        raise InputError(f"{spec.module} exports no memory named 'memory', which its socket files need") from None
 
 
 def _run_component(store: wasmtime.Store, engine: wasmtime.Engine, component: Any, spec: RunSpec) -> int:
@@ -363,29 +406,33 @@ def _first_line(exc: Exception) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool = True,
+def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
              ref: str | None = None) -> int:
-    """``enarx-pkg run``: run the package in an OCI layout, or in a project's ``target/oci``.
+    """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
     exactly what was packaged. A project whose sources changed since its last build is refused.
     """
+    from enarx_pkg import package
+
+    with package.opened(str(target), ref) as found:
+        return _run_located(found, args, cache)
+
+
+def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool) -> int:
     from enarx_pkg import manifest
-    from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Layout
+    from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
-    layout_dir, project = _locate(Path(target))
-    layout = Layout.open(layout_dir)
+    layout, project = found.layout, found.project
     if project is not None:
-        _check_fresh(layout_dir, project)
-    image = layout.manifest(layout.resolve(ref).digest)
-    wasm = next((d for d in image.layers if d.media_type == MEDIA_WASM), None)
-    toml = next((d for d in image.layers if d.media_type == MEDIA_ENARX_CONFIG), None)
-    if wasm is None or toml is None:
-        raise InputError(f"{layout_dir}: the package has no application/wasm or Enarx.toml layer")
-    from enarx_pkg.package import verify_layout_blob
-
+        _check_fresh(layout.path, project, found.digest)
+    image = found.manifest
+    wasm, toml = image.layer(MEDIA_WASM), image.layer(MEDIA_ENARX_CONFIG)
+    if wasm.media_type != MEDIA_WASM or toml.media_type != MEDIA_ENARX_CONFIG:
+        raise InputError(f"{layout.path}: the package is encrypted; `run` needs a plaintext package",
+                         hint="run the plaintext build, or deploy the encrypted one to a keep")
     verify_layout_blob(layout, wasm)
-    model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout_dir} (Enarx.toml layer)")
+    model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout.path} (Enarx.toml layer)")
     if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
@@ -393,22 +440,7 @@ def run_path(target: Path, args: tuple[str, ...] | None = None, *, cache: bool =
     return run(spec)
 
 
-def _locate(target: Path) -> tuple[Path, Path | None]:
-    """(layout directory, project directory or None) for a path given to ``run``."""
-    from enarx_pkg.errors import NotFoundError
-
-    if (target / "oci-layout").is_file():
-        return target, None
-    if (target / "Enarx.toml").is_file():
-        layout = target / "target" / "oci"
-        if not (layout / "oci-layout").is_file():
-            raise NotFoundError(f"{target} has not been built yet (no {layout})",
-                                hint=f"run: enarx-pkg build {target}")
-        return layout, target.resolve()
-    raise NotFoundError(f"{target} is neither an OCI image layout nor a project with an Enarx.toml")
-
-
-def _check_fresh(layout_dir: Path, project: Path) -> None:
+def _check_fresh(layout_dir: Path, project: Path, manifest_digest: str) -> None:
     """Refuse to run a stale build: every input recorded by ``build`` must still hash the same."""
     import json
 
@@ -417,6 +449,8 @@ def _check_fresh(layout_dir: Path, project: Path) -> None:
     record_path = layout_dir / "enarx-build.json"
     try:
         record = json.loads(record_path.read_bytes())
+        if record.get("manifestDigest") != manifest_digest:
+            return  # the record is of another build in this layout: nothing to compare
         inputs = [(str(i["path"]), str(i["digest"])) for i in record.get("inputs", [])]
     except (OSError, ValueError, TypeError, KeyError):
         return  # a layout without a readable build record (pulled, copied): nothing to compare

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -25,6 +25,10 @@ from enarx_pkg.package import (
     ImageManifest,
     Layout,
 )
+
+if TYPE_CHECKING:
+    from enarx_pkg.manifest.model import Signing
+    from enarx_pkg.package import LocalPackage
 
 ANN_CONTENT = "dev.sigstore.bundle.content"
 ANN_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
@@ -158,40 +162,40 @@ class SignSettings:
 
 
 def sign_target(target: str, settings: SignSettings) -> SignResult:
-    """Sign a layout or project directory (remote references: sign the pulled layout, then publish)."""
-    from enarx_pkg._internal import sigstore_target
+    """Sign a package named as :func:`enarx_pkg.package.locate` takes it; a registry reference is
+    pulled, signed, and its new signature published back."""
     from enarx_pkg.errors import UsageError
+    from enarx_pkg.package import opened
 
     if settings.key and settings.keyless:
         raise UsageError("give either --key or --keyless, not both")
-    with sigstore_target.open_target(target) as t:
-        result = _sign_opened(t, settings)
-        if t.remote:
-            sigstore_target.push_signatures(t, t.layout)
+    with opened(target, settings.ref) as found:
+        result = _sign_opened(found, settings)
+        if found.remote:
+            _push_signatures(found)
         return result
 
 
-def _sign_opened(t: Any, settings: SignSettings) -> SignResult:
-    from enarx_pkg._internal import sigstore_target
+def _sign_opened(found: LocalPackage, settings: SignSettings) -> SignResult:
     from enarx_pkg.errors import UsageError
 
-    ref = t.digest or settings.ref
     key_path = settings.key
-    defaults = sigstore_target.signing_defaults(t.project)
-    if not key_path and not settings.keyless and defaults is not None and defaults.key:
+    defaults = signing_defaults(found.project)
+    if not key_path and not settings.keyless and defaults is not None and defaults.key and found.project:
         # [signing].key may name either half of the pair; signing needs the private one
-        key_path = str(Path(t.project) / defaults.key.removesuffix(".pub")) + (
+        key_path = str(found.project / defaults.key.removesuffix(".pub")) + (
             ".key" if defaults.key.endswith(".pub") else "")
     if key_path:
         key = keys.load_private(Path(key_path), password_env=settings.password_env)
-        return sign_layout(t.layout, ref, key=key, countersign=_countersign(settings, defaults, t.project))
+        return sign_layout(found.layout, found.digest, key=key,
+                           countersign=_countersign(settings, defaults, found.project))
     if settings.timestamp_server or settings.tlog_upload:
         raise UsageError("--timestamp-server and --tlog-upload are for key-based signing (--key)",
                          hint="keyless bundles get their log entry (and timestamps) from the trust config")
     if not settings.keyless and not (defaults is not None and (defaults.identity or defaults.identity_regexp)):
         raise UsageError("nothing to sign with", hint="pass --key KEY or --keyless")
-    return sign_layout(t.layout, ref, keyless=KeylessOptions(settings.identity_token, settings.staging,
-                                                             trust_config_of(settings, defaults, t.project)))
+    return sign_layout(found.layout, found.digest, keyless=KeylessOptions(
+        settings.identity_token, settings.staging, trust_config_of(settings, defaults, found.project)))
 
 
 def _countersign(settings: SignSettings, defaults: Any, project: Path | None) -> Countersign:
@@ -208,3 +212,22 @@ def trust_config_of(settings: Any, defaults: Any, project: Path | None) -> str |
     if defaults is not None and defaults.trust_config:
         return str(Path(project or ".") / defaults.trust_config)
     return None
+
+
+def _push_signatures(found: LocalPackage) -> None:
+    """Publish a pulled layout (now with new referrers) back to the reference it came from."""
+    from enarx_pkg import publish
+    from enarx_pkg.oci import reference
+
+    assert found.remote is not None
+    ref = reference.parse(found.remote)
+    publish.publish(found.layout, publish.Target(ref.registry, ref.repository, None), source_ref=found.digest)
+
+
+def signing_defaults(project: Path | None) -> Signing | None:
+    """The ``[signing]`` table of a project's Enarx.toml (None without a project)."""
+    if project is None:
+        return None
+    from enarx_pkg import manifest
+
+    return manifest.load(project / "Enarx.toml").signing

@@ -333,11 +333,12 @@ def verify_target(target: str, settings: VerifySettings) -> LayoutReport:
     """Verify a layout, project directory or remote reference; raise unless a signature passes."""
     from pathlib import Path
 
-    from enarx_pkg._internal import sigstore_target
+    from enarx_pkg.package import opened
+    from enarx_pkg.sign import signing_defaults
 
-    with sigstore_target.open_target(target) as t:
-        policy = policy_for(settings, sigstore_target.signing_defaults(t.project), t.project or Path.cwd())
-        report = verify_layout_report(t.layout, t.digest or settings.ref, policy, offline=settings.offline)
+    with opened(target, settings.ref) as t:
+        policy = policy_for(settings, signing_defaults(t.project), t.project or Path.cwd())
+        report = verify_layout_report(t.layout, t.digest, policy, offline=settings.offline)
     if not report.verified:
         raise refusal(report)
     return report

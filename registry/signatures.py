@@ -40,12 +40,17 @@ class Trust:
 
     keys: tuple[Any, ...] = ()  # enarx_pkg.verify.KeyPolicy
     identities: tuple[tuple[str, str], ...] = ()
+    trust_config: str | None = None  # a private Sigstore's ClientTrustConfig, tried before the public roots
 
     @classmethod
-    def load(cls, pems: tuple[str, ...], identities: tuple[tuple[str, str], ...]) -> Trust:
+    def load(cls, pems: tuple[str, ...], identities: tuple[tuple[str, str], ...],
+             trust_config: str | None = None) -> Trust:
+        if not pems:
+            # the verify module (and cryptography) load at the first signature shown
+            return cls((), identities, trust_config)
         from enarx_pkg.verify import KeyPolicy
 
-        return cls(tuple(KeyPolicy(pem.encode()) for pem in pems), identities)
+        return cls(tuple(KeyPolicy(pem.encode()) for pem in pems), identities, trust_config)
 
 
 def inspect(referrer_digest: str, data: bytes, subject: str, trust: Trust) -> Signature:
@@ -99,18 +104,21 @@ def _keyless(data: bytes, subject: str, signer: str, issuer: str | None, trust: 
     if trust.identities and (signer, issuer) not in trust.identities:
         return False, f"not verified: {signer} ({issuer}) is not a trusted identity here"
     reasons = []
-    for staging in (False, True):
+    roots = ([(trust.trust_config, False)] if trust.trust_config else []) + [(None, False), (None, True)]
+    for config, staging in roots:
         try:
-            verify_bundle(data, subject, IdentityPolicy(identity=signer, issuer=issuer, staging=staging))
+            verify_bundle(data, subject, IdentityPolicy(identity=signer, issuer=issuer, staging=staging,
+                                                        trust_config=config))
         except Error as exc:
             reasons.append(exc.message)
             continue
         except Exception as exc:  # sigstore raised something unexpected: refuse, and say so
             reasons.append(f"{type(exc).__name__}: {exc}")
             continue
-        root = "staging" if staging else "production"
+        root = "the --trust-config root" if config else "sigstore staging root" if staging \
+            else "sigstore production root"
         trusted = " (a trusted identity)" if trust.identities else ""
-        return True, f"verified offline (sigstore {root} root){trusted}"
+        return True, f"verified offline ({root}){trusted}"
     return False, "not verified: " + reasons[-1][:300]
 
 

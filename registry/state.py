@@ -101,7 +101,7 @@ class Registry:
         self.store = open_storage(settings)
         self.auth = Authorizer(self.meta, settings)
         self.manifests = ManifestCache()
-        self.trust = Trust.load(settings.trusted_keys, settings.trusted_identities)
+        self.trust = Trust.load(settings.trusted_keys, settings.trusted_identities, settings.trust_config)
         # referrer digest -> what the pages show; content-addressed and the trust is fixed per process
         self.signatures: LruCache[str, Signature] = LruCache(4096)
 

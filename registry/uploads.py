@@ -9,6 +9,7 @@ renames them into place only if they match the digest; the metadata follows in o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -145,19 +146,31 @@ class _PartWriter:
         self.length = self.committed = 0
         self.buf = bytearray()
         self.open = True
+        self.pending: asyncio.Future[Any] | None = None
 
     async def add(self, chunk: bytes) -> None:
-        self.hasher.update(chunk)
         self.buf += chunk
         if len(self.buf) >= WRITE_CHUNK:
-            await self.flush()
+            await self.flush(wait=False)
 
-    async def flush(self) -> None:
-        if self.buf:
-            data = bytes(self.buf)
-            self.buf.clear()
-            await _store_call(self.reg, self.sink.write, data)
+    async def flush(self, wait: bool = True) -> None:
+        """Hash and write the buffer on worker threads while the event loop goes on receiving the next one.
+
+        Both release the GIL, so on two cores receiving, hashing and writing overlap; the previous
+        buffer is finished before the next one starts, so bytes are hashed and written in order.
+        """
+        if self.pending is not None:
+            await self.pending
+            self.pending = None
+        data, self.buf = self.buf, bytearray()
+        if data:
+            loop = asyncio.get_running_loop()
+            self.pending = asyncio.gather(loop.run_in_executor(None, self.hasher.update, data),
+                                          loop.run_in_executor(None, self.sink.write, data))
             self.length += len(data)
+        if wait and self.pending is not None:
+            await self.pending
+            self.pending = None
 
     async def close(self) -> None:
         await self.flush()
@@ -176,6 +189,9 @@ class _PartWriter:
 
     async def drop(self) -> None:
         """Delete the part unless some of it already belongs to the upload."""
+        if self.pending is not None:  # never close the part under a thread still writing to it
+            await asyncio.gather(self.pending, return_exceptions=True)
+            self.pending = None
         if self.open:
             self.open = False
             if self.committed == 0:
@@ -216,6 +232,7 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
                 break
             await writer.add(chunk)
             if reg.store.checkpoints and writer.length - writer.committed >= CHECKPOINT_BYTES:
+                await writer.flush()
                 await writer.commit(sealed=False)
     except ClientDisconnect:
         gone = True

@@ -15,7 +15,7 @@ ls /usr/lib/rustlib/wasm32-wasi >/dev/null 2>&1 || need+=(libstd-rust-dev-wasm32
 command -v swift-proxy-server >/dev/null || need+=(swift swift-proxy swift-object swift-container swift-account)  # S3 store for tests
 [ -e "$(readlink -f /usr/bin/rust-lld 2>/dev/null || echo /nonexistent)" ] || need+=(lld-14)  # rustc's wasm linker
 
-command -v npm >/dev/null || need+=(npm)  # tests/signing/sigstore-js peers (installed below)
+command -v npm >/dev/null || need+=(npm)  # npm test peers: sigstore-js, @phala/dcap-qvl (installed below)
 
 trap 'bash "$(dirname "$0")/install-npm-deps.sh"' EXIT
 if [ ${#need[@]} -eq 0 ]; then

@@ -82,7 +82,7 @@ def fetch_collateral_cmd(
     file: Path,
     out: Annotated[Path, typer.Option("--out", help="Directory to write collateral into.")],
     tee: TeeOpt = "auto",
-    product: Annotated[str, typer.Option(help="SNP product (Milan, Genoa, Turin).")] = "Milan",
+    product: Annotated[str, typer.Option(help="SNP product (Milan, Genoa, Turin); default: from the report.")] = "",
 ) -> None:
     """Download what `attest verify` needs for FILE from AMD KDS or Intel PCS."""
     from enarx_pkg._cli.common import info

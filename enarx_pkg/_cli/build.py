@@ -39,21 +39,16 @@ def build(
 
 @inspect_app.command()
 def inspect(
-    layout: Annotated[Path, typer.Argument(help="OCI image layout directory (e.g. DIR/target/oci).")],
+    package: Annotated[str, typer.Argument(help="Project DIR, DIR:TAG, oci:LAYOUT[:TAG], or a registry "
+                                           "reference.")] = ".",
     ref: Annotated[str | None, typer.Option("--ref", help="Tag or digest, if the layout has several.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Show a package's manifest, config, layers, Enarx.toml and signatures."""
     from enarx_pkg import inspect as inspector
     from enarx_pkg._cli.common import print_json
-    from enarx_pkg.package import Layout
 
-    if not layout.exists() and "/" in str(layout) and ref is None:  # a registry reference (transfer helper)
-        from enarx_pkg.pull import inspect_remote
-
-        result = inspect_remote(str(layout))
-    else:
-        result = inspector.inspect_layout(Layout.open(layout), ref)
+    result = inspector.inspect_target(package, ref)
     if as_json:
         print_json(result.to_json())
     else:

@@ -32,14 +32,12 @@ def serve(
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
-    sim_measurement: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Serve the host agent API; prints what deployers must pin in their policy."""
     from enarx_pkg.host.serve import Pins, ServeOptions
     from enarx_pkg.host.serve import serve as run
 
     extra = (["--sim-debug"] if sim_debug else []) + (["--sim-svn", str(sim_svn)] if sim_svn != 1 else [])
-    extra += ["--sim-measurement", sim_measurement] if sim_measurement else []
 
     def announce(p: Pins) -> None:
         if p.backend == "sim":
@@ -83,6 +81,8 @@ def deploy(
     key: Annotated[Path | None, typer.Option(help="signer's public key (PEM)")] = None,
     certificate_identity: Annotated[str | None, typer.Option(help="keyless signer identity (cosign's flag)")] = None,
     certificate_oidc_issuer: Annotated[str | None, typer.Option(help="OIDC issuer of that identity")] = None,
+    trust_config: Annotated[Path | None, typer.Option(metavar="FILE", help="sigstore ClientTrustConfig of a "
+                                                      "private Sigstore (keyless); default: public sigstore")] = None,
     decryption_key: Annotated[Path | None, typer.Option(help="private key the package was encrypted for")] = None,
     secret: Annotated[list[str] | None, typer.Option(metavar="NAME=SOURCE",
                                                      help="NAME=env:VAR or NAME=file:PATH")] = None,
@@ -99,7 +99,7 @@ def deploy(
     if insecure_sim:
         warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
     settings = d.DeploySettings(
-        ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer),
+        ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer, trust_config),
         policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
@@ -111,7 +111,7 @@ def deploy(
     raise typer.Exit(_render(results, json_out, live))
 
 
-def _signer(key: Path | None, identity: str | None, issuer: str | None) -> Any:
+def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_config: Path | None = None) -> Any:
     from enarx_pkg import verify
     from enarx_pkg.errors import UsageError
 
@@ -120,7 +120,8 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None) -> Any:
     if key:
         return verify.KeyPolicy(key.read_bytes())
     if identity or issuer:
-        return verify.IdentityPolicy(identity=identity, issuer=issuer)
+        return verify.IdentityPolicy(identity=identity, issuer=issuer,
+                                     trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
 

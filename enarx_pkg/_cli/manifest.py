@@ -29,11 +29,18 @@ def init(
     name: Annotated[str | None, typer.Option("--name", help="Package name (default: the directory name).")] = None,
     lang: Annotated[Lang, typer.Option("--lang", help="Language of the hello-world source.")] = Lang.wat,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing Enarx.toml and sources.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
-    """Create a commented Enarx.toml and a hello-world source in DIRECTORY."""
+    """Create a commented Enarx.toml, a hello-world source and a .gitignore in DIRECTORY."""
+    from enarx_pkg._cli.common import warn
     from enarx_pkg.manifest.scaffold import init_project
 
     created = init_project(directory, name=name, lang=lang.value, force=force)
+    if as_json:
+        print_json(created.to_json())
+        return
+    for note in created.notes:
+        warn(note)
     for path in created.written:
         info(f"wrote {path}")
     for path in created.kept:

@@ -73,6 +73,9 @@ def serve(data: str = DATA, database: str = DATABASE,
                                                      help="Keyless signer to trust (with --trusted-issuer)."),
           trusted_issuer: list[str] = typer.Option([], "--trusted-issuer", metavar="URL",
                                                    help="OIDC issuer of the --trusted-identity at the same place."),
+          trust_config: Path = typer.Option(None, "--trust-config", metavar="FILE",
+                                            help="sigstore ClientTrustConfig of a private Sigstore whose keyless "
+                                                 "signatures the pages verify (besides the public roots)."),
           access_log: str = typer.Option("combined", "--access-log", metavar="FORMAT",
                                          help="common, combined or off (one line per request on stdout)."),
           storage: str = STORAGE, s3_endpoint: str = S3_ENDPOINT, s3_region: str = S3_REGION,
@@ -92,11 +95,22 @@ def serve(data: str = DATA, database: str = DATABASE,
                          max_blob_bytes=max_blob_size, access_log=access_log,
                          trusted_keys=tuple(_public_key(p) for p in trusted_key),
                          trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)),
+                         trust_config=_trust_config(trust_config),
                          storage=storage, s3_endpoint=s3_endpoint, s3_region=s3_region, s3_redirect=s3_redirect)
     _admin(check_storage, settings)  # a bucket that cannot be used stops us before "listening" is printed
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
          f"blobs {settings.storage or 'in the data directory'}, listening on http://{host}:{port}")
     _admin(run, settings, host, port, workers)
+
+
+def _trust_config(path: Path | None) -> str | None:
+    """Check the file now (not on the first page view); the workers load it by its absolute path."""
+    if path is None:
+        return None
+    from enarx_pkg._internal.sigstore_keyless import load_trust_config
+
+    load_trust_config(str(path))
+    return str(path.resolve())
 
 
 def _public_key(path: Path) -> str:

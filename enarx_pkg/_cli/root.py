@@ -61,5 +61,6 @@ def cli(
 
     Exit codes: 0 ok, 2 usage, 65 invalid input, 66 not found, 69 registry/host/network failure,
     70 build failed, 77 signature or digest refused, 78 attestation refused, 124 workload timed out,
-    134 workload trapped; `run` and `deploy` otherwise exit with the workload's own status.
+    130 interrupted (Ctrl-C), 134 workload trapped; `run` and `deploy` otherwise exit with the
+    workload's own status.
     """

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from enarx_pkg._cli.common import info, print_json, warn
+
+if TYPE_CHECKING:
+    from enarx_pkg.attestation.policy import Policy
 
 ca_app = typer.Typer(help="Make the deploy CA that certifies attested keeps.",
                      no_args_is_help=True, rich_markup_mode=None, add_completion=False)
@@ -95,7 +98,11 @@ def steward_serve(
 
 def tls_cmd(
     endpoint: Annotated[str, typer.Argument(metavar="HOST:PORT", help="The keep's TLS endpoint.")],
-    policy: PolicyOpt,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help="Policy TOML the keep's evidence must pass (with --cacert: the policy its issuer "
+                         "must have used).")] = None,
+    cacert: Annotated[Path | None, typer.Option(
+        "--cacert", help="Check a CA-issued certificate against this deploy CA instead.")] = None,
     package: Annotated[str | None, typer.Option("--package", metavar="DIGEST",
                                                 help="The package digest the keep must run.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name the certificate must carry (default HOST).")] = None,
@@ -105,17 +112,31 @@ def tls_cmd(
 ) -> None:
     """Connect to a keep, verify its self-contained certificate's evidence, binding, policy and package.
 
-    Exit 0 accepted, 78 evidence/binding/policy refused, 77 name, validity or package refused, 69 unreachable.
+    With --cacert, verify a CA-issued certificate (chain and name) and the issuer's record in it.
+    Exit 0 accepted, 78 evidence/binding/policy refused, 77 name, chain, validity or package refused,
+    69 unreachable.
     """
     from enarx_pkg._internal import digest
-    from enarx_pkg.attestation import Collateral
     from enarx_pkg.attestation.policy import load_policy
-    from enarx_pkg.tls.client import attest_endpoint
+    from enarx_pkg.errors import UsageError
 
     host, port = _host_port(endpoint, "HOST:PORT")
     if package is not None:
         digest.parse(package)
-    result = attest_endpoint(host, port, load_policy(policy), package=package, name=name, tls12=tls12,
+    if cacert is not None:
+        _issued(host, port, cacert, load_policy(policy) if policy else None, package, name, tls12, as_json)
+    elif policy is None:
+        raise UsageError("attest tls needs --policy (self-contained certificate) or --cacert (CA-issued)")
+    else:
+        _self_contained(host, port, load_policy(policy), package, name, tls12, collateral, as_json)
+
+
+def _self_contained(host: str, port: int, policy: Policy, package: str | None, name: str | None, tls12: bool,
+                    collateral: Path | None, as_json: bool) -> None:
+    from enarx_pkg.attestation import Collateral
+    from enarx_pkg.tls.client import attest_endpoint
+
+    result = attest_endpoint(host, port, policy, package=package, name=name, tls12=tls12,
                              collateral=Collateral.from_dir(collateral) if collateral else None)
     if result.evidence.tee == "sim":
         warn("SIM EVIDENCE: software-only, no hardware protection; never use it for real secrets")
@@ -126,6 +147,23 @@ def tls_cmd(
         print(f"PASS  {c.name}: observed {c.observed}; expected {c.expected}")
     print(f"package: {result.evidence.package} (bound, with the certificate's key, by report_data)")
     print(f"certificate: {result.subject}, names {', '.join(result.names)}, valid until {result.not_after.isoformat()}")
+    print("accepted")
+
+
+def _issued(host: str, port: int, cacert: Path, policy: Policy | None, package: str | None, name: str | None,
+            tls12: bool, as_json: bool) -> None:
+    from enarx_pkg.tls.client import attest_issued_endpoint
+
+    result = attest_issued_endpoint(host, port, cacert, policy=policy, package=package, name=name, tls12=tls12)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    r = result.record
+    print(f"certificate: {result.subject}, names {', '.join(result.names)}, valid until "
+          f"{result.not_after.isoformat()}, issued by {result.issuer} (chain verified against {cacert})")
+    print(f"appraised by the issuer: tee {r.tee}, measurement {r.measurement}, evidence {r.evidence_digest}")
+    print(f"policy: {r.policy_digest}" + (" (the --policy given)" if result.policy_matched else ""))
+    print(f"package: {r.package}")
     print("accepted")
 
 

@@ -94,6 +94,7 @@ def publish(source: Path, registry: str | None, repository: str | None, tag: str
     """Body of ``enarx-pkg publish``."""
     from enarx_pkg import publish as pub
     from enarx_pkg.errors import UsageError
+    from enarx_pkg.package import locate_local
 
     if encrypt != bool(recipient):
         raise UsageError("--encrypt needs at least one --recipient (and --recipient needs --encrypt)")
@@ -107,11 +108,12 @@ def publish(source: Path, registry: str | None, repository: str | None, tag: str
     elif encrypt:
         warn("the encrypted manifest is a new package and is not signed: `deploy` will refuse it "
              "(pass --sign-key, or run `enarx-pkg encrypt`, `sign`, then `publish`)")
-    layout, toml = pub.find_layout(source)
+    found = locate_local(str(source), command="publish")
+    toml = found.project / "Enarx.toml" if found.project else None
     target = pub.target_from(registry, repository, tag, toml, plain_http=plain_http)
     with _progress(as_json) as progress:
-        result = pub.publish(layout, target, progress=progress, mount_from=mount_from,
-                             recipients=tuple(recipient), sign_key=key)
+        result = pub.publish(found.layout, target, progress=progress, mount_from=mount_from,
+                             source_ref=found.digest, recipients=tuple(recipient), sign_key=key)
     if as_json:
         print_json(result.to_json())
     else:

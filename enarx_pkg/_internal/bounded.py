@@ -1,8 +1,11 @@
-"""Reading an HTTP response body from an untrusted peer without letting it decide how much memory we use."""
+"""Reading untrusted input (an HTTP body, a JSON document) without letting it decide how much memory we use."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from enarx_pkg.errors import InputError
 
 
 def read(response: Any, limit: int) -> bytes | None:
@@ -36,3 +39,16 @@ async def request_body(request: Any, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def json_object(data: bytes, where: str, limit: int) -> dict[str, Any]:
+    """Parse untrusted JSON into an object, with a size limit and a clear error."""
+    if len(data) > limit:
+        raise InputError(f"{where}: {len(data)} bytes is over the {limit}-byte limit")
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj

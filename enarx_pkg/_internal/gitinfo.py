@@ -10,11 +10,13 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from enarx_pkg._internal import digest
-from enarx_pkg.manifest.model import Build
+
+if TYPE_CHECKING:
+    from enarx_pkg.manifest.model import Build
 
 MAX_INPUTS = 10_000
 SKIP_DIRS = frozenset({".git", "target", "__pycache__", "node_modules"})

@@ -13,10 +13,13 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from enarx_pkg._internal.cachedir import user_cache_dir
 from enarx_pkg.errors import BuildError
-from enarx_pkg.manifest.model import Build
+
+if TYPE_CHECKING:
+    from enarx_pkg.manifest.model import Build
 
 STDERR_TAIL = 4000
 BUILD_TIMEOUT_S = 3600
@@ -29,8 +32,13 @@ SECRET_ENV = ("ENARX_PKG_REGISTRY_PASSWORD", "ENARX_PKG_REGISTRY_TOKEN", "ENARX_
               "SIGSTORE_ID_TOKEN")
 
 
-def build_env(extra: Mapping[str, str], source_date_epoch: int) -> dict[str, str]:
-    """The environment a build command sees (Enarx.toml ``[build] env`` wins over the defaults)."""
+def build_env(extra: Mapping[str, str], source_date_epoch: int, project: Path | None = None,
+              debug: bool = False) -> dict[str, str]:
+    """The environment a build command sees (Enarx.toml ``[build] env`` wins over the defaults).
+
+    Beside ``SOURCE_DATE_EPOCH`` it asks each toolchain for output independent of the checkout
+    path (see :func:`reproducible_env`).
+    """
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", os.defpath)
@@ -39,18 +47,49 @@ def build_env(extra: Mapping[str, str], source_date_epoch: int) -> dict[str, str
     env.setdefault("GOPATH", str(user_cache_dir("go")))
     env["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
     env["ENARX_PKG_PYTHON"] = sys.executable
+    if project is not None:
+        env.update(reproducible_env(env, project, debug))
     env.update(extra)
     return env
 
 
-def recipe_argv(build: Build) -> list[str] | None:
-    """The compiler command for a C/C++ recipe; None for recipes done in-process or prebuilt."""
+def reproducible_env(env: Mapping[str, str], project: Path, debug: bool) -> dict[str, str]:
+    """Variables that make cargo, go and Python builds the same from any directory.
+
+    Paths of the project (and of cargo's registry) are mapped to fixed names in whatever debug
+    info remains; a release build strips debug info (cargo's ``strip``), ``debug = true`` keeps
+    it. Go's ``-trimpath`` does both for Go. ``PYTHONHASHSEED=0`` fixes the order Python tools
+    (componentize-py) write sets and dicts in. A user's own value of any of these wins.
+    """
+    cargo_home = env.get("CARGO_HOME") or str(Path.home() / ".cargo")
+    remap = f"--remap-path-prefix={project}=. --remap-path-prefix={cargo_home}=/cargo"
+    out = {
+        "RUSTFLAGS": f"{env['RUSTFLAGS']} {remap}" if env.get("RUSTFLAGS") else remap,
+        "GOFLAGS": f"{env['GOFLAGS']} -trimpath" if env.get("GOFLAGS") else "-trimpath",
+        "PYTHONHASHSEED": env.get("PYTHONHASHSEED", "0"),
+        "CARGO_PROFILE_RELEASE_STRIP": env.get("CARGO_PROFILE_RELEASE_STRIP", "none" if debug else "debuginfo"),
+    }
+    if debug:
+        out["CARGO_PROFILE_RELEASE_DEBUG"] = env.get("CARGO_PROFILE_RELEASE_DEBUG", "true")
+    return out
+
+
+def recipe_argv(build: Build, project: Path | None = None) -> list[str] | None:
+    """The compiler command for a C/C++ recipe; None for recipes done in-process or prebuilt.
+
+    Release builds strip debug info (``-s``; zig otherwise links ~1 MB of DWARF into hello); with
+    ``debug = true`` it stays. Either way the project's path is mapped to ``.``, so the module is
+    the same from any checkout.
+    """
     if build.recipe not in ("c", "cpp"):
         return None
     if not build.sources:
         raise BuildError(f"recipe {build.recipe!r} needs [build] sources (the files to compile)")
     driver = ["cc"] if build.recipe == "c" else ["c++", "-fno-exceptions"]
-    return [sys.executable, "-m", "ziglang", driver[0], "--target=wasm32-wasi", "-O2", *driver[1:],
+    flags = ["-g" if build.debug else "-s"]
+    if project is not None:
+        flags.append(f"-ffile-prefix-map={project}=.")
+    return [sys.executable, "-m", "ziglang", driver[0], "--target=wasm32-wasi", "-O2", *driver[1:], *flags,
             *build.sources, "-o", build.output]
 
 

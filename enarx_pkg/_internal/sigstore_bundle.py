@@ -8,12 +8,13 @@ decides nothing about trust.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from enarx_pkg._internal import b64, canonical, dsse
+from enarx_pkg._internal.bounded import json_object as load_json
 from enarx_pkg.errors import InputError
-from enarx_pkg.package import load_json
 
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 KNOWN_MEDIA_TYPES = (
@@ -130,10 +131,12 @@ OID_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"
 OID_OTHERNAME_USERNAME = "1.3.6.1.4.1.57264.1.7"
 
 
-def certificate_identity(der: bytes) -> tuple[list[str], str | None]:
+@functools.lru_cache(maxsize=64)
+def certificate_identity(der: bytes) -> tuple[tuple[str, ...], str | None]:
     """The signer identities (SAN email, URI, username) and OIDC issuer of a Fulcio certificate.
 
-    Parsing only: whether the certificate is trusted is decided elsewhere.
+    Parsing only: whether the certificate is trusted is decided elsewhere. Cached by DER bytes:
+    keyless verification asks for the same certificate twice (policy check, then the report).
     """
     from cryptography import x509
 
@@ -146,7 +149,7 @@ def certificate_identity(der: bytes) -> tuple[list[str], str | None]:
     names += san.get_values_for_type(x509.UniformResourceIdentifier)
     names += [_der_utf8(o.value) for o in san.get_values_for_type(x509.OtherName)
               if o.type_id.dotted_string == OID_OTHERNAME_USERNAME]
-    return names, _issuer(cert)
+    return tuple(names), _issuer(cert)
 
 
 def _issuer(cert: object) -> str | None:

@@ -86,8 +86,8 @@ def rekor_url(trust_config: str | None) -> str:
         return PUBLIC_REKOR
     from pathlib import Path
 
+    from enarx_pkg._internal.bounded import json_object as load_json
     from enarx_pkg.errors import InputError
-    from enarx_pkg.package import load_json
 
     obj = load_json(Path(trust_config).read_bytes(), trust_config, MAX_ANSWER_BYTES)
     logs = obj.get("signingConfig", {}).get("rekorTlogUrls", []) if isinstance(obj.get("signingConfig"), dict) else []

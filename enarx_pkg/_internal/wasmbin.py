@@ -17,6 +17,8 @@ MAGIC = b"\0asm"
 MODULE_VERSION = b"\x01\x00\x00\x00"
 COMPONENT_VERSION = b"\x0d\x00\x01\x00"
 IMPORT_SECTION = 2
+MEMORY_SECTION = 5
+PAGE = 65536
 MAX_IMPORTS = 100_000
 
 Kind = Literal["module", "component"]
@@ -44,8 +46,21 @@ def kind_of(path: Path) -> Kind:
     raise BuildError(f"{path}: unsupported WebAssembly binary version {head[4:].hex()}")
 
 
+@dataclass(frozen=True)
+class CoreInfo:
+    imports: list[Import]
+    initial_memory: int  # bytes of memory 0 at instantiation (its minimum), 0 without one
+
+
 def core_imports(path: Path) -> list[Import]:
     """The imports of a core module, in order. Raises :class:`BuildError` on a malformed binary."""
+    return core_info(path).imports
+
+
+def core_info(path: Path) -> CoreInfo:
+    """Imports and initial memory of a core module, reading only the import and memory sections."""
+    imports: list[Import] = []
+    memories: list[int] = []
     with open(path, "rb") as f:
         f.seek(8)
         size = path.stat().st_size
@@ -56,24 +71,29 @@ def core_imports(path: Path) -> list[Import]:
             if start + length > size:
                 raise BuildError(f"{path}: truncated module (section {section_id} runs past the end)")
             if section_id == IMPORT_SECTION:
-                return _imports(f, path)
+                imports = _imports(f, path, memories)
+            elif section_id == MEMORY_SECTION:
+                memories += [_limits(f, path) for _ in range(_uleb(f, path))][:1]
             f.seek(start + length)
-    return []
+    return CoreInfo(imports, memories[0] if memories else 0)
 
 
-def _imports(f: BinaryIO, path: Path) -> list[Import]:
+def _imports(f: BinaryIO, path: Path, memories: list[int]) -> list[Import]:
     count = _uleb(f, path)
     if count > MAX_IMPORTS:
         raise BuildError(f"{path}: {count} imports is over the limit of {MAX_IMPORTS}")
     out = []
     for _ in range(count):
         module, name = _name(f, path), _name(f, path)
-        _skip_importdesc(f, path)
+        memory = _skip_importdesc(f, path)
+        if memory is not None:
+            memories.append(memory)
         out.append(Import(module, name))
     return out
 
 
-def _skip_importdesc(f: BinaryIO, path: Path) -> None:
+def _skip_importdesc(f: BinaryIO, path: Path) -> int | None:
+    """Skip one import's description; an imported memory's initial size in bytes is returned."""
     kind = _byte(f, path)
     if kind == 0x00:  # func: type index
         _uleb(f, path)
@@ -81,7 +101,7 @@ def _skip_importdesc(f: BinaryIO, path: Path) -> None:
         _byte(f, path)
         _limits(f, path)
     elif kind == 0x02:  # memory: limits
-        _limits(f, path)
+        return _limits(f, path)
     elif kind == 0x03:  # global: valtype + mutability
         _valtype(f, path)
         _byte(f, path)
@@ -90,6 +110,7 @@ def _skip_importdesc(f: BinaryIO, path: Path) -> None:
         _uleb(f, path)
     else:
         raise BuildError(f"{path}: unknown import kind 0x{kind:02x}")
+    return None
 
 
 def _valtype(f: BinaryIO, path: Path) -> None:
@@ -98,13 +119,16 @@ def _valtype(f: BinaryIO, path: Path) -> None:
         _uleb(f, path)
 
 
-def _limits(f: BinaryIO, path: Path) -> None:
+def _limits(f: BinaryIO, path: Path) -> int:
+    """Skip limits; their minimum in bytes (for a memory: pages of 64 KiB or the custom size)."""
     flags = _byte(f, path)
-    _uleb(f, path)
+    minimum = _uleb(f, path)
     if flags & 0x01:
         _uleb(f, path)
+    page = PAGE
     if flags & 0x08:  # custom page size (log2)
-        _uleb(f, path)
+        page = 1 << min(_uleb(f, path), 16)
+    return minimum * page
 
 
 def _name(f: BinaryIO, path: Path) -> str:

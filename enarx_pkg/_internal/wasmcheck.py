@@ -28,6 +28,7 @@ class ModuleInfo:
     os: str  # "wasip1" or "wasip2", as the CNCF wasm config names them
     imports: tuple[str, ...] = ()
     exports: tuple[str, ...] = field(default=())
+    initial_memory: int = 0  # bytes a core module's memory starts with (0: unknown or none)
 
 
 def check(path: Path, digest: str, fuel: bool) -> ModuleInfo:
@@ -39,14 +40,15 @@ def check(path: Path, digest: str, fuel: bool) -> ModuleInfo:
 
 
 def _check_module(path: Path) -> ModuleInfo:
-    imports = wasmbin.core_imports(path)
+    core = wasmbin.core_info(path)
+    imports = core.imports
     foreign = [str(i) for i in imports if i.module not in WASI_P1_MODULES]
     if foreign:
         raise BuildError(f"{path} imports {len(foreign)} function(s) that are not WASI preview 1: "
                          + _listing(foreign),
                          hint="a keep provides only wasi_snapshot_preview1; link or stub these imports")
     _validate(path)
-    return ModuleInfo("module", "wasip1", tuple(str(i) for i in imports))
+    return ModuleInfo("module", "wasip1", tuple(str(i) for i in imports), initial_memory=core.initial_memory)
 
 
 def _validate(path: Path) -> None:

@@ -73,7 +73,9 @@ def _tcb_status(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Che
     if c.tcb is None:
         yield Check(f"{c.tee}.tcb_status", False, "not evaluated (no collateral supplied)", " | ".join(accepted))
     else:
-        yield Check(f"{c.tee}.tcb_status", c.tcb.status in accepted, c.tcb.status, " | ".join(accepted))
+        advisories = sorted({*c.tcb.advisory_ids, *c.tcb.module_advisory_ids})
+        observed = c.tcb.status + (f" (advisories {', '.join(advisories)})" if advisories else "")
+        yield Check(f"{c.tee}.tcb_status", c.tcb.status in accepted, observed, " | ".join(accepted))
 
 
 def _tdx(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:

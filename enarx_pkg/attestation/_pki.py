@@ -1,4 +1,4 @@
-"""RFC 5280 path validation (cryptography's X.509 verifier), Intel's certificate roles, and CRLs.
+"""RFC 5280 path validation (cryptography's X.509 verifier), Intel's and AMD's certificate roles, and CRLs.
 
 Roles follow Intel's Quote Verification Library: a PCK certificate is issued by the PCK Platform or
 Processor CA under the SGX Root CA (three certificates), and TCB info / QE identity are signed by
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import (
     Criticality,
@@ -86,20 +88,55 @@ def check_tcb_signing_roles(chain: Sequence[x509.Certificate], check: str) -> No
     _role(chain[1], [ROOT_CN], check, "the root")
 
 
+def check_amd_roles(chain: Sequence[x509.Certificate], product: str, signing_key: str, check: str) -> None:
+    """VCEK ← SEV-<product> ASK ← ARK-<product>, or VLEK ← SEV-VLEK-<product> ASVK ← ARK-<product>; the
+    ASK/ASVK and ARK are CAs allowed to sign certificates, the leaf is not a CA."""
+    leaf, ask, ark = chain
+    vlek = signing_key == "vlek"
+    _role(leaf, ["SEV-VLEK" if vlek else "SEV-VCEK"], check, "the report's signing certificate")
+    _role(ask, [f"SEV-VLEK-{product}" if vlek else f"SEV-{product}"], check, "its issuer")
+    _role(ark, [f"ARK-{product}"], check, "the root")
+    for ca in (ask, ark):
+        if not _is_ca(ca):
+            raise EvidenceError(f"{check}.path", f"{_x509.common_name(ca)!r} is not a CA allowed to sign certificates")
+    if _is_ca(leaf, usage=False):
+        raise EvidenceError(f"{check}.path", f"{_x509.common_name(leaf)!r} is a CA certificate, not a signing key")
+
+
+def _is_ca(cert: x509.Certificate, *, usage: bool = True) -> bool:
+    try:
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not usage:
+        return basic.ca
+    try:
+        return basic.ca and cert.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return False
+
+
 def check_crl(der: bytes, issuer: x509.Certificate, subjects: Sequence[x509.Certificate], at: datetime,
               check: str) -> None:
     """A CRL signed by ``issuer``, current at ``at`` (thisUpdate/nextUpdate), revoking none of ``subjects``."""
     try:
-        crl = x509.load_der_x509_crl(der)
-        _crl_fields(crl, issuer, subjects, at, check)
+        crl = _signed_crl(der, issuer.public_bytes(serialization.Encoding.DER), check)
+        _crl_fields(crl, subjects, at, check)
     except ValueError as exc:  # the CRL's fields are decoded lazily
         raise MalformedEvidence(f"{check}.parse", f"cannot parse CRL: {exc}") from exc
 
 
-def _crl_fields(crl: x509.CertificateRevocationList, issuer: x509.Certificate,
-                subjects: Sequence[x509.Certificate], at: datetime, check: str) -> None:
+@lru_cache(maxsize=64)
+def _signed_crl(der: bytes, issuer_der: bytes, check: str) -> x509.CertificateRevocationList:
+    """The CRL once its issuer and signature check out (time-independent: cached by the bytes)."""
+    crl, issuer = x509.load_der_x509_crl(der), x509.load_der_x509_certificate(issuer_der)
     if crl.issuer != issuer.subject or not _crl_signed_by(crl, issuer):
         raise EvidenceError(f"{check}.signature", f"CRL is not signed by {_x509.common_name(issuer)!r}")
+    return crl
+
+
+def _crl_fields(crl: x509.CertificateRevocationList, subjects: Sequence[x509.Certificate], at: datetime,
+                check: str) -> None:
     nxt = crl.next_update_utc
     if nxt is None:
         raise EvidenceError(f"{check}.validity", "CRL has no nextUpdate")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -35,9 +38,34 @@ def load_certs(blobs: Iterable[bytes], what: str = "certificate") -> list[x509.C
                 for cert in certs:
                     _touch(cert)
                 out.extend(certs)
-            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension,
+                    x509.UnsupportedGeneralNameType) as exc:
                 raise MalformedEvidence(f"{what}.parse", f"cannot parse {what}: {exc}") from exc
     return out
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=\n]+?)\n?-----END CERTIFICATE-----\n?")
+
+
+@lru_cache(maxsize=128)
+def check_strict_pem(blob: bytes, check: str) -> None:
+    """A certificate chain carried inside evidence: only PEM certificate blocks (LF line ends, canonical
+    base64), then NUL padding; text between or after the blocks, which PEM readers skip, is refused."""
+    body, pos = blob.rstrip(b"\0"), 0
+    while pos < len(body):
+        m = _PEM_BLOCK.match(body, pos)
+        if m is None:
+            raise MalformedEvidence(check, f"certificate chain has non-PEM bytes at offset {pos}")
+        b64 = m.group(1).replace(b"\n", b"")
+        try:
+            canonical = base64.b64encode(base64.b64decode(b64, validate=True)) == b64
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise MalformedEvidence(check, f"certificate at offset {pos} is not canonical base64")
+        pos = m.end()
+    if pos == 0:
+        raise MalformedEvidence(check, "certificate chain is empty")
 
 
 def _touch(cert: x509.Certificate) -> None:

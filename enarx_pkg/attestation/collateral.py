@@ -23,9 +23,16 @@ FILES = {
 }
 
 
+CERT_SUFFIXES = (".pem", ".der", ".crt", ".cer")
+
+
 @dataclass(frozen=True)
 class Collateral:
-    """Collateral for one FMSPC. Any part may be missing; what is present is checked."""
+    """Collateral for one piece of evidence. Any part may be missing; what is present is checked.
+
+    ``certs`` are the other certificate files of the folder (an SNP VCEK/VLEK and ASK/ARK, as
+    ``fetch-collateral`` saves them); the verifiers use them beside the evidence's own.
+    """
 
     tcb_info: bytes | None = None
     qe_identity: bytes | None = None
@@ -34,6 +41,7 @@ class Collateral:
     root_crl: bytes | None = None
     pck_crl_chain: bytes | None = None
     amd_crl: bytes | None = None
+    certs: tuple[bytes, ...] = ()
 
     @classmethod
     def from_dir(cls, path: Path) -> Collateral:
@@ -45,7 +53,14 @@ class Collateral:
         for field_name, file_name in FILES.items():
             f = path / file_name
             if f.is_file():
-                if f.stat().st_size > MAX_FILE:
-                    raise InputError(f"{f}: larger than {MAX_FILE} bytes")
-                parts[field_name] = f.read_bytes()
-        return cls(**parts)
+                parts[field_name] = _read(f)
+        named = set(FILES.values())
+        certs = tuple(_read(f) for f in sorted(path.iterdir())
+                      if f.is_file() and f.suffix in CERT_SUFFIXES and f.name not in named)
+        return cls(**parts, certs=certs)
+
+
+def _read(f: Path) -> bytes:
+    if f.stat().st_size > MAX_FILE:
+        raise InputError(f"{f}: larger than {MAX_FILE} bytes")
+    return f.read_bytes()

@@ -206,6 +206,8 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     if q.qe_vendor_id != INTEL_QE_VENDOR:  # only Intel's QE is appraised (QE identity, TCB info are Intel's)
         raise EvidenceError("quote.qe_vendor_id", f"quoting enclave vendor {q.qe_vendor_id.hex()} is not Intel's "
                             f"({INTEL_QE_VENDOR.hex()})")
+    if q.pck_chain:
+        _x509.check_strict_pem(q.pck_chain, "pck.chain.encoding")
     pem = q.pck_chain.rstrip(b"\0") or b"\n".join(certs)
     if not pem:
         raise EvidenceError("pck.chain", "quote carries no PCK chain and none was supplied")
@@ -216,17 +218,22 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     binding = hashlib.sha256(q.att_key + q.qe_auth).digest()
     if q.qe_report[320:352] != binding or any(q.qe_report[352:384]):
         raise EvidenceError("qe_report.binding", "QE report_data does not bind the attestation key")
-    try:
-        att_key = ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + q.att_key)
-    except ValueError as exc:
-        raise EvidenceError("quote.att_key", "attestation key is not a P-256 point") from exc
-    _verify(att_key, q.signature, q.signed, "quote.signature", "quote is not signed by the attestation key")
+    _verify(_att_key(q.att_key), q.signature, q.signed, "quote.signature", "quote is not signed by the attestation key")
     tcb = None
     if collateral is not None:
         from enarx_pkg.attestation.tcb import appraise_collateral
 
         tcb = appraise_collateral(q, pck.chain, pck.info, collateral, when)
     return claims_of(q, pck.info, tcb)
+
+
+@lru_cache(maxsize=128)
+def _att_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    """The attestation key (a QE keeps one for many quotes: decoded once)."""
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + raw)
+    except ValueError as exc:
+        raise EvidenceError("quote.att_key", "attestation key is not a P-256 point") from exc
 
 
 def inspect_quote(evidence: bytes) -> TdxClaims | SgxClaims:

@@ -42,6 +42,8 @@ def _verify(
 ) -> Claims:
     if tee == "auto":
         tee = detect(evidence)
+    if collateral is not None:
+        certs = [*certs, *collateral.certs]
     if tee == "sim":
         from enarx_pkg.attestation.sim import verify_sim
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enarx_pkg.attestation.collateral import CERT_SUFFIXES, Collateral
 from enarx_pkg.attestation.collateral import FILES as COLLATERAL_FILES
-from enarx_pkg.attestation.collateral import Collateral
 from enarx_pkg.attestation.policy import Appraisal, appraise, load_policy
 from enarx_pkg.errors import InputError, NotFoundError, UsageError
 
 MAX_EVIDENCE = 1 << 20
-_CERT_SUFFIXES = {".pem", ".der", ".crt", ".cer"}
+_CERT_SUFFIXES = set(CERT_SUFFIXES)
 
 
 def read_evidence(path: Path) -> bytes:
@@ -41,8 +41,7 @@ def read_certs(directory: Path | None, tee: str) -> list[bytes]:
         raise NotFoundError(f"certificate directory {directory} does not exist")
     suffixes = {".json", ".pem"} if tee == "cca" else _CERT_SUFFIXES
     not_certs = set(COLLATERAL_FILES.values())  # CRLs, TCB info, ... are read as collateral, not certificates
-    files = sorted(p for p in directory.iterdir()
-                   if p.is_file() and p.suffix in suffixes and p.name not in not_certs)
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in suffixes and p.name not in not_certs)
     return [p.read_bytes() for p in files if p.stat().st_size <= MAX_EVIDENCE]
 
 
@@ -75,8 +74,8 @@ def verify_file(req: VerifyRequest) -> tuple[Any, Appraisal]:
     policy = load_policy(req.policy)
     data = read_evidence(req.evidence)
     tee = dispatch.detect(data) if req.tee == "auto" else req.tee
-    certs = read_certs(req.certs, tee) + read_certs(req.collateral, tee)
-    col = Collateral.from_dir(req.collateral) if req.collateral else None
+    col = Collateral.from_dir(req.collateral) if req.collateral else None  # its certificates come with it
+    certs = read_certs(req.certs, tee) + (read_certs(req.collateral, tee) if tee == "cca" else [])
     claims = dispatch.verify(tee, data, certs=certs, collateral=col, at=parse_time(req.at))
     expected = None
     if req.expected_report_data is not None:

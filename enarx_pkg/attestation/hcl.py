@@ -1,8 +1,9 @@
 """Azure confidential-VM HCL reports: an SNP report plus the runtime data its REPORT_DATA hashes.
 
 Layout (Azure "HCL attestation report", as shipped by the paravisor): a 32-byte header (``HCLA``,
-version, report size, request type), the 1184-byte SNP report at 0x20, then at 0x4C0 the runtime
-claims header (size, version, report type 2 = SNP, hash type 1/2/3 = SHA-256/384/512, data size)
+version 2, total size, request type 2, status 0, reserved zero), the 1184-byte SNP report at 0x20,
+then at 0x4C0 the runtime claims header (size, version 1, report type 2 = SNP, hash type 1/2/3 =
+SHA-256/384/512, data size)
 and the runtime data: JSON with the vTPM keys (``HCLAkPub``, ``HCLEkPub``), ``vm-configuration``
 and ``user-data``. REPORT_DATA = hash(runtime data), zero-padded, is what binds the vTPM attestation
 key and the user data to the hardware-signed report.
@@ -39,17 +40,28 @@ def parse(evidence: bytes) -> HclReport:
     """Split an HCL report; the binding is not checked here (see :func:`check_binding`)."""
     if len(evidence) < RUNTIME_OFFSET:
         raise MalformedEvidence("snp.hcl.length", f"HCL report of {len(evidence)} bytes is truncated")
-    size, _version, report_type, hash_type, var_size = struct.unpack_from("<5I", evidence, RUNTIME_HEADER)
-    if report_type != 2 or hash_type not in _HASHES:
+    _header(evidence)
+    size, version, report_type, hash_type, var_size = struct.unpack_from("<5I", evidence, RUNTIME_HEADER)
+    if version != 1 or report_type != 2 or hash_type not in _HASHES:
         raise MalformedEvidence("snp.hcl.header", f"HCL runtime claims of report type {report_type}, hash type "
                                                   f"{hash_type}: expected an SNP report hashed with SHA-2")
-    if size != var_size + 20 or var_size > MAX_RUNTIME or RUNTIME_OFFSET + var_size > len(evidence):
+    total = struct.unpack_from("<I", evidence, 8)[0]
+    if size != var_size + 20 or var_size > MAX_RUNTIME or total != RUNTIME_OFFSET + var_size \
+            or total > len(evidence):
         raise MalformedEvidence("snp.hcl.header", "HCL runtime data size is inconsistent with the report")
     runtime = evidence[RUNTIME_OFFSET : RUNTIME_OFFSET + var_size]
     if any(evidence[RUNTIME_OFFSET + var_size :]):
         raise MalformedEvidence("snp.hcl.padding", "bytes after the HCL runtime data are not zero")
     ak_pub, user_data = _runtime_claims(runtime)
     return HclReport(evidence[REPORT_OFFSET : REPORT_OFFSET + REPORT_LEN], runtime, hash_type, ak_pub, user_data)
+
+
+def _header(evidence: bytes) -> None:
+    """Version 2, request type 2 (an SNP report), status 0, reserved bytes zero: the only header we know."""
+    version, _size, request_type, status = struct.unpack_from("<4I", evidence, 4)
+    if version != 2 or request_type != 2 or status != 0 or any(evidence[20:REPORT_OFFSET]):
+        raise MalformedEvidence("snp.hcl.header", f"HCL header version {version}, request type {request_type}, "
+                                                  f"status {status}: expected version 2, type 2, status 0")
 
 
 def _runtime_claims(runtime: bytes) -> tuple[str, bytes]:

@@ -79,7 +79,7 @@ def _signing_key(r: bytes) -> str:
     return "vlek" if value == 1 else "vcek"
 
 
-def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
+def parse_report(evidence: bytes, product: str = "", *, crl_checked: bool = False) -> SnpClaims:
     """Decode a report WITHOUT verifying it (``inspect``). ``product`` selects the TCB layout."""
     r = unwrap(evidence)
     version, guest_svn, policy = _LE.unpack_from(r, 0)
@@ -100,7 +100,7 @@ def parse_report(evidence: bytes, product: str = "") -> SnpClaims:
         chip_id=r[0x1A0:0x1E0].hex(), signing_key=signing_key, author_key_en=bool(flags & 1),
         reported_tcb=_tcb(u64(0x180), product), current_tcb=_tcb(u64(0x38), product),
         committed_tcb=_tcb(u64(0x1E0), product), launch_tcb=_tcb(u64(0x1F0), product),
-        platform_info=u64(0x40), firmware=f"{r[0x1EA]}.{r[0x1E9]} build {r[0x1E8]}",
+        platform_info=u64(0x40), firmware=f"{r[0x1EA]}.{r[0x1E9]} build {r[0x1E8]}", crl_checked=crl_checked,
     )
 
 
@@ -158,7 +158,9 @@ def _chain_for(certs: tuple[bytes, ...], signing_key: str, chip_id: str) -> _Cha
 def _chain_for_pinned(certs: tuple[bytes, ...], signing_key: str, chip_id: str,
                       ark_pins: tuple[tuple[str, str], ...]) -> _Chain:
     leaf, ask, ark = _pick(_x509.load_certs(certs), signing_key, chip_id)
-    return _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
+    ch = _verified_chain_pinned(leaf.public_bytes(_DER), ask.public_bytes(_DER), ark.public_bytes(_DER), ark_pins)
+    _pki.check_amd_roles(ch.chain, ch.product, signing_key, "snp.chain")
+    return ch
 
 
 def _pick(certs: Sequence[x509.Certificate], signing_key: str, chip_id: str) -> tuple[x509.Certificate, ...]:
@@ -200,7 +202,7 @@ def verify_snp(evidence: bytes, *, certs: Sequence[bytes] = (), at: datetime | N
         _pki.check_crl(crl, ch.chain[-1], ch.chain[1:2], when, "snp.crl")
     if cpuid_product and cpuid_product != ch.product:
         raise EvidenceError("snp.product", f"report CPUID says {cpuid_product} but the chain is AMD {ch.product}")
-    claims = replace(parse_report(r, ch.product), crl_checked=crl is not None)
+    claims = parse_report(r, ch.product, crl_checked=crl is not None)
     try:
         ch.key.verify(_signature(r), r[:SIGNED_LEN], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature as exc:

@@ -61,19 +61,27 @@ def _signing_chain(pem: bytes, roots: frozenset[str]) -> tuple[x509.Certificate,
     return chain
 
 
-def _verified_doc(doc: bytes, key: str, chain: Sequence[x509.Certificate], at: datetime, check: str) -> dict[str, Any]:
+def _verified_doc(doc: bytes, key: str, chain_pem: bytes, at: datetime, check: str) -> dict[str, Any]:
+    value = _signed_by(doc, key, chain_pem, anchors.intel_roots(), check)
+    issued, next_update = _date(value, "issueDate", check), _date(value, "nextUpdate", check)
+    if not issued <= at <= next_update:
+        raise EvidenceError(f"{check}.validity", f"'{key}' is valid {issued.isoformat()} .. "
+                                                 f"{next_update.isoformat()}, not at {at.isoformat()}")
+    return value
+
+
+@lru_cache(maxsize=64)
+def _signed_by(doc: bytes, key: str, chain_pem: bytes, roots: frozenset[str], check: str) -> dict[str, Any]:
+    """The document's value once its signature verifies under the (already validated) chain's leaf;
+    time-independent, so cached by the bytes (callers only read the value)."""
     value, raw, sig = signed_document(doc, key, check)
-    pub = chain[0].public_key()
+    pub = _signing_chain(chain_pem, roots)[0].public_key()
     try:
         if not isinstance(pub, ec.EllipticCurvePublicKey):
             raise InvalidSignature
         pub.verify(_sig(sig), raw, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as exc:
         raise EvidenceError(f"{check}.signature", f"'{key}' is not signed by the TCB signing key") from exc
-    issued, next_update = _date(value, "issueDate", check), _date(value, "nextUpdate", check)
-    if not issued <= at <= next_update:
-        raise EvidenceError(f"{check}.validity", f"'{key}' is valid {issued.isoformat()} .. "
-                                                 f"{next_update.isoformat()}, not at {at.isoformat()}")
     return value
 
 
@@ -95,10 +103,10 @@ def appraise_collateral(q: Quote, pck_chain: Sequence[x509.Certificate], pck: Pc
         raise EvidenceError("collateral.tcb_info", "collateral lacks tcbinfo.json or tcb_signing_chain.pem")
     chain = signing_chain(col.tcb_signing_chain)
     _x509.check_chain_validity(chain, at, "collateral.signing_chain")
-    tcb_info = _verified_doc(col.tcb_info, "tcbInfo", chain, at, "collateral.tcb_info")
+    tcb_info = _verified_doc(col.tcb_info, "tcbInfo", col.tcb_signing_chain, at, "collateral.tcb_info")
     qe_id = None
     if col.qe_identity is not None:
-        qe_id = _verified_doc(col.qe_identity, "enclaveIdentity", chain, at, "collateral.qe_identity")
+        qe_id = _verified_doc(col.qe_identity, "enclaveIdentity", col.tcb_signing_chain, at, "collateral.qe_identity")
     if col.pck_crl is not None:
         _pki.check_crl(col.pck_crl, pck_chain[1], pck_chain[:1], at, "collateral.pck_crl")
     if col.root_crl is not None:  # the root's CRL covers the PCK CA and the TCB Signing certificate

@@ -2,6 +2,11 @@
 
 The pool pre-starts keeps (Python + wasmtime imported, measurement computed, no key yet) so that
 create-keep costs a key generation and a signature, not an interpreter start.
+
+A keep trusts nothing of the agent's environment: it starts with an environment of its own
+(:data:`KEEP_ENV`; no ``PYTHON*``, ``HOME``, ``XDG_*``, proxies or ``SSL_CERT_*`` of the host), in
+``/``, as an isolated interpreter (``-I``: no ``PYTHONPATH``, user site or script directory on
+``sys.path``) that neither reads nor writes ``.pyc`` files (keep/measure.py says why).
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from dataclasses import dataclass, field
 
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import TransportError
+from enarx_pkg.keep.measure import NO_PYCACHE
 
 READY_TIMEOUT_S = 60.0
+KEEP_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+KEEP_CWD = "/"
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,8 @@ class KeepCommand:
     extra: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "enarx_pkg.keep", "--backend", self.backend, "--data", self.data_dir,
-                *self.extra]
+        return [sys.executable, "-I", "-B", "-X", f"pycache_prefix={NO_PYCACHE}", "-m", "enarx_pkg.keep",
+                "--backend", self.backend, "--data", self.data_dir, *self.extra]
 
 
 @dataclass
@@ -46,7 +54,7 @@ class KeepProcess:
         debug = bool(os.environ.get("ENARX_PKG_DEBUG"))
         proc = await asyncio.create_subprocess_exec(
             *command.argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=None if debug else asyncio.subprocess.DEVNULL)
+            stderr=None if debug else asyncio.subprocess.DEVNULL, env=KEEP_ENV, cwd=KEEP_CWD)
         keep = cls(proc)
         try:
             kind, payload = await asyncio.wait_for(keep.receive(), READY_TIMEOUT_S)
@@ -78,6 +86,17 @@ class KeepProcess:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+
+
+def probe_measurement(command: KeepCommand) -> str:
+    """The measurement a keep started by ``command`` reports (what ``host serve`` prints to pin)."""
+    async def probe() -> str:
+        keep = await KeepProcess.start(command)
+        keep.kill()
+        await keep.proc.wait()
+        return keep.measurement
+
+    return asyncio.run(probe())
 
 
 class Pool:

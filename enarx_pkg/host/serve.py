@@ -68,7 +68,7 @@ def load_token(opts: ServeOptions) -> tuple[str, Path]:
 
 def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     """Everything but the event loop: settings, pins, bind address."""
-    from enarx_pkg.keep.measure import measurement
+    from enarx_pkg.host.pool import probe_measurement
 
     host, _, port = opts.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -85,7 +85,7 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     command = KeepCommand(backend, str(opts.data_dir.resolve()), extra)
     settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps,
                             opts.provision_deadline_s, opts.lifetime_s)
-    pins = Pins(backend, measurement().hex(), fingerprint, f"http://{opts.listen}", token_path)
+    pins = Pins(backend, probe_measurement(command), fingerprint, f"http://{opts.listen}", token_path)
     return settings, pins, host, int(port)
 
 

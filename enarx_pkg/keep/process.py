@@ -31,6 +31,7 @@ from typing import BinaryIO, NoReturn
 
 from enarx_pkg._internal import canonical, seal
 from enarx_pkg.errors import Error, InputError, VerificationError
+from enarx_pkg.keep import measure
 from enarx_pkg.keep.workload import execute, prewarm
 
 
@@ -38,10 +39,10 @@ from enarx_pkg.keep.workload import execute, prewarm
 class KeepOptions:
     backend: str
     data_dir: str
-    # sim-only knobs a test host uses to produce evidence a policy must refuse
+    # sim-only knobs a test host uses to produce evidence a policy must refuse (they can only weaken
+    # the evidence; the measurement is always the keep's own, see keep/measure.py)
     sim_debug: bool = False
     sim_svn: int = 1
-    sim_measurement: str | None = None
 
 
 def parse_args(argv: list[str]) -> KeepOptions:
@@ -50,9 +51,8 @@ def parse_args(argv: list[str]) -> KeepOptions:
     p.add_argument("--data", required=True)
     p.add_argument("--sim-debug", action="store_true")
     p.add_argument("--sim-svn", type=int, default=1)
-    p.add_argument("--sim-measurement")
     a = p.parse_args(argv)
-    return KeepOptions(a.backend, a.data, a.sim_debug, a.sim_svn, a.sim_measurement)
+    return KeepOptions(a.backend, a.data, a.sim_debug, a.sim_svn)
 
 
 class Pipe:
@@ -85,14 +85,15 @@ class Evidence:
     """Produces evidence for report_data on this keep's backend."""
 
     def __init__(self, opts: KeepOptions) -> None:
-        from enarx_pkg.keep.measure import measurement
-
         self.opts = opts
-        self.measurement = bytes.fromhex(opts.sim_measurement) if opts.sim_measurement else measurement()
         if opts.backend == "sim":
             from enarx_pkg.attestation.sim import SimPlatform
 
             self._sim = SimPlatform.load_or_create(Path(opts.data_dir))
+        else:
+            from enarx_pkg.attestation import collect  # noqa: F401 (loaded now, so that it is measured)
+        self.measurement = measure.measurement()  # after every import: the keep measures what it loaded
+        measure.seal_imports()
 
     def issue(self, report_data: bytes) -> tuple[bytes, bytes]:
         """(evidence, aux): aux carries what the verifier needs beside it (the SNP certificate table)."""
@@ -107,16 +108,11 @@ class Evidence:
         return got.evidence, got.aux
 
 
-def _prewarm() -> None:
-    """Import what running a workload needs now, while no deployer is waiting."""
-    prewarm()
-
-
 def serve(opts: KeepOptions, pipe: Pipe) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    _prewarm()
+    prewarm()
     evidence = Evidence(opts)
     pipe.send(seal.R_READY, canonical.dumps({"backend": opts.backend, "measurement": evidence.measurement.hex()}))
     create = json.loads(pipe.receive(seal.R_CREATE))

@@ -29,11 +29,23 @@ WARM_TOML = '[package]\nname = "warm"\nversion = "0.0.0"\n'
 
 def prewarm() -> None:
     """Do the slow first-time work now, before any deployer is waiting: imports, the Enarx.toml
-    schema, a wasmtime engine and one trivial run (no secret exists in the keep yet)."""
+    schema, a wasmtime engine and one trivial run (no secret exists in the keep yet).
+
+    Everything the keep will run must be imported here: the keep is measured next, and then refuses
+    to import anything else (keep/measure.py).
+    """
     import wasmtime
+    from cryptography.hazmat.primitives import hpke  # noqa: F401 (opening the envelope)
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     from enarx_pkg import encrypt, manifest, runtime  # noqa: F401
-    from enarx_pkg.oci import client  # noqa: F401
+    from enarx_pkg.oci import auth  # noqa: F401
+    from enarx_pkg.oci.client import Client
+    from enarx_pkg.oci.reference import parse_registry
+
+    X25519PrivateKey.generate()  # loads cryptography's OpenSSL backend
+    with Client(parse_registry("127.0.0.1:1"), None):  # builds httpx's transports (no request is sent)
+        "registry.invalid".encode("idna")
 
     toml = manifest.loads(WARM_TOML, Path("warm.toml"))
     with tempfile.TemporaryDirectory(prefix="enarx-keep-warm-") as tmp:
@@ -68,8 +80,10 @@ def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tup
     from enarx_pkg.oci.reference import parse_registry
 
     registry = parse_registry(envelope.registry)
-    creds = static(registry.host, Credential(*envelope.credential, source="sealed envelope")) \
-        if envelope.credential else None
+    # the credential is bound to the registry origin it was sealed for: never sent to a redirect target
+    # (oci/transport.py) nor to a token service on another origin (oci/auth.py)
+    creds = static(registry.host, Credential(*envelope.credential, source="sealed envelope",
+                                             origin=registry.base_url)) if envelope.credential else None
     t = time.perf_counter()
     timings["keep_decrypt"] = 0.0
     with Client(registry, creds) as client:
@@ -127,8 +141,10 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     runtime.confine_dirs(toml.keep.dirs, work, "the keep's work directory")  # never the keep host's files
     env = dict(toml.env)
     dirs = _secret_files(envelope.secrets, work / "secrets", env)
+    # compiled here from the module whose digest was just checked: no compiled-code cache in a keep,
+    # whose disk belongs to the host
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
-                            stdout=on_stdout, stderr=on_stderr)
+                            stdout=on_stdout, stderr=on_stderr, cache=False)
     spec = replace(spec, env=env, dirs=spec.dirs + dirs)
     return int(runtime.run(spec))
 

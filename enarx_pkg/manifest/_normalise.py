@@ -28,6 +28,7 @@ from enarx_pkg.manifest.model import (
     Publish,
     Secret,
     Signing,
+    default_connect_name,
 )
 from enarx_pkg.manifest.problems import Problem
 
@@ -60,15 +61,16 @@ class Context:
 def build_model(doc: dict[str, Any], ctx: Context, path: Path | None) -> EnarxToml:
     """The normalised model of ``doc``; problems found on the way are added to ``ctx``."""
     secrets = _secrets(doc.get("secrets", {}), doc.get("env", {}), ctx)
+    files = _files(doc, ctx)
     return EnarxToml(
         path=path,
         args=tuple(doc.get("args", ())),
         env=MappingProxyType(dict(sorted(doc.get("env", {}).items()))),
-        files=_files(doc, ctx),
+        files=files,
         steward=doc.get("steward"),
         package=_package(doc["package"]) if "package" in doc else None,
         build=_build(doc["build"], ctx) if "build" in doc else None,
-        keep=_keep(doc.get("keep", {}), ctx),
+        keep=_keep(doc.get("keep", {}), ctx, service=any(f.kind == "listen" for f in files)),
         attestation=MappingProxyType(_sorted(doc.get("attestation", {}))),
         signing=_signing(doc.get("signing", {}), ctx),
         publish=_publish(doc.get("publish", {})),
@@ -119,8 +121,8 @@ def _file(path: KeyPath, raw: dict[str, Any], ctx: Context) -> Entry:
         file = File(kind, str(name), addr=raw.get("addr", DEFAULT_ADDR), port=raw.get("port", DEFAULT_PORT),
                     prot=raw.get("prot", DEFAULT_PROT))
     elif kind == "connect":
-        file = File(kind, name or raw["host"], host=raw["host"], port=raw.get("port", DEFAULT_PORT),
-                    prot=raw.get("prot", DEFAULT_PROT))
+        file = File(kind, name or default_connect_name(raw["host"]), host=raw["host"],
+                    port=raw.get("port", DEFAULT_PORT), prot=raw.get("prot", DEFAULT_PROT))
     else:
         file = File(kind, name or kind)
     return path, file, name is not None
@@ -166,7 +168,7 @@ def _outgoing(path: KeyPath, key: str, spec: dict[str, Any], prot: str, ctx: Con
     else:  # Enarx's own form: the key is host[:port]
         host, port_text = _split_host(key)
         port = _port_of(path, port_text, ctx) if port_text else spec.get("port", DEFAULT_PORT)
-        name = spec.get("name", host)
+        name = spec.get("name", default_connect_name(host))
     file = File("connect", name, host=host, port=port, prot=spec.get("prot", prot))
     return path, file, "host" in spec or "name" in spec
 
@@ -237,7 +239,7 @@ def _build(raw: dict[str, Any], ctx: Context) -> Build:
     argv = (command,) if isinstance(command, str) else tuple(command) if command is not None else None
     return Build(output=raw["output"], command=argv, shell=shell, workdir=raw.get("workdir", "."),
                  env=MappingProxyType(dict(sorted(raw.get("env", {}).items()))), recipe=recipe,
-                 sources=sources)
+                 sources=sources, debug=bool(raw.get("debug", False)))
 
 
 def _inside(path: KeyPath, value: str, ctx: Context) -> None:
@@ -252,9 +254,10 @@ def _inside(path: KeyPath, value: str, ctx: Context) -> None:
                 expected="a relative path inside the project directory")
 
 
-def _keep(raw: dict[str, Any], ctx: Context) -> Keep:
+def _keep(raw: dict[str, Any], ctx: Context, service: bool) -> Keep:
+    """``[keep]``; a service (a workload with a ``listen`` file) has no time limit unless it sets one."""
     defaults = Keep()
-    limit = raw.get("time_limit_s", defaults.time_limit_s)
+    limit = raw.get("time_limit_s", None if service else defaults.time_limit_s)
     if limit is not None and not math.isfinite(limit):
         ctx.add(("keep", "time_limit_s"), f"{limit} is not a finite number", expected="seconds > 0")
     dirs = tuple(Dir(d["host"], d["guest"], d.get("writable", False)) for d in raw.get("dirs", ()))

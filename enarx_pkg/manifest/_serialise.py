@@ -10,7 +10,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from enarx_pkg.manifest.model import EnarxToml, File, Keep
+from enarx_pkg.manifest.model import EnarxToml, File, Keep, default_connect_name
 
 
 def normalised(model: EnarxToml) -> dict[str, Any]:
@@ -31,7 +31,8 @@ def normalised(model: EnarxToml) -> dict[str, Any]:
         b = model.build
         doc["build"] = _drop_empty({
             "command": (b.command[0] if b.shell else list(b.command)) if b.command else None,
-            "shell": b.shell or None, "recipe": b.recipe, "sources": list(b.sources), "workdir": b.workdir,
+            "shell": b.shell or None, "debug": b.debug or None, "recipe": b.recipe, "sources": list(b.sources),
+            "workdir": b.workdir,
             "output": b.output, "env": dict(sorted(b.env.items())),
         })
     doc["keep"] = _keep(model.keep)
@@ -48,7 +49,9 @@ def normalised(model: EnarxToml) -> dict[str, Any]:
 
 
 def _file(f: File) -> dict[str, Any]:
-    data: dict[str, Any] = {"kind": f.kind, "name": f.name}
+    data: dict[str, Any] = {"kind": f.kind}
+    if not (f.kind == "connect" and f.host is not None and f.name == default_connect_name(f.host)):
+        data["name"] = f.name  # a default connect name stays implicit, so two connects to one host round-trip
     for key in ("addr", "host", "port", "prot"):
         if getattr(f, key) is not None:
             data[key] = getattr(f, key)

@@ -53,6 +53,13 @@ class Build:
     env: Mapping[str, str] = field(default_factory=dict)
     recipe: Recipe | None = None
     sources: tuple[str, ...] = ()  # inputs of a built-in recipe (e.g. main.c, hello.wat)
+    debug: bool = False  # keep DWARF debug info (release builds strip it; paths are mapped either way)
+
+
+def default_connect_name(host: str) -> str:
+    """A connect file's name when none is given: its host, with an IPv6 host's ':' as '-'
+    (FD_NAMES is ':'-separated)."""
+    return host.replace(":", "-")
 
 
 @dataclass(frozen=True)

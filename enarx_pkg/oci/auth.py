@@ -43,10 +43,29 @@ class Credential:
     username: str
     password: str = field(repr=False)
     source: str = "unknown"
+    # set for a keep's sealed credential: the registry origin (scheme://host[:port]) it was sealed for,
+    # the only one it is ever presented to (a token realm elsewhere is refused, not sent it)
+    origin: str | None = None
+
+    def allows(self, url: str) -> bool:
+        """May this credential be presented to ``url``?"""
+        return self.origin is None or same_origin(url, self.origin)
 
     def basic(self) -> str:
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def same_origin(a: str, b: str) -> bool:
+    """Same scheme, host and port (default ports filled in)."""
+    def key(url: str) -> tuple[str, str, int | None]:
+        u = httpx.URL(url)
+        return u.scheme, u.host, u.port or {"http": 80, "https": 443}.get(u.scheme)
+
+    try:
+        return key(a) == key(b)
+    except httpx.InvalidURL:
+        return False
 
 
 CredentialSource = Callable[[str], Credential | None]
@@ -161,6 +180,9 @@ class Authenticator:
             query.append(("scope", wanted))
         headers = {}
         cred = self.credential
+        if cred is not None and not cred.allows(realm):
+            raise AuthError(f"registry {self.host} sends its token requests to {parts.netloc}, another origin; "
+                            f"the credential from {cred.source} is only presented to {cred.origin}")
         if cred is not None:
             if parts.scheme != "https" and not is_loopback(parts.netloc):
                 raise AuthError(f"registry {self.host} wants credentials sent over plain HTTP to {parts.netloc}; "
@@ -182,7 +204,8 @@ class Authenticator:
         if status in (401, 403):
             raise AuthError(f"registry {self.host} refused the credentials"
                             + (f" from {self.credential.source}" if self.credential else " (none were given)"),
-                            hint=f"run `enarx-pkg login {self.host}`")
+                            hint=f"check them, or run `enarx-pkg login {self.host}` with the right ones"
+                            if self.credential else f"run `enarx-pkg login {self.host}`")
         if status != 200 or data is None:  # None: over the limit, stopped reading
             raise TransportError(f"token service of {self.host} failed", url=realm, status=status)
         try:

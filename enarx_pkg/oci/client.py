@@ -20,12 +20,19 @@ from enarx_pkg.errors import TransportError, VerificationError
 from enarx_pkg.oci.auth import CredentialSource, anonymous
 from enarx_pkg.oci.reference import Registry, parse_registry
 from enarx_pkg.oci.transport import Settings, Transient, Transport
-from enarx_pkg.package import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, load_json
+from enarx_pkg.package import ANNOTATION_TITLE, MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, load_json
 
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 ACCEPT = ", ".join([MEDIA_MANIFEST, MEDIA_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_LIST])
 Progress = Callable[[int], None]
+ProgressFactory = Callable[[str, int], Progress]
+"""Given a label and a total size, returns the callback a transfer reports its bytes done to."""
+
+
+def blob_label(desc: Descriptor) -> str:
+    """What a progress bar calls a blob: its title (``app.wasm``), else its digest's first 12 digits."""
+    return desc.annotations.get(ANNOTATION_TITLE) or desc.digest.split(":", 1)[-1][:12]
 """Called with the number of bytes of the current blob done so far (may go back on a resume)."""
 
 

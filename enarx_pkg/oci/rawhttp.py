@@ -46,7 +46,7 @@ class RawTransport(httpx.BaseTransport):
                 conn.connect()
             except OSError as exc:
                 conn.close()
-                raise httpx.ConnectError(type(exc).__name__, request=request) from None
+                raise httpx.ConnectError(f"{type(exc).__name__}: {exc}", request=request) from None
         try:
             conn.putrequest(request.method, request.url.raw_path.decode("ascii"), skip_host=True,
                             skip_accept_encoding=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from enarx_pkg._internal import bounded
+from enarx_pkg._internal import bounded, neterr
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
 from enarx_pkg.oci.rawhttp import RAW, RawTransport
@@ -48,12 +48,12 @@ class Settings:
 class Transient(Exception):
     """A failure worth retrying (5xx, 429, connection reset); carries what to say if we give up."""
 
-    def __init__(self, message: str, url: str, status: int | None = None) -> None:
+    def __init__(self, message: str, url: str, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message)
-        self.url, self.status = url, status
+        self.url, self.status, self.hint = url, status, hint
 
     def give_up(self) -> TransportError:
-        return TransportError(str(self), url=self.url, status=self.status)
+        return TransportError(str(self), url=self.url, status=self.status, hint=self.hint)
 
 
 def origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -146,10 +146,9 @@ class Transport:
                                       extensions={RAW: True} if raw and method == "GET" else None)
         try:
             return self.http.send(req, stream=True)
-        except httpx.TimeoutException as exc:
-            raise Transient(f"{method} timed out ({type(exc).__name__})", str(target)) from None
-        except httpx.TransportError as exc:
-            raise Transient(f"{method} failed: {type(exc).__name__}", str(target)) from None
+        except httpx.TransportError as exc:  # timeouts included
+            raise Transient(f"registry {self.registry.host}: {method} failed: {neterr.describe(exc)}", str(target),
+                            hint=neterr.hint(exc)) from None
 
     def error(self, resp: httpx.Response, method: str) -> Exception:
         """Turn an unexpected response into a typed error naming the registry and URL, never a secret."""
@@ -157,14 +156,28 @@ class Transport:
         where = f"{self.registry.host}"
         url = str(resp.request.url)
         if resp.status_code in (401, 403):
-            cred = self.auth.credential
-            who = f"the credentials from {cred.source}" if cred else "anonymous access"
-            return AuthError(f"registry {where} refused {who} for {method} {resp.request.url.path}{detail}",
-                             hint=f"run `enarx-pkg login {where}` or check ENARX_PKG_REGISTRY_USERNAME/PASSWORD")
+            return self._auth_error(resp, method, detail)
         if resp.status_code == 404:
             return NotFoundError(f"not found on registry {where}: {resp.request.url.path}{detail}")
         return TransportError(f"registry {where} answered {method} unexpectedly{detail}", url=url,
                               status=resp.status_code)
+
+    def _auth_error(self, resp: httpx.Response, method: str, detail: str) -> AuthError:
+        """Refused: credentials that are wrong (log in again) or right but short of a scope (say which)."""
+        where, path = self.registry.host, resp.request.url.path
+        cred = self.auth.credential
+        if cred is None:
+            return AuthError(f"registry {where} refused anonymous access for {method} {path}{detail}",
+                             hint=f"run `enarx-pkg login {where}`, or set ENARX_PKG_REGISTRY_USERNAME/PASSWORD")
+        if _lacks_scope(resp, detail):
+            action = "pull" if method in ("GET", "HEAD") else "delete" if method == "DELETE" else "push"
+            repo = _repository(path)
+            return AuthError(f"registry {where} accepted the credentials from {cred.source}, but they lack the "
+                             f"{action} scope for {repo}{detail}",
+                             hint=f"use a token that grants {action} on {repo} (an enarx-pkg registry token "
+                                  f"needs the scope {action}:{repo})")
+        return AuthError(f"registry {where} refused the credentials from {cred.source} for {method} {path}{detail}",
+                         hint=f"check them, or run `enarx-pkg login {where}` with the right ones")
 
     def retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` with exponential backoff on :class:`Transient` failures."""
@@ -223,6 +236,21 @@ def _discard(resp: httpx.Response) -> None:
     if declared.isdigit() and int(declared) <= 65536:
         with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
             resp.read()
+
+
+def _lacks_scope(resp: httpx.Response, detail: str) -> bool:
+    """403, or a 401 that says ``insufficient_scope`` / DENIED: who we are is fine, what we ask is not."""
+    challenge = resp.headers.get("www-authenticate", "").lower()
+    return resp.status_code == 403 or "insufficient_scope" in challenge or "(denied:" in detail.lower()
+
+
+def _repository(path: str) -> str:
+    """``team/app`` from ``/v2/team/app/blobs/uploads/...``."""
+    parts = path.removeprefix("/v2/").split("/")
+    for i, part in enumerate(parts):
+        if part in ("manifests", "blobs", "tags", "referrers"):
+            return "/".join(parts[:i]) or path
+    return path
 
 
 def _registry_error(resp: httpx.Response) -> str:

@@ -3,10 +3,16 @@
 Small blobs go in one streamed ``PUT``; large ones in ``Settings.upload_chunk`` PATCHes, each with a
 ``Content-Range``. When a PATCH fails (5xx, connection reset) we ask the registry how far it got
 (``GET`` on the upload URL → ``Range: 0-<last>``) and carry on from there instead of starting over.
+
+A chunked upload's session URL is journalled in the user cache (``uploads/``, 0600) after every
+chunk, so a ``publish`` interrupted by Ctrl-C or a dropped connection resumes the blob from where
+the registry got to on the next run, if the registry still holds the session.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +20,8 @@ from typing import BinaryIO
 
 import httpx
 
+from enarx_pkg._internal import atomic
+from enarx_pkg._internal.cachedir import user_cache_dir
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.transport import Transient, Transport
 from enarx_pkg.package import Descriptor
@@ -55,13 +63,46 @@ def start(t: Transport, repo: str) -> str:
 def push(t: Transport, repo: str, desc: Descriptor, open_src: Callable[[], BinaryIO],
          progress: Callable[[int], None] | None) -> None:
     """One upload attempt; raises :class:`Transient` if the caller should retry from scratch."""
-    loc = start(t, repo)
     with open_src() as src:
         if desc.size <= t.settings.monolithic_limit:
-            _put(t, repo, loc, desc, src, progress)
-        else:
-            loc = _chunks(t, repo, loc, desc, src, progress)
-            _finish(t, repo, loc, desc)
+            _put(t, repo, start(t, repo), desc, src, progress)
+            return
+        journal = _Journal(t, repo, desc.digest)
+        loc, offset = journal.resume(t, repo) or (start(t, repo), 0)
+        journal.save(loc)
+        loc = _chunks(t, repo, loc, desc, src, progress, offset, journal)
+        _finish(t, repo, loc, desc)
+        journal.done()
+
+
+class _Journal:
+    """Where an unfinished chunked upload of one blob to one repository stands (a local hint only)."""
+
+    def __init__(self, t: Transport, repo: str, dg: str) -> None:
+        key = hashlib.sha256(f"{t.registry.host}\0{repo}\0{dg}".encode()).hexdigest()
+        self.path = user_cache_dir("uploads") / f"{key}.json"
+        self.origin = str(httpx.URL(t.url("/v2/")).copy_with(path="/"))
+
+    def resume(self, t: Transport, repo: str) -> tuple[str, int] | None:
+        """(upload URL, offset) of a session the registry still holds, else None (and forget it)."""
+        try:
+            loc = json.loads(self.path.read_bytes())["location"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(loc, str) or not loc.startswith(self.origin):
+            self.done()
+            return None
+        try:
+            return status(t, repo, loc)
+        except Transient:
+            self.done()
+            return None
+
+    def save(self, loc: str) -> None:
+        atomic.write_bytes(self.path, json.dumps({"location": loc}).encode(), mode=0o600)
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _reader(src: BinaryIO, offset: int, length: int, piece: int,
@@ -101,14 +142,17 @@ def _finish(t: Transport, repo: str, loc: str, desc: Descriptor) -> None:
 
 
 def _chunks(t: Transport, repo: str, loc: str, desc: Descriptor, src: BinaryIO,
-            progress: Callable[[int], None] | None) -> str:
-    offset, failures = 0, 0
+            progress: Callable[[int], None] | None, offset: int, journal: _Journal) -> str:
+    failures = 0
+    if progress and offset:
+        progress(offset)
     while offset < desc.size:
         n = min(t.settings.upload_chunk, desc.size - offset)
         try:
             loc = _patch(t, repo, loc, src, offset, n, progress)
             offset += n
             failures = 0
+            journal.save(loc)
         except Transient as exc:
             failures += 1
             if failures > t.settings.retries:

@@ -20,6 +20,6 @@ ARC = "2.25.85399674806959677432917496955431833983"
 # the keep's evidence (self-contained certificates, and CSRs sent to a Steward)
 OID_KEEP_EVIDENCE = ARC + ".1"
 # what the issuer appraised (CA-issued certificates): evidence, package and policy digests
-OID_ATTESTED_KEEP = ARC + ".2"
+OID_APPRAISED_KEEP = ARC + ".2"
 # report_data of a TLS key: SHA-512(prefix ‖ nonce ‖ SHA-256(SPKI DER) ‖ package digest)
 BINDING_PREFIX = b"enarx-pkg/tls/v1"

@@ -16,6 +16,7 @@ import ssl
 import threading
 from collections import OrderedDict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -23,11 +24,12 @@ from cryptography import x509
 from enarx_pkg.attestation import Collateral
 from enarx_pkg.attestation._errors import EvidenceError
 from enarx_pkg.attestation.policy import Policy
-from enarx_pkg.errors import TransportError
+from enarx_pkg.errors import TransportError, VerificationError
 from enarx_pkg.tls import verify
 from enarx_pkg.tls.verify import TlsAppraisal
 
 CONNECT_TIMEOUT_S = 10.0
+X509_V_ERR_HOSTNAME_MISMATCH = 62
 
 
 class AttestedPeer:
@@ -119,6 +121,28 @@ def attest_endpoint(host: str, port: int, policy: Policy, *, package: str | None
                              name=name, tls12=tls12, timeout=timeout)
     tls.close()
     return appraisal
+
+
+def attest_issued_endpoint(host: str, port: int, cafile: Path, *, policy: Policy | None = None,
+                           package: str | None = None, name: str | None = None, tls12: bool = False,
+                           timeout: float = CONNECT_TIMEOUT_S) -> verify.IssuedAppraisal:
+    """``attest tls --cacert``: a CA-issued keep certificate, verified the standard way, then its record."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2 if tls12 else ssl.TLSVersion.TLSv1_3
+    where = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+    try:
+        with ctx.wrap_socket(sock, server_hostname=name or host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as exc:
+        check = "tls.name" if exc.verify_code == X509_V_ERR_HOSTNAME_MISMATCH else "tls.chain"
+        raise VerificationError(f"{check}: {where}: {exc.verify_message}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise TransportError(f"TLS handshake with {where} failed: {exc}") from exc
+    return verify.check_issued(der or b"", policy=policy, package=package)
 
 
 def httpx_transport(peer: AttestedPeer, *, tls12: bool = False, **kwargs: Any) -> Any:

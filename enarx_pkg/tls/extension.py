@@ -1,7 +1,7 @@
 """Our two X.509 extensions (DER layouts in docs/tls.md), as frozen dataclasses.
 
 ``KeepEvidence`` (:data:`OID_KEEP_EVIDENCE`) rides in a self-contained certificate or in a CSR sent
-to a Steward; ``AttestedKeep`` (:data:`OID_ATTESTED_KEEP`) is what an issuer writes into the
+to a Steward; ``AppraisedKeep`` (:data:`OID_APPRAISED_KEEP`) is what an issuer writes into the
 certificate it issues after appraising a ``KeepEvidence``.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from enarx_pkg._internal import digest
 from enarx_pkg.attestation._errors import EvidenceError
-from enarx_pkg.tls import OID_ATTESTED_KEEP, OID_KEEP_EVIDENCE, _asn1
+from enarx_pkg.tls import OID_APPRAISED_KEEP, OID_KEEP_EVIDENCE, _asn1
 
 VERSION = 1
 NONCE_BYTES = 32
@@ -62,7 +62,7 @@ class KeepEvidence:
 
 
 @dataclass(frozen=True)
-class AttestedKeep:
+class AppraisedKeep:
     """What an issuer appraised before signing: the TEE, the measurement and three digests."""
 
     tee: str
@@ -71,15 +71,15 @@ class AttestedKeep:
     package: str
     policy_digest: str  # sha256 of the canonical policy (verify.policy_digest)
 
-    oid = OID_ATTESTED_KEEP
+    oid = OID_APPRAISED_KEEP
 
     def to_der(self) -> bytes:
         return _asn1.encode([VERSION, self.tee, self.measurement, raw_digest(self.evidence_digest),
                              raw_digest(self.package), raw_digest(self.policy_digest)])
 
     @classmethod
-    def from_der(cls, data: bytes) -> AttestedKeep:
-        where = "tls.attested_extension"
+    def from_der(cls, data: bytes) -> AppraisedKeep:
+        where = "tls.appraised_extension"
         if len(data) > MAX_EXTENSION_BYTES:
             raise EvidenceError(where, "extension too large")
         version, tee, measurement, ev, package, pol = _asn1.decode(data, _ATTESTED_TAGS, where)

@@ -23,6 +23,7 @@ from enarx_pkg.tls import context, keep
 Obtain = Callable[[ec.EllipticCurvePrivateKey], Sequence[x509.Certificate]]
 RENEW_AT = 2 / 3  # of the certificate's lifetime, like ACME clients
 RETRY_S = 30.0
+MIN_RENEWAL = timedelta(seconds=RETRY_S)
 
 
 class KeepIdentity:
@@ -34,6 +35,7 @@ class KeepIdentity:
         self._lock = threading.Lock()
         self._chain: tuple[x509.Certificate, ...] = ()
         self._context: ssl.SSLContext | None = None
+        self._obtained = datetime.now(UTC)
         self.renew()
 
     @property
@@ -53,16 +55,19 @@ class KeepIdentity:
 
     def renew(self) -> None:
         """Obtain a certificate for the same key now and use it for every later handshake."""
+        obtained = datetime.now(UTC)
         chain = tuple(self._obtain(self.key))
         ctx = context.server_context(self.key, chain, tls12=self._tls12, client_ca=self._client_ca)
         with self._lock:
-            self._chain, self._context = chain, ctx
+            self._chain, self._context, self._obtained = chain, ctx, obtained
 
     def renewal_due(self) -> datetime:
-        """When the current certificate should be replaced."""
-        cert = self.certificate
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        return start + (end - start) * RENEW_AT
+        """When the current certificate should be replaced: 2/3 of the way from when it was obtained
+        to its expiry (issuers backdate notBefore for clock skew, so that is not the start), and never
+        sooner than :data:`MIN_RENEWAL` after it was obtained."""
+        with self._lock:
+            obtained, end = self._obtained, self._chain[0].not_valid_after_utc
+        return max(obtained + (end - obtained) * RENEW_AT, obtained + MIN_RENEWAL)
 
     def tick(self, now: datetime | None = None) -> bool:
         """Renew if due; True if renewed. A failure is kept for the caller (the old certificate stays)."""

@@ -1,6 +1,6 @@
 """Issuing a keep's TLS certificate from its attested CSR (the deployer as Steward, or ``steward serve``).
 
-Call :func:`enarx_pkg.tls.verify.attest_csr` first: only its :class:`AttestedKeep` record, which
+Call :func:`enarx_pkg.tls.verify.attest_csr` first: only its :class:`AppraisedKeep` record, which
 exists only for an appraised CSR, can be issued for.
 """
 
@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import hashes
 from enarx_pkg.attestation.policy import Policy
 from enarx_pkg.errors import UsageError, VerificationError
 from enarx_pkg.tls.ca import DeployCA
-from enarx_pkg.tls.extension import AttestedKeep
+from enarx_pkg.tls.extension import AppraisedKeep
 from enarx_pkg.tls.keep import CLOCK_SKEW, leaf_extensions, subject_for
 
 DEFAULT_LIFETIME = timedelta(hours=24)
 MAX_LIFETIME = timedelta(days=90)
 
 
-def issue(ca: DeployCA, csr: x509.CertificateSigningRequest, attested: AttestedKeep, names: Sequence[str], *,
+def issue(ca: DeployCA, csr: x509.CertificateSigningRequest, attested: AppraisedKeep, names: Sequence[str], *,
           lifetime: timedelta = DEFAULT_LIFETIME, now: datetime | None = None) -> x509.Certificate:
     """A short-lived leaf for the CSR's key, naming ``names``, carrying ``attested`` as an extension."""
     if not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
@@ -42,15 +42,15 @@ def issue(ca: DeployCA, csr: x509.CertificateSigningRequest, attested: AttestedK
     return builder.sign(ca.key, hashes.SHA256())
 
 
-def record_for(tee: str, measurement: str, evidence: bytes, package: str, policy: Policy) -> AttestedKeep:
-    """The :class:`AttestedKeep` record of a keep the deployer attested (its evidence and policy appraised)."""
+def record_for(tee: str, measurement: str, evidence: bytes, package: str, policy: Policy) -> AppraisedKeep:
+    """The :class:`AppraisedKeep` record of a keep the deployer attested (its evidence and policy appraised)."""
     from enarx_pkg.tls.verify import policy_digest
 
-    return AttestedKeep(tee, measurement, "sha256:" + hashlib.sha256(evidence).hexdigest(), package,
+    return AppraisedKeep(tee, measurement, "sha256:" + hashlib.sha256(evidence).hexdigest(), package,
                         policy_digest(policy))
 
 
-def issue_sealed_csr(ca: DeployCA, csr_der: bytes, attested: AttestedKeep, names: Sequence[str], *,
+def issue_sealed_csr(ca: DeployCA, csr_der: bytes, attested: AppraisedKeep, names: Sequence[str], *,
                      lifetime: timedelta = DEFAULT_LIFETIME) -> x509.Certificate:
     """The deployer as Steward: a CSR that came over the sealed channel of a keep it attested.
 

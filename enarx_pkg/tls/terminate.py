@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 CHUNK = 64 * 1024
+WRITE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,26 @@ def _pump(tls: ssl.SSLSocket, plain: socket.socket, idle_s: float | None) -> Non
 
     The client closing its side half-closes the workload's (it may still answer); the workload closing
     ends the connection with a TLS close_notify, so clients that read to the end see a clean end.
-    TLS reads are non-blocking: a readable socket may carry only handshake records (TLS 1.3 session
-    tickets, key updates) and no application data.
+    The TLS socket is non-blocking: a readable socket may carry only handshake records (TLS 1.3
+    session tickets, key updates) and no application data.
     """
-    client_open = True
+    tls.setblocking(False)
+    poll, timeout_ms = select.poll(), None if idle_s is None else int(idle_s * 1000)
+    poll.register(tls, select.POLLIN)
+    poll.register(plain, select.POLLIN)
+    tls_fd, client_open = tls.fileno(), True
     try:
         while True:
-            watch = [tls, plain] if client_open else [plain]
-            ready = [tls] if client_open and tls.pending() else select.select(watch, [], [], idle_s)[0]
-            if not ready:
+            events = [(tls_fd, select.POLLIN)] if client_open and tls.pending() else poll.poll(timeout_ms)
+            if not events:
                 return
-            if tls in ready:
-                client_open = _from_client(tls, plain)
-            if plain in ready and not _to_client(tls, plain, idle_s):
-                return
+            for fd, _ in events:
+                if fd == tls_fd:
+                    client_open = _from_client(tls, plain)
+                    if not client_open:
+                        poll.unregister(tls)
+                elif not _to_client(tls, plain):
+                    return
     except (OSError, ssl.SSLError, ValueError):
         return
     finally:
@@ -62,7 +69,6 @@ def _pump(tls: ssl.SSLSocket, plain: socket.socket, idle_s: float | None) -> Non
 
 def _from_client(tls: ssl.SSLSocket, plain: socket.socket) -> bool:
     """Forward what the TLS peer sent; False once it has closed."""
-    tls.setblocking(False)
     try:
         data = tls.recv(CHUNK)
     except ssl.SSLWantReadError:
@@ -74,14 +80,20 @@ def _from_client(tls: ssl.SSLSocket, plain: socket.socket) -> bool:
     return True
 
 
-def _to_client(tls: ssl.SSLSocket, plain: socket.socket, idle_s: float | None) -> bool:
+def _to_client(tls: ssl.SSLSocket, plain: socket.socket) -> bool:
     """Forward what the workload wrote; on its end, close the TLS session cleanly. False when done."""
     data = plain.recv(CHUNK)
-    tls.settimeout(idle_s if data else 1.0)
     if not data:
+        tls.settimeout(1.0)
         tls.unwrap()
         return False
-    tls.sendall(data)
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[tls.send(view):]
+        except ssl.SSLWantWriteError:
+            if not select.select([], [tls], [], WRITE_TIMEOUT_S)[1]:
+                raise TimeoutError("the TLS client stopped reading") from None
     return True
 
 

@@ -22,7 +22,7 @@ from enarx_pkg.attestation._errors import EvidenceError
 from enarx_pkg.attestation.policy import Appraisal, Policy, appraise
 from enarx_pkg.errors import VerificationError
 from enarx_pkg.tls import binding
-from enarx_pkg.tls.extension import AttestedKeep, KeepEvidence
+from enarx_pkg.tls.extension import AppraisedKeep, KeepEvidence
 
 MAX_CERT_BYTES = 512 * 1024
 
@@ -137,7 +137,7 @@ def verify_self_contained(cert_der: bytes, policy: Policy, *, package: str | Non
 
 def attest_csr(csr_der: bytes, policy: Policy, consume_nonce: Callable[[bytes], None], *,
                packages: Sequence[str] = (), collateral: Collateral | None = None,
-               at: datetime | None = None) -> tuple[x509.CertificateSigningRequest, AttestedKeep]:
+               at: datetime | None = None) -> tuple[x509.CertificateSigningRequest, AppraisedKeep]:
     """Check a keep's CSR (signature, challenge, evidence, binding, policy, package) for an issuer.
 
     ``consume_nonce`` raises unless the CSR's nonce is a challenge this issuer gave out and has not
@@ -150,7 +150,7 @@ def attest_csr(csr_der: bytes, policy: Policy, consume_nonce: Callable[[bytes], 
                                           collateral=collateral, at=at)
     appraisal.raise_for_failure()
     check_package(ext, packages)
-    record = AttestedKeep(ext.tee, claims.measurement, "sha256:" + hashlib.sha256(ext.evidence).hexdigest(),
+    record = AppraisedKeep(ext.tee, claims.measurement, "sha256:" + hashlib.sha256(ext.evidence).hexdigest(),
                           ext.package, policy_digest(policy))
     return csr, record
 
@@ -169,13 +169,46 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-def attested_keep_of(cert: x509.Certificate) -> AttestedKeep | None:
-    """The issuer's :class:`AttestedKeep` record in a CA-issued certificate, if any."""
+def appraised_keep_of(cert: x509.Certificate) -> AppraisedKeep | None:
+    """The issuer's :class:`AppraisedKeep` record in a CA-issued certificate, if any."""
     try:
-        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(AttestedKeep.oid))
+        ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(AppraisedKeep.oid))
     except x509.ExtensionNotFound:
         return None
-    return AttestedKeep.from_der(getattr(ext.value, "value", b""))
+    return AppraisedKeep.from_der(getattr(ext.value, "value", b""))
+
+
+@dataclass(frozen=True)
+class IssuedAppraisal:
+    """A CA-issued keep certificate (chain and name verified by TLS) and what its issuer appraised."""
+
+    subject: str
+    issuer: str
+    names: tuple[str, ...]
+    not_after: datetime
+    record: AppraisedKeep
+    policy_matched: bool  # the record's policy digest is that of the --policy given
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "issuer": self.issuer, "names": list(self.names),
+                "not_after": self.not_after.isoformat(), "policy_matched": self.policy_matched,
+                **self.record.to_dict()}
+
+
+def check_issued(cert_der: bytes, *, policy: Policy | None = None, package: str | None = None) -> IssuedAppraisal:
+    """The appraisal record of a certificate whose chain was verified: its policy digest and package."""
+    cert = load_certificate(cert_der)
+    record = appraised_keep_of(cert)
+    if record is None:
+        raise EvidenceError("tls.appraised_extension", f"no appraisal record (extension {AppraisedKeep.oid}): "
+                            "not issued by an enarx-pkg deploy CA or steward")
+    if policy is not None and record.policy_digest != policy_digest(policy):
+        raise EvidenceError("tls.policy_digest", f"the issuer appraised the keep under policy "
+                            f"{record.policy_digest}, not under --policy ({policy_digest(policy)})")
+    if package is not None and record.package != package:
+        raise VerificationError(f"tls.package: the keep runs {record.package}, not {package}")
+    return IssuedAppraisal(_subject(cert), cert.issuer.rfc4514_string(), tuple(binding.names_of(cert)),
+                           cert.not_valid_after_utc, record, policy is not None)
 
 
 def _subject(cert: x509.Certificate) -> str:

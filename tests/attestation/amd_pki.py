@@ -33,6 +33,10 @@ def _cert(cn: str, pub: object, issuer: x509.Name | None, key: object, *, ca: bo
     b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name).public_key(pub)  # type: ignore[arg-type]
          .serial_number(x509.random_serial_number()).not_valid_before(NB).not_valid_after(NA)
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        b = b.add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                          crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
     for oid, value in (exts or {}).items():
         b = b.add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
     return b.sign(key, hashes.SHA384(), rsa_padding=PSS)  # type: ignore[arg-type]
@@ -62,13 +66,15 @@ class AmdPki:
         return b.sign(self.ark_key, hashes.SHA384(), rsa_padding=PSS).public_bytes(serialization.Encoding.DER)
 
 
-def make_pki(chip_id: bytes, tcb: dict[str, int], *, drop: str = "") -> AmdPki:
-    """ARK-Milan ← SEV-Milan ← SEV-VCEK for ``chip_id`` at ``tcb`` (``drop`` leaves one TCB extension out)."""
+def make_pki(chip_id: bytes, tcb: dict[str, int], *, drop: str = "", ask_name: str = "SEV-Milan",
+             ask_is_ca: bool = True) -> AmdPki:
+    """ARK-Milan ← SEV-Milan ← SEV-VCEK for ``chip_id`` at ``tcb`` (``drop`` leaves one TCB extension out;
+    ``ask_name`` / ``ask_is_ca`` make a wrong intermediate)."""
     ark_key = rsa.generate_private_key(65537, 2048)
     ask_key = rsa.generate_private_key(65537, 2048)
     vcek_key = ec.generate_private_key(ec.SECP384R1())
     ark = _cert("ARK-Milan", ark_key.public_key(), None, ark_key, ca=True)
-    ask = _cert("SEV-Milan", ask_key.public_key(), ark.subject, ark_key, ca=True)
+    ask = _cert(ask_name, ask_key.public_key(), ark.subject, ark_key, ca=ask_is_ca)
     exts = {OID + "4": chip_id} | {OID + o: _der_int(tcb[n]) for n, o in TCB_OIDS.items() if n != drop}
     vcek = _cert("SEV-VCEK", vcek_key.public_key(), ask.subject, ask_key, ca=False, exts=exts)
     return AmdPki(ark_key, ark, ask, vcek, vcek_key)

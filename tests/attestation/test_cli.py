@@ -109,14 +109,14 @@ def test_platform_info_json(capsys):
 @pytest.mark.skip(reason="needs the internet (AMD KDS)")
 def test_fetch_collateral_from_kds(testvectors, tmp_path):
     assert main(["attest", "fetch-collateral", str(testvectors / "snp/virtee-milan/report.bin"),
-                 "--out", str(tmp_path)]) == 0
+                 "--product", "Milan", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "vcek.der").exists()
 
 
 def test_fetch_plans_name_the_right_urls(testvectors):
     from enarx_pkg.attestation.fetch import plan_for
 
-    snp = plan_for("snp", (testvectors / "snp/virtee-milan/report.bin").read_bytes())
+    snp = plan_for("snp", (testvectors / "snp/virtee-milan/report.bin").read_bytes(), "Milan")
     assert snp[0].url.startswith("https://kdsintf.amd.com/vcek/v1/Milan/d49554ec") and "snpSPL=8" in snp[0].url
     tdx = plan_for("tdx", (testvectors / "tdx/azure-v4/quote.bin").read_bytes())
     assert tdx[0].url.endswith("/tdx/certification/v4/tcb?fmspc=00806f050000")

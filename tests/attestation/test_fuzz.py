@@ -1,4 +1,12 @@
-"""Hostile input: garbage of many lengths and hypothesis-mutated real evidence. Only typed errors escape."""
+"""Hostile input: garbage of many lengths and hypothesis-mutated real evidence.
+
+Every mutation of a real vector that changes a byte the verifier reads must be REFUSED with a typed
+error (not merely "no untyped exception"). The only bytes a mutation may change without refusal are
+named here: a DCAP quote's bytes after its signature data (tolerated padding), in collateral the case
+of the signature's hex digits (same signature), and in a --certs PEM file the text around its blocks
+(same certificates). A PEM chain inside a quote gets no such latitude. The inspect-only parsers, which verify nothing,
+are held to "typed errors only".
+"""
 
 from __future__ import annotations
 
@@ -24,9 +32,9 @@ LENGTHS = [0, 1, 2, 3, 7, 8, 47, 48, 64, 232, 431, 436, 631, 636, 1183, 1184, 11
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _only_typed(tee: str, data: bytes, certs=()) -> None:
-    with contextlib.suppress(Error):
-        verify_evidence(tee, data, certs=certs, at=AT)
+def _refused(tee: str, data: bytes, certs=(), **kw) -> None:
+    with pytest.raises(Error):
+        verify_evidence(tee, data, certs=certs, at=kw.pop("at", AT), **kw)
 
 
 @pytest.mark.parametrize("length", LENGTHS)
@@ -47,15 +55,21 @@ def test_garbage_behind_valid_headers(header, length):
         verify_evidence("auto", data, at=AT)
 
 
-def _mutate(base: bytes):
-    return st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 255)), min_size=1, max_size=6).map(
-        lambda edits: _apply(base, edits))
+def _edits(base: bytes, end: int | None = None):
+    """1-6 byte substitutions, each changing its byte, at offsets below ``end`` (default: anywhere)."""
+    limit = (len(base) if end is None else end) - 1
+    return st.lists(st.tuples(st.integers(0, limit), st.integers(1, 255)), min_size=1, max_size=6,
+                    unique_by=lambda e: e[0])
+
+
+def _mutate(base: bytes, end: int | None = None):
+    return _edits(base, end).map(lambda edits: _apply(base, edits))
 
 
 def _apply(base: bytes, edits) -> bytes:
     b = bytearray(base)
-    for pos, val in edits:
-        b[pos] = val
+    for pos, delta in edits:
+        b[pos] ^= delta  # a non-zero XOR always changes the byte
     return bytes(b)
 
 
@@ -67,28 +81,91 @@ def real(testvectors):
         "snp_certs": [(r / "snp/virtee-milan/vcek.der").read_bytes(), (r / "snp/roots/ask_ark_milan.pem").read_bytes()],
         "tdx": (r / "tdx/trustee-v4-spr/quote.dat").read_bytes(),
         "tdx5": (r / "tdx/gtdx-v5-fmspc-90c06f000000/quote.dat").read_bytes(),
+        "tdx_trailing": (r / "tdx/gtdx-v4-spr-e4/quote.dat").read_bytes(),
+        "hcl": (r / "snp/azure-genoa-vtpm/hcl-report.bin").read_bytes(),
+        "hcl_certs": [(r / "snp/azure-genoa-vtpm/vcek.pem").read_bytes(),
+                      (r / "snp/roots/ask_ark_genoa.pem").read_bytes()],
         "sgx": (r / "sgx/occlum-v3/quote.dat").read_bytes(),
         "cca": (r / "cca/trustee-fvp/token.cbor").read_bytes(),
         "cpak": (r / "cca/trustee-fvp/cpak-pub.json").read_bytes(),
-    }
+    } | {"signed_end": {}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _signed_ends(real):
+    """Where each quote's signature data ends (bytes past it are tolerated padding)."""
+    for which in ("tdx", "tdx5", "sgx", "tdx_trailing"):
+        data = real[which]
+        header_and_body = len(parse_quote(data).signed)
+        real["signed_end"][which] = header_and_body + 4 + int.from_bytes(data[header_and_body:header_and_body + 4],
+                                                                          "little")
+
+
+def test_unmutated_vectors_verify(real):
+    """Control: each base verifies, so every refusal below is the mutation's doing."""
+    verify_evidence("snp", real["snp"], certs=real["snp_certs"], at=AT)
+    verify_evidence("snp", real["hcl"], certs=real["hcl_certs"], at=AT)
+    for which in ("tdx", "tdx5", "sgx", "tdx_trailing"):
+        verify_evidence("auto", real[which], at=AT)
+    verify_evidence("cca", real["cca"], certs=[real["cpak"]], at=AT)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_fuzz_snp(real, data):
     ev = data.draw(_mutate(real["snp"]))
-    _only_typed("snp", ev, real["snp_certs"])
+    _refused("snp", ev, real["snp_certs"])
     with contextlib.suppress(Error):
         parse_report(ev)
 
 
 @SETTINGS
-@given(data=st.data(), which=st.sampled_from(["tdx", "tdx5", "sgx"]))
+@given(data=st.data())
+def test_fuzz_snp_hcl(real, data):
+    """Every byte of an Azure HCL report is covered: the SNP signature, or the runtime-data hash, or zero padding."""
+    _refused("snp", data.draw(_mutate(real["hcl"])), real["hcl_certs"])
+
+
+@SETTINGS
+@given(data=st.data(), which=st.sampled_from([0, 1]))
+def test_fuzz_snp_certificates(real, data, which):
+    """A mutated VCEK or ASK/ARK certificate is refused too, unless only the PEM armour of a --certs file
+    changed (text outside the blocks, which PEM readers skip) and the certificates are byte-identical."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from enarx_pkg.attestation._x509 import load_certs
+
+    certs = list(real["snp_certs"])
+    certs[which] = data.draw(_mutate(certs[which]))
+    try:
+        same = [c.public_bytes(Encoding.DER) for c in load_certs(certs)] == \
+            [c.public_bytes(Encoding.DER) for c in load_certs(real["snp_certs"])]
+    except Error:
+        same = False
+    if same:
+        assert verify_evidence("snp", real["snp"], certs=certs, at=AT).tee == "snp"
+    else:
+        _refused("snp", real["snp"], certs)
+
+
+@SETTINGS
+@given(data=st.data(), which=st.sampled_from(["tdx", "tdx5", "sgx", "tdx_trailing"]))
 def test_fuzz_dcap(real, data, which):
-    ev = data.draw(_mutate(real[which]))
-    _only_typed("auto", ev)
+    base = real[which]
+    ev = data.draw(_mutate(base, real["signed_end"][which]))
+    _refused("auto", ev)
     with contextlib.suppress(Error):
         parse_quote(ev)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fuzz_dcap_trailing_bytes_tolerated(real, data):
+    """The one tolerated region: bytes after the signature data (go-tdx-guest appends text there)."""
+    base, end = real["tdx_trailing"], real["signed_end"]["tdx_trailing"]
+    assert end < len(base)
+    ev = data.draw(_edits(base[end:]).map(lambda e: base[:end] + _apply(base[end:], e)))
+    assert verify_evidence("tdx", ev, at=AT).mrtd == verify_evidence("tdx", base, at=AT).mrtd
 
 
 @SETTINGS
@@ -103,7 +180,7 @@ def test_fuzz_dcap_truncation(real, data):
 @given(data=st.data())
 def test_fuzz_cca(real, data):
     ev = data.draw(_mutate(real["cca"]))
-    _only_typed("cca", ev, [real["cpak"]])
+    _refused("cca", ev, [real["cpak"]])
     with contextlib.suppress(Error):
         inspect_cca(ev)
 
@@ -131,6 +208,7 @@ def test_fuzz_policy(mapping):
 @SETTINGS
 @given(data=st.data())
 def test_fuzz_collateral(testvectors, data):
+    """A mutated tcbInfo is refused unless it still carries the same signed bytes and signature."""
     from enarx_pkg.attestation.collateral import Collateral
     from enarx_pkg.attestation.dcap import inspect_quote
     from enarx_pkg.attestation.tcb import evaluate, signed_document
@@ -139,9 +217,17 @@ def test_fuzz_collateral(testvectors, data):
     col = Collateral.from_dir(folder)
     tcb_info = data.draw(_mutate(col.tcb_info))
     quote = (testvectors / "tdx/trustee-v4-spr/quote.dat").read_bytes()
-    with contextlib.suppress(Error):
-        verify_evidence("tdx", quote, collateral=Collateral(**{**col.__dict__, "tcb_info": tcb_info}),
-                        at=datetime(2023, 6, 20, tzinfo=UTC))
+    when = datetime(2023, 6, 20, tzinfo=UTC)
+    mutated = Collateral(**{**col.__dict__, "tcb_info": tcb_info})
+    try:
+        same = signed_document(tcb_info, "tcbInfo", "fuzz")[1:] == signed_document(col.tcb_info, "tcbInfo", "fuzz")[1:]
+    except Error:
+        same = False
+    if same:  # e.g. the signature's hex digits in another case: the very same signature
+        assert verify_evidence("tdx", quote, collateral=mutated, at=when).tcb.status == "UpToDate"
+    else:
+        with pytest.raises(Error):
+            verify_evidence("tdx", quote, collateral=mutated, at=when)
     try:
         value, _, _ = signed_document(tcb_info, "tcbInfo", "fuzz")
         evaluate(parse_quote(quote), inspect_quote(quote).pck, value, data.draw(st.none() | _json))

@@ -169,6 +169,14 @@ def test_tdx_module_advisories_reported_and_converged(vec):
     ev = _eval(vec, f"{V5}/quote.dat", info)
     assert (ev.status, ev.module_status) == ("OutOfDate", "OutOfDate")
     assert ev.module_advisory_ids == ("INTEL-SA-01036", "INTEL-SA-01099")
+    from dataclasses import replace
+
+    from enarx_pkg.attestation.policy import Policy, appraise
+
+    claims = replace(dcap.inspect_quote(vec.read(f"{V5}/quote.dat")), tcb=ev)
+    pol = Policy.from_mapping({"tees": ["tdx"], "collateral": {"require": []}, "tdx": {"mrtd": [claims.mrtd]}}, "t")
+    [failed] = appraise(claims, pol, expected_report_data=None).failed
+    assert (failed.name, failed.observed) == ("tdx.tcb_status", "OutOfDate (advisories INTEL-SA-01036, INTEL-SA-01099)")
 
 
 def test_tdx_module_identity_is_the_matching_tdx_xx_entry(vec):

@@ -109,6 +109,11 @@ def test_azure_hcl_tampered_user_data_refused(vec):
 
 
 @pytest.mark.parametrize("offset, value, check", [
+    (4, 3, "snp.hcl.header"),  # HCL header version
+    (16, 1, "snp.hcl.header"),  # status
+    (24, 9, "snp.hcl.header"),  # reserved
+    (8, 2437, "snp.hcl.header"),  # total size
+    (0x4C0 + 4, 2, "snp.hcl.header"),  # runtime claims version
     (0x4C0 + 8, 4, "snp.hcl.header"),  # report type TDX
     (0x4C0 + 12, 9, "snp.hcl.header"),  # unknown hash type
     (0x4C0 + 16, 5000, "snp.hcl.header"),  # runtime data longer than the report

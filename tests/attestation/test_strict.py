@@ -87,6 +87,20 @@ def test_vcek_without_a_tcb_extension_refused(amd):
     assert exc.value.check == "snp.vcek.extension" and "microcode" in str(exc.value)
 
 
+@pytest.mark.parametrize("ask_name, ask_is_ca, check", [
+    ("SEV-Milan", False, "snp.chain.path"),  # an ARK-signed certificate that is not a CA cannot issue a VCEK
+    ("SEV-Genoa", True, "snp.chain.role"),  # a Genoa ASK under the Milan ARK
+    ("SEV-VLEK-Milan", True, "snp.chain.role"),  # the VLEK signing CA issuing a VCEK
+])
+def test_amd_intermediate_roles(amd, ask_name, ask_is_ca, check):
+    report, _ = amd
+    tcb = {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}
+    pki = amd_pki.make_pki(report[0x1A0:0x1E0], tcb, ask_name=ask_name, ask_is_ca=ask_is_ca)
+    with anchors.replaced_for_tests(amd=pki.pins), pytest.raises(EvidenceError) as exc:
+        verify_snp(amd_pki.resign(report, pki.vcek_key), certs=pki.certs(), at=NOW_2026)
+    assert exc.value.check == check
+
+
 # --- AMD and Intel CRLs (item 5) ---
 
 @pytest.mark.parametrize("this, nxt", [(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),
@@ -257,3 +271,14 @@ def test_cca_extra_outer_entry_refused(vec):
     with pytest.raises(MalformedEvidence) as exc:
         verify_evidence("cca", _rewrap(token, extra), certs=cpak)
     assert exc.value.check == "cca.tokens"
+
+
+def test_vcek_with_a_duplicated_extension_is_malformed_not_a_traceback(vec):
+    """Found by the mutation fuzzer: cryptography raises DuplicateExtension, which is not a ValueError."""
+    report, certs, at = vec.snp("virtee-milan")
+    tee_oid = bytes.fromhex("060a2b060104019c7801030" + "2")  # 1.3.6.1.4.1.3704.1.3.2 (teeSPL)
+    assert certs[0].count(tee_oid) == 1
+    dup = certs[0].replace(tee_oid, tee_oid[:-1] + b"\x01")  # now a second blSPL extension
+    with pytest.raises(MalformedEvidence) as exc:
+        verify_evidence("snp", report, certs=[dup, certs[1]], at=at)
+    assert "Duplicate" in str(exc.value)

@@ -154,9 +154,13 @@ def test_output_escaping_the_project_is_refused(tmp_path: Path) -> None:
         build(project)
 
 
-def test_socket_files_are_refused(tmp_path: Path) -> None:
+def test_socket_files_with_dirs_are_refused(tmp_path: Path) -> None:
     files = ('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
              '[[files]]\nkind = "listen"\nname = "web"\nport = 8080\n')
-    project = wat_project(tmp_path, '(func (export "_start"))', extra=files)
-    with pytest.raises(InputError, match="listen"):
+    (tmp_path / "data").mkdir()
+    project = wat_project(tmp_path, '(func (export "_start"))', extra=files,
+                          keep='[[keep.dirs]]\nhost = "data"\nguest = "/data"\n')
+    with pytest.raises(InputError, match=r"keep\.dirs") as exc:
         build(project)
+    assert "web (listen)" in exc.value.message
+    assert not (project / "target" / "oci").exists()  # refused before anything was written

@@ -122,9 +122,9 @@ def test_null_files_give_eof_and_discard_output(tmp_path: Path) -> None:
     assert out == [] and b"".join(err) == b""  # stdin was null: nothing read, nothing echoed
 
 
-def test_socket_files_are_refused_at_run(tmp_path: Path) -> None:
-    files = (File("stdin", "stdin"), File("connect", "db", host="db.example", port=5432))
-    with pytest.raises(InputError, match="socket"):
+def test_socket_files_at_stdio_fds_are_refused_at_run(tmp_path: Path) -> None:
+    files = (File("stdin", "stdin"), File("connect", "db", host="127.0.0.1", port=5432, prot="tcp"))
+    with pytest.raises(InputError, match="fds 0-2"):
         runtime.run(runtime.RunSpec(_module(tmp_path, "(module)"), files=files))
 
 

@@ -152,13 +152,52 @@ def test_go_hello_builds_with_its_enarx_toml_command(tmp_path: Path) -> None:
     assert _run_wasi(module, engine, tmp_path) == "Hello, gohello!\n"
 
 
-def test_rust_hello_has_the_offline_cargo_command(tmp_path: Path) -> None:
-    main(["init", str(tmp_path), "--lang", "rust", "--name", "rusty"])
-    model = manifest.load(tmp_path)
+def _toolchain(bindir: Path, targets: list[str], installed: list[str]) -> None:
+    """A cargo + rustc pair answering ``--print target-list``/``sysroot`` as a real rustc does."""
+    bindir.mkdir(parents=True)
+    sysroot = bindir.parent / "sysroot"
+    for t in installed:
+        (sysroot / "lib" / "rustlib" / t).mkdir(parents=True)
+    (bindir / "rustc").write_text('#!/bin/sh\nif [ "$2" = sysroot ]; then echo ' + str(sysroot) +
+                                  '; else printf "%s\\n" ' + " ".join(targets) + "; fi\n")
+    (bindir / "cargo").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("rustc", "cargo"):
+        (bindir / tool).chmod(0o755)
+
+
+@pytest.mark.parametrize(("targets", "installed", "target", "missing"), [
+    (["x86_64-unknown-linux-gnu", "wasm32-wasip1", "wasm32-wasip2"], ["wasm32-wasip1"], "wasm32-wasip1", None),
+    (["wasm32-unknown-unknown", "wasm32-wasi"], ["wasm32-wasi"], "wasm32-wasi", None),
+    (["wasm32-wasip1"], [], "wasm32-wasip1", "rustup target add wasm32-wasip1"),
+])
+def test_rust_hello_targets_what_the_installed_compiler_knows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        targets: list[str], installed: list[str], target: str, missing: str | None) -> None:
+    from enarx_pkg.manifest import scaffold
+
+    _toolchain(tmp_path / ".cargo" / "bin", targets, installed)
+    monkeypatch.setenv("PATH", f"{tmp_path / '.cargo' / 'bin'}:/bin")
+    monkeypatch.setattr(scaffold, "DEBIAN_CARGO", str(tmp_path / "no-debian-cargo"))
+    assert main(["init", str(tmp_path / "p"), "--lang", "rust", "--name", "rusty"]) == 0
+    model = manifest.load(tmp_path / "p")
     assert model.build is not None
-    assert model.build.command == ("cargo", "build", "--offline", "--release", "--target", "wasm32-wasi")
-    assert model.build.output == "target/wasm32-wasi/release/rusty.wasm"
-    assert 'name = "rusty"' in (tmp_path / "Cargo.toml").read_text()
+    assert model.build.command == ("cargo", "build", "--offline", "--release", "--target", target)
+    assert model.build.output == f"target/{target}/release/rusty.wasm"
+    assert 'name = "rusty"' in (tmp_path / "p" / "Cargo.toml").read_text()
+    err = capsys.readouterr().err
+    assert (missing in err) if missing else "standard library" not in err
+
+
+def test_init_writes_gitignore_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / ".gitignore").write_text("secret.key\n")
+    assert main(["init", str(tmp_path / "mine"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "mine" / ".gitignore").read_text() == "secret.key\n"  # the user's own is kept
+    assert out["name"] == "mine" and str(tmp_path / "mine" / "Enarx.toml") in out["written"]
+    assert main(["init", str(tmp_path / "fresh")]) == 0
+    ignored = (tmp_path / "fresh" / ".gitignore").read_text().split()
+    assert "target/" in ignored and "build/" in ignored
 
 
 @pytest.mark.slow

@@ -221,9 +221,13 @@ def test_signing_regexp_must_compile() -> None:
     assert p.key == "signing.identity_regexp" and "regular expression" in p.message
 
 
-def test_default_connect_name_with_colon() -> None:
-    p = one('[[files]]\nkind = "connect"\nhost = "2001:db8::1"\n')
-    assert p.key == "files[0]" and "name = " in (p.expected or "")
+def test_ipv6_connect_gets_a_default_name_without_colons() -> None:
+    model = manifest.loads('[[files]]\nkind = "connect"\nhost = "2001:db8::1"\n')
+    assert model.files[-1].name == "2001-db8--1" and model.files[-1].host == "2001:db8::1"
+    # enarx-config's own documented example (the full file is among the test vectors)
+    legacy = manifest.loads('[network.outgoing."[2001:db8::1:0:0:1]:5000"]\nprot = "tls"\n')
+    assert [f.name for f in legacy.files if f.kind == "connect"] == ["2001-db8--1-0-0-1"]
+    assert manifest.loads(manifest.to_toml(legacy)).files == legacy.files
 
 
 def test_env_value_must_be_a_string() -> None:

@@ -16,6 +16,7 @@ from enarx_pkg.tls import issue, keep, verify
 from tests.tls.conftest import PACKAGE, SimKeep
 
 MARKER = b"PLAINTEXT-MARKER-7f3a"
+BIG = 8 << 20  # GET /big answers this many bytes of markers
 
 
 def serve_workload(listener: socket.socket) -> None:
@@ -30,7 +31,8 @@ def serve_workload(listener: socket.socket) -> None:
                         return
                     buf += data
                 head, buf = buf.split(b"\r\n\r\n", 1)
-                body = MARKER + b" you sent " + head.split(b"\r\n")[0]
+                line = head.split(b"\r\n")[0]
+                body = MARKER * (BIG // len(MARKER)) if b" /big " in line else MARKER + b" you sent " + line
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     def loop() -> None:

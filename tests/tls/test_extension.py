@@ -7,7 +7,7 @@ import pytest
 from enarx_pkg.attestation._errors import EvidenceError
 from enarx_pkg.attestation.policy import Policy
 from enarx_pkg.tls import _asn1, binding
-from enarx_pkg.tls.extension import AttestedKeep, KeepEvidence
+from enarx_pkg.tls.extension import AppraisedKeep, KeepEvidence
 from enarx_pkg.tls.verify import policy_digest
 from tests.tls.conftest import PACKAGE
 
@@ -16,8 +16,8 @@ EV = KeepEvidence("sim", b"n" * 32, PACKAGE, b"evidence" * 100, b"aux")
 
 def test_keep_evidence_round_trips():
     assert KeepEvidence.from_der(EV.to_der()) == EV
-    record = AttestedKeep("sim", "ab" * 48, PACKAGE, PACKAGE, PACKAGE)
-    assert AttestedKeep.from_der(record.to_der()) == record
+    record = AppraisedKeep("sim", "ab" * 48, PACKAGE, PACKAGE, PACKAGE)
+    assert AppraisedKeep.from_der(record.to_der()) == record
 
 
 @pytest.mark.parametrize("mutate", [

@@ -12,7 +12,7 @@ from enarx_pkg.attestation.policy import Policy
 from enarx_pkg.errors import UsageError, VerificationError
 from enarx_pkg.tls import ca as ca_mod
 from enarx_pkg.tls import issue, keep
-from enarx_pkg.tls.verify import attested_keep_of, policy_digest
+from enarx_pkg.tls.verify import appraised_keep_of, policy_digest
 from tests.tls.conftest import PACKAGE
 
 POLICY = Policy.from_mapping({"tees": ["sim"], "sim": {"insecure": True, "keys": ["sha256:" + "a" * 64]}}, "p")
@@ -31,7 +31,7 @@ def test_sealed_csr_gets_a_short_lived_leaf_with_the_record():
     _, csr = _csr(["app.example"])
     leaf = issue.issue_sealed_csr(authority, csr, record, ["app.example"], lifetime=timedelta(hours=2))
     leaf.verify_directly_issued_by(authority.certificate)
-    assert attested_keep_of(leaf) == record and record.policy_digest == policy_digest(POLICY)
+    assert appraised_keep_of(leaf) == record and record.policy_digest == policy_digest(POLICY)
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc) <= timedelta(hours=2, minutes=5)
 

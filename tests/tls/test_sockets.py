@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -60,3 +61,32 @@ def test_connect_tls_refuses_an_untrusted_server_with_a_typed_error(tmp_path, si
             assert server.BODY in plain.recv(4096)
     finally:
         server.close()
+
+
+def test_renewal_is_due_two_thirds_from_issue_not_from_backdated_not_before(sim_keep):
+    from datetime import timedelta
+
+    ident = identity.KeepIdentity(identity.self_contained(["keep.test"], PACKAGE, sim_keep.source,
+                                                          lifetime=timedelta(minutes=3)))
+    cert = ident.certificate
+    assert cert.not_valid_before_utc < cert.not_valid_after_utc - timedelta(minutes=7)  # backdated 5 min
+    due = ident.renewal_due()
+    assert cert.not_valid_after_utc - timedelta(seconds=62) <= due <= cert.not_valid_after_utc - timedelta(seconds=58)
+    assert ident.tick() is False
+
+
+def test_renewer_thread_renews_and_reports(sim_keep, monkeypatch):
+    from datetime import timedelta
+
+    monkeypatch.setattr(identity, "MIN_RENEWAL", timedelta(0))
+    ident = identity.KeepIdentity(identity.self_contained(["keep.test"], PACKAGE, sim_keep.source,
+                                                          lifetime=timedelta(seconds=3)))
+    first, said = ident.certificate, []
+    renewer = identity.Renewer(ident, said.append).start()
+    try:
+        deadline = time.monotonic() + 20
+        while ident.certificate is first and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        renewer.stop()
+    assert ident.certificate is not first and said and said[0].startswith("TLS certificate renewed")

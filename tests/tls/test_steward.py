@@ -25,7 +25,7 @@ from enarx_pkg.attestation.policy import load_policy
 from enarx_pkg.errors import VerificationError
 from enarx_pkg.tls import ca as ca_mod
 from enarx_pkg.tls import enroll, keep
-from enarx_pkg.tls.verify import attested_keep_of, policy_digest
+from enarx_pkg.tls.verify import appraised_keep_of, policy_digest
 from tests.conftest import REPO, free_port
 from tests.tls.conftest import OTHER_PACKAGE, PACKAGE, SimKeep, write_pair
 
@@ -80,7 +80,7 @@ def test_attested_keep_gets_a_certificate_that_chains_to_the_ca(steward, tmp_pat
     issued = enroll.request_certificate(steward.url, key, ["localhost"], PACKAGE, steward.keep.source,
                                         ca=x509.load_pem_x509_certificate(steward.ca_cert.read_bytes()))
     leaf = issued.certificate
-    record = attested_keep_of(leaf)
+    record = appraised_keep_of(leaf)
     assert record is not None and record.package == PACKAGE and record.tee == "sim"
     assert record.policy_digest == policy_digest(load_policy(steward.policy))
     assert record.measurement == steward.keep.measurement.hex()
@@ -199,3 +199,47 @@ def test_renewal_failure_keeps_the_old_certificate_and_says_why(steward):
     with pytest.raises(VerificationError, match=r"steward\.names"):
         ident.tick(now=first.not_valid_after_utc)
     assert ident.certificate is first
+
+
+@pytest.fixture(scope="module")
+def issued_server(steward, tmp_path_factory):
+    from tests.tls.conftest import TlsServer
+
+    key = keep.new_key()
+    issued = enroll.request_certificate(steward.url, key, ["localhost"], PACKAGE, steward.keep.source)
+    server = TlsServer(*write_pair(tmp_path_factory.mktemp("issued"), key, [issued.certificate]))
+    yield server
+    server.close()
+
+
+def _attest_issued(server, *extra: str):
+    from tests.tls.conftest import cli
+
+    return cli("attest", "tls", f"127.0.0.1:{server.port}", "--name", "localhost", *extra)
+
+
+def test_attest_tls_cacert_accepts_and_prints_the_issuers_record(steward, issued_server):
+    out = _attest_issued(issued_server, "--cacert", str(steward.ca_cert), "--policy", str(steward.policy),
+                         "--package", PACKAGE)
+    assert out.returncode == 0, out.stderr
+    digest = policy_digest(load_policy(steward.policy))
+    assert f"policy: {digest} (the --policy given)" in out.stdout and f"package: {PACKAGE}" in out.stdout
+    assert "tee sim" in out.stdout and out.stdout.rstrip().endswith("accepted")
+
+
+@pytest.mark.parametrize(("extra", "code", "check"), [
+    (["--package", OTHER_PACKAGE], 77, "tls.package"),
+    (["--name", "bank.test"], 77, "tls.name"),
+    (["--policy", "OTHER"], 78, "tls.policy_digest"),
+    (["--ca", "OTHER"], 77, "tls.chain"),
+])
+def test_attest_tls_cacert_refusals(steward, issued_server, tmp_path, extra, code, check):
+    cacert = steward.ca_cert
+    if extra == ["--policy", "OTHER"]:
+        extra = ["--policy", str(SimKeep().policy(tmp_path / "other.toml"))]  # another policy than the issuer's
+    if extra == ["--ca", "OTHER"]:
+        ca_mod.init_ca(tmp_path / "other.crt", tmp_path / "other.key")
+        cacert, extra = tmp_path / "other.crt", []
+    out = _attest_issued(issued_server, "--cacert", str(cacert), *extra)
+    assert out.returncode == code and check in out.stderr, out.stderr
+    assert "accepted" not in out.stdout and bytes(issued_server.received) == b""

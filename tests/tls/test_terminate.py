@@ -24,7 +24,7 @@ from enarx_pkg.attestation.policy import load_policy
 from enarx_pkg.tls import ca as ca_mod
 from enarx_pkg.tls import client, context, terminate
 from tests.tls.conftest import PACKAGE, SimKeep, TlsServer, write_pair
-from tests.tls.peers import MARKER, Relay, issued, serve_workload
+from tests.tls.peers import BIG, MARKER, Relay, issued, serve_workload
 
 
 @dataclass
@@ -72,6 +72,17 @@ def test_curl_through_the_host_relay_sees_the_workload_and_the_host_sees_no_plai
         assert out.stdout.startswith(MARKER.decode() + " you sent GET / HTTP/1.1")
         time.sleep(0.2)
         assert len(relay.captured) > 500 and MARKER not in relay.captured and b"GET /" not in relay.captured
+
+
+def test_large_response_streams_through_and_stays_encrypted(deployed):
+    with tls_keep(context.server_context(deployed.key, [deployed.leaf])) as (_, relay):
+        out = subprocess.run(["curl", "-sS", "--cacert", str(deployed.ca_file), "--resolve",
+                              f"keep.test:{relay.port}:127.0.0.1", f"https://keep.test:{relay.port}/big"],
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert len(out.stdout) == BIG // len(MARKER) * len(MARKER) and out.stdout.startswith(MARKER)
+        time.sleep(0.2)
+        assert len(relay.captured) > BIG and MARKER not in relay.captured
 
 
 def test_openssl_s_client_verifies_the_chain(deployed):

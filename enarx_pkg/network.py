@@ -1,0 +1,122 @@
+"""Enarx ``listen``/``connect`` files: what a run may declare, and the host sockets behind them.
+
+Enarx semantics (both Enarx.toml dialects load into the same :class:`File` entries): each
+``[[files]]`` entry is the fd of its position; ``listen`` is a TCP socket listening on
+``addr``:``port`` (all addresses when ``addr`` is absent), ``connect`` a TCP stream connected to
+``host``:``port`` before the workload starts. The workload can reach nothing else: WASI preview 1
+has no call that opens a socket, so every connection it makes was declared.
+
+Refused, with a message, rather than run differently from what was declared:
+
+* ``prot = "tls"`` (Enarx's default): terminating TLS inside the keep is the attested TLS capability
+  (issue 13), not built yet. Serving such a file as plain TCP would silently drop the encryption.
+* sockets in a WASI 0.2 component: wasmtime-py can only give a component the whole host network
+  (``inherit_network``), not the declared addresses.
+* sockets at fds 0-2, or together with ``[[keep.dirs]]`` (preview 1 libraries stop looking for
+  preopened directories at the first fd that is not one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from enarx_pkg._internal.socktable import Limits
+from enarx_pkg.errors import InputError, TransportError
+from enarx_pkg.manifest.model import SOCKET_KINDS, Dir, File
+
+__all__ = ["Limits", "NetworkError", "check_buildable", "check_runnable", "open_sockets"]
+
+TLS_CAPABILITY = "attested TLS (issue 13: TLS terminated inside the keep)"
+BACKLOG = 128
+
+
+class NetworkError(TransportError):
+    """A declared socket could not be set up (port in use, host unreachable)."""
+
+
+def sockets_of(files: Sequence[File]) -> list[tuple[int, File]]:
+    return [(fd, f) for fd, f in enumerate(files) if f.kind in SOCKET_KINDS]
+
+
+def check_buildable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where: Path | str) -> None:
+    """Refuse what no runtime of ours can honour, whatever the keep: raised by ``build`` and ``run``."""
+    found = sockets_of(files)
+    if not found:
+        return
+    names = ", ".join(f"{f.name} ({f.kind})" for _, f in found)
+    if kind == "component":
+        raise InputError(f"{where} declares socket files {names} for a WASI 0.2 component: wasmtime-py can "
+                         "only give a component the whole host network, not just the declared addresses",
+                         hint="build a WASI preview 1 module (wasm32-wasi / wasip1) for network workloads")
+    low = [f"{f.name} (fd {fd})" for fd, f in found if fd < 3]
+    if low:
+        raise InputError(f"{where}: socket file {low[0]} is at fds 0-2, which are stdin, stdout and stderr "
+                         "here", hint="list the stdio files first, then the listen/connect files")
+    if dirs:
+        raise InputError(f"{where} declares socket files {names} and [[keep.dirs]]: preview 1 libraries "
+                         "stop looking for preopened directories at the first socket fd",
+                         hint="drop [[keep.dirs]] from a network workload, or the sockets")
+
+
+def check_runnable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where: Path | str) -> None:
+    """:func:`check_buildable`, and refuse ``prot = "tls"`` until attested TLS exists."""
+    check_buildable(files, dirs, kind, where)
+    tls = [f.name for _, f in sockets_of(files) if f.prot == "tls"]
+    if tls:
+        raise InputError(f"{where}: socket file {tls[0]!r} has prot = \"tls\" (Enarx's default), which needs "
+                         f"{TLS_CAPABILITY}; it is refused rather than served as plain TCP",
+                         hint='set prot = "tcp" for a plain TCP socket (TLS then is the workload\'s own job)')
+
+
+@contextlib.contextmanager
+def open_sockets(files: Sequence[File], limits: Limits) -> Iterator[list[tuple[int, str, socket.socket]]]:
+    """Bind every ``listen`` and connect every ``connect`` file; all are closed on exit or failure."""
+    opened: list[tuple[int, str, socket.socket]] = []
+    try:
+        for fd, f in sockets_of(files):
+            sock = _listen(f, limits) if f.kind == "listen" else _connect(f, limits)
+            opened.append((fd, f.kind, sock))
+        yield opened
+    finally:
+        for _, _, sock in opened:
+            sock.close()
+
+
+def _listen(f: File, limits: Limits) -> socket.socket:
+    addr = f.addr or "::"
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and addr == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # all addresses, v4 too
+        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # accepted connections inherit both
+            sock.setsockopt(socket.SOL_SOCKET, opt, limits.buffer_bytes)
+        sock.bind((addr, f.port or 443))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+        raise NetworkError(f"listen file {f.name!r}: {_where(addr, f.port)} {reason}",
+                           hint="stop what holds the port, or declare another port in Enarx.toml") from None
+    return sock
+
+
+def _connect(f: File, limits: Limits) -> socket.socket:
+    where = _where(f.host or "", f.port)
+    try:
+        sock = socket.create_connection((f.host, f.port or 443), timeout=limits.connect_timeout_s)
+    except OSError as exc:
+        raise NetworkError(f"connect file {f.name!r}: cannot connect to {where}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        sock.setsockopt(socket.SOL_SOCKET, opt, limits.buffer_bytes)
+    return sock
+
+
+def _where(host: str, port: int | None) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,3 @@
+module example.com/hellohttp
+
+go 1.21

@@ -1,0 +1,105 @@
+"""Naming a package: after `version bump` + `build` a project holds two packages, and every command
+takes the one of its current version; DIR:TAG, oci:DIR[:TAG], @sha256:... name the others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enarx_pkg import keys
+from enarx_pkg._cli.main import main
+from enarx_pkg.package import LocalPackage, RemotePackage, locate
+from tests.build.helpers import wat_project
+
+HELLO = ('(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32))) '
+         '(memory (export "memory") 1) (func (export "_start") (call $exit (i32.const {code})))')
+
+
+@pytest.fixture(scope="module")
+def bumped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A project built at 1.0.0, bumped to 1.1.0 (exit status 7) and built again."""
+    root = wat_project(tmp_path_factory.mktemp("loop") / "proj", HELLO.format(code=3))
+    assert main(["build", str(root)]) == 0
+    first = locate(str(root))
+    assert main(["version", "bump", "minor", "--dir", str(root)]) == 0
+    (root / "m.wat").write_text(f"(module {HELLO.format(code=7)})")
+    assert main(["build", str(root)]) == 0
+    second = locate(str(root))
+    assert isinstance(first, LocalPackage) and isinstance(second, LocalPackage)
+    keys.generate(root.parent / "alice", password_env=None)
+    return {"root": root, "old": first.digest, "new": second.digest, "key": root.parent / "alice.key",
+            "pub": root.parent / "alice.pub"}
+
+
+def test_layout_holds_both_versions_and_dir_means_the_current_one(bumped: dict[str, Any]) -> None:
+    index = json.loads((bumped["root"] / "target" / "oci" / "index.json").read_text())
+    tags = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+    assert tags == {"1.0.0", "1.1.0"} and bumped["old"] != bumped["new"]
+
+
+@pytest.mark.parametrize("form", ["{root}:1.0.0", "oci:{root}/target/oci:1.0.0", "{root}@{old}",
+                                  "oci:{root}/target/oci@{old}"])
+def test_every_local_form_names_the_older_package(bumped: dict[str, Any], form: str) -> None:
+    found = locate(form.format(**bumped))
+    assert isinstance(found, LocalPackage) and found.digest == bumped["old"]
+
+
+def test_bare_digest_means_the_current_directory(bumped: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(bumped["root"])
+    found = locate(f"@{bumped['old']}")
+    assert isinstance(found, LocalPackage) and found.digest == bumped["old"]
+
+
+def test_registry_reference_is_not_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert locate("127.0.0.1:5000/team/app:1.0") == RemotePackage("127.0.0.1:5000/team/app:1.0")
+    assert locate("registry.example/app@sha256:" + "a" * 64) == RemotePackage("registry.example/app@sha256:" + "a" * 64)
+
+
+def test_run_sign_verify_inspect_take_the_current_version(bumped: dict[str, Any],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(bumped["root"])
+    assert main(["run", root]) == 7
+    assert main(["run", f"{root}:1.0.0"]) == 3
+    assert main(["sign", "--key", str(bumped["key"]), root]) == 0
+    assert main(["verify", "--key", str(bumped["pub"]), root]) == 0
+    assert main(["verify", "--key", str(bumped["pub"]), f"{root}:1.0.0"]) == 77  # only 1.1.0 was signed
+    capsys.readouterr()
+    assert main(["inspect", "--json", f"{root}:1.0.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest"] == bumped["old"]
+
+
+def test_publish_takes_the_current_version(bumped: dict[str, Any], docker_registry: Any,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    root = str(bumped["root"])
+    assert main(["publish", "--registry", docker_registry.host, "--repository", "loop/app", "--json", root]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tag"] == "1.1.0" and out["reference"].endswith(bumped["new"])
+    assert main(["publish", "--registry", docker_registry.host, "--repository", "loop/app", "--tag", "old",
+                 "--json", f"{root}:1.0.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["reference"].endswith(bumped["old"])
+
+
+def test_unbuilt_version_says_build(bumped: dict[str, Any], tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    proj = tmp_path / "p"
+    proj.mkdir()
+    for name in ("Enarx.toml", "m.wat"):
+        (proj / name).write_text((bumped["root"] / name).read_text())
+    assert main(["run", str(proj)]) == 66
+    assert "has not been built yet" in capsys.readouterr().err
+    assert main(["build", str(proj)]) == 0
+    assert main(["version", "bump", "patch", "--dir", str(proj)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(proj)]) == 66
+    err = capsys.readouterr().err
+    assert "holds no build of version 1.1.1 (it holds: 1.1.0)" in err and "enarx-pkg build" in err
+
+
+def test_missing_path_is_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(tmp_path / "nope")]) == 66
+    assert main(["inspect", str(tmp_path / "nope")]) == 66
+    assert "no such package directory" in capsys.readouterr().err

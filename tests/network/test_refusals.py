@@ -1,0 +1,143 @@
+"""What a network workload may not do, and what is refused before it runs: one test per refusal."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import wasmtime
+
+from enarx_pkg import runtime
+from enarx_pkg.build import build
+from enarx_pkg.errors import ExitCode, InputError
+from enarx_pkg.manifest.model import File
+from tests.build.helpers import prebuilt_project
+from tests.conftest import REPO, free_port
+from tests.network.conftest import http_get, serving
+from tests.network.test_examples import service_project
+
+STDIO = (File("stdin", "stdin"), File("stdout", "stdout"), File("stderr", "stderr"))
+P1 = '(import "wasi_snapshot_preview1" "{0}" (func ${0} {1}))'
+IMPORTS = "".join(P1.format(name, sig) for name, sig in [
+    ("fd_write", "(param i32 i32 i32 i32) (result i32)"), ("fd_read", "(param i32 i32 i32 i32) (result i32)"),
+    ("sock_accept", "(param i32 i32 i32) (result i32)"), ("proc_exit", "(param i32)")])
+
+
+def run_cli(project: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_tls_is_refused_never_served_plain(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    port = free_port()
+    project = service_project(tmp_path / "p", http_module("rust"), port)
+    toml = project / "Enarx.toml"
+    toml.write_text(toml.read_text().replace('prot = "tcp"', 'prot = "tls"'))
+    build(project)  # the package is valid: a keep with attested TLS can run it
+    out = run_cli(project)
+    assert out.returncode == ExitCode.INVALID_INPUT, out.stderr
+    assert 'prot = "tls"' in out.stderr and "attested TLS" in out.stderr and "Traceback" not in out.stderr
+    assert port_is_free(port)  # nothing was bound, not even for a moment of plain TCP
+
+
+def test_port_in_use_is_a_clear_error_not_a_hang(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        project = service_project(tmp_path / "p", http_module("rust"), port)
+        build(project)
+        started = time.monotonic()
+        out = run_cli(project, timeout=30)
+    assert out.returncode == ExitCode.TRANSPORT, out.stderr
+    assert f"127.0.0.1:{port} is already in use" in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_host_cannot_reach_an_undeclared_port_or_address(http_module: Callable[[str], Path]) -> None:
+    other = free_port()
+    with serving(http_module("rust")) as server:
+        assert http_get(server.port).endswith(b"hello from rust\n")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", other), timeout=5)
+        with pytest.raises(ConnectionRefusedError):  # declared addr is 127.0.0.1 only
+            socket.create_connection(("127.0.0.2", server.port), timeout=5)
+
+
+def test_guest_reaches_no_undeclared_socket(tmp_path: Path) -> None:
+    """Preview 1 cannot open sockets; fds past the declared ones are not sockets (EBADF)."""
+    wat = (f'(module {IMPORTS} (memory (export "memory") 1)'
+           '(func (export "_start") (local $e i32)'
+           '  (local.set $e (call $sock_accept (i32.const 4) (i32.const 0) (i32.const 64)))'
+           '  (if (i32.ne (local.get $e) (i32.const 8))'
+           '    (then (call $proc_exit (i32.add (i32.const 100) (local.get $e)))))'
+           '  (call $proc_exit (call $fd_write (i32.const 9) (i32.const 0) (i32.const 0) (i32.const 64)))))')
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+    files = (*STDIO, File("listen", "web", addr="127.0.0.1", port=free_port(), prot="tcp"))
+    assert runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False)) == 8  # EBADF both times
+
+
+def test_connect_reaches_the_declared_host(tmp_path: Path) -> None:
+    """fd 3 is a stream to the declared host:port; the guest writes "ping", relays the answer to stdout."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        seen: list[bytes] = []
+
+        def answer() -> None:
+            conn, _ = srv.accept()
+            with conn:
+                seen.append(conn.recv(16))
+                conn.sendall(b"pong")
+
+        threading.Thread(target=answer, daemon=True).start()
+        wat = (f'(module {IMPORTS} (memory (export "memory") 1) (data (i32.const 16) "ping")'
+               '(func (export "_start")'
+               '  (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 4))'
+               '  (drop (call $fd_write (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 8)))'
+               '  (drop (call $fd_read (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 8)))'
+               '  (i32.store (i32.const 4) (i32.load (i32.const 8)))'
+               '  (call $proc_exit (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))')
+        module = tmp_path / "m.wasm"
+        module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+        out: list[bytes] = []
+        files = (*STDIO, File("connect", "peer", host="127.0.0.1", port=srv.getsockname()[1], prot="tcp"))
+        assert runtime.run(runtime.RunSpec(module, files=files, stdin=b"", stdout=out.append, cache=False)) == 0
+    assert seen == [b"ping"] and b"".join(out) == b"pong"
+
+
+def test_connect_to_a_host_that_is_down_fails_before_the_workload_starts(tmp_path: Path) -> None:
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm('(module (memory (export "memory") 1) (func (export "_start")))')))
+    port = free_port()
+    files = (*STDIO, File("connect", "db", host="127.0.0.1", port=port, prot="tcp"))
+    with pytest.raises(Exception, match=f"cannot connect to 127.0.0.1:{port}") as exc:
+        runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False))
+    assert getattr(exc.value, "exit_code", None) == ExitCode.TRANSPORT
+
+
+def test_component_with_sockets_is_refused_at_build(tmp_path: Path) -> None:
+    """wasmtime-py gives a component all of the host network or none: declared-only cannot be enforced."""
+    files = ('[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+             '[[files]]\nkind = "connect"\nhost = "127.0.0.1"\nport = 5432\nprot = "tcp"\n')
+    project = prebuilt_project(tmp_path / "p", bytes(wasmtime.wat2wasm("(component)")), extra=files)
+    with pytest.raises(InputError, match=r"WASI 0\.2 component") as exc:
+        build(project)
+    assert "whole host network" in exc.value.message
+    assert not (project / "target" / "oci").exists()

@@ -1,0 +1,48 @@
+"""Credential errors point the right way: a wrong password at `login` says to check it (not to run
+`login`), and a token lacking a scope says which one, not to log in again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enarx_pkg._cli.main import main
+from tests.transfer.conftest import make_package
+
+
+def test_wrong_password_at_login_does_not_suggest_login(registry_server: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setattr("sys.stdin", _Line("ep_wrong-password-123\n"))
+    code = main(["login", registry_server.host, "--username", "admin", "--password-stdin"])
+    err = capsys.readouterr().err
+    assert code == 77 and "enarx-pkg login" not in err and "user name and password" in err
+    assert "ep_wrong-password-123" not in err and not (tmp_path / "cfg").exists()
+
+
+def test_token_without_push_scope_names_the_scope(registry_server: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    token = registry_server.token("pull:hints/*")
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_USERNAME", "ci")
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_PASSWORD", token)
+    make_package(tmp_path / "pkg", note="scope")
+    code = main(["publish", "--registry", registry_server.host, "--repository", "hints/app", "--tag", "1",
+                 f"oci:{tmp_path / 'pkg'}"])
+    err = capsys.readouterr().err
+    assert code == 77 and "push" in err and "scope" in err and "enarx-pkg login" not in err
+    assert token not in err
+
+
+class _Line:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def readline(self) -> str:
+        return self.text
+
+    def isatty(self) -> bool:
+        return False
