@@ -61,6 +61,7 @@ class RunSpec:
     cache: bool = True
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
     network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
+    tls: Any = None  # enarx_pkg.tls.sockets.TlsSetup: a keep's TLS for prot = "tls" files (None: refused)
 
 
 def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,
@@ -87,7 +88,7 @@ def run(spec: RunSpec) -> int:
 
     stdio = _stdio_plan(spec.files)
     kind = wasmbin.kind_of(spec.module)
-    network.check_runnable(spec.files, spec.dirs, kind, spec.module)
+    network.check_runnable(spec.files, spec.dirs, kind, spec.module, tls=spec.tls is not None)
     engine = _engine(spec.fuel is not None)
     compiled = _load(engine, spec, kind)
     store = wasmtime.Store(engine)
@@ -97,7 +98,8 @@ def run(spec: RunSpec) -> int:
     pumps = _Pumps()
     fired = threading.Event()
     try:
-        with network.open_sockets(spec.files, spec.network) as sockets, _wasi(spec, stdio, pumps) as wasi:
+        with network.open_sockets(spec.files, spec.network) as opened, _tls(opened, spec) as sockets, \
+                _wasi(spec, stdio, pumps) as wasi:
             store.set_wasi(wasi)
             net = _net_layer(sockets, spec.network, fired)
             with _deadline(engine, store, spec.time_limit_s, fired):
@@ -109,6 +111,18 @@ def run(spec: RunSpec) -> int:
     finally:
         store.close()  # closes the workload's ends of the output pipes, so the pumps see EOF
         pumps.join()
+
+
+@contextlib.contextmanager
+def _tls(opened: list[Any], spec: RunSpec) -> Iterator[list[Any]]:
+    """``prot = "tls"`` sockets with the keep's TLS in front (their plaintext side goes to the workload)."""
+    if spec.tls is None:
+        yield opened
+        return
+    from enarx_pkg.tls.sockets import terminated
+
+    with terminated(opened, spec.files, spec.tls) as entries:
+        yield entries
 
 
 def _net_layer(sockets: list[Any], limits: Limits, fired: threading.Event) -> Any:

@@ -259,6 +259,11 @@ def verify_layout_report(layout: Layout, ref: str | None, policy: Policy, *, off
     check_package(layout, subject)
     referrers = [r for r in layout.referrers(subject.digest)
                  if (r.artifact_type or "").startswith(BUNDLE_ARTIFACT_PREFIX)]
+    if referrers and isinstance(policy, IdentityPolicy) and policy.trust_config:
+        from enarx_pkg._internal import sigstore_keyless
+
+        # an unusable trust config is the caller's error (65/66), not one refusal per signature
+        sigstore_keyless.verifier(policy.staging, offline, policy.trust_config)
     verified: list[VerifiedSignature] = []
     refused: list[Refusal] = []
     for r in referrers:

@@ -109,6 +109,8 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
         freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
         sessions = UploadState(db)
         stale = sessions.stale(cutoff)
+        # old parts of an upload still in progress stay: they hold its first bytes
+        in_progress = {str(r[0]) for r in db.query("SELECT id FROM upload_sessions")} - set(stale)
         if not dry_run:
             for d in doomed:
                 with db.transaction() as tx:
@@ -120,7 +122,7 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
                 store.discard_parts(sessions.remove(upload_id))
             db.execute("INSERT INTO audit (at, actor, action, repo, ref, digest, remote) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (time.time(), "admin-cli", "gc", None, None, None, f"{len(doomed) + len(orphans)} blobs"))
-        leftovers = store.sweep(grace, dry_run)  # parts no session names: a crashed writer's, any replica's
+        leftovers = store.sweep(grace, in_progress, dry_run)  # a crashed writer's parts, any replica's
     return GcReport(len(doomed) + len(orphans), freed, len(stale) + leftovers, dry_run)
 
 

@@ -175,8 +175,8 @@ class BlobStore:
         cutoff = time.time() - older_than
         return [f for f in self.upload_root.iterdir() if f.stat().st_mtime < cutoff]
 
-    def sweep(self, older_than: float, dry_run: bool = False) -> int:
-        stale = self.stale_upload_files(older_than)
+    def sweep(self, older_than: float, in_progress: set[str], dry_run: bool = False) -> int:
+        stale = [f for f in self.stale_upload_files(older_than) if f.name.split(".", 1)[0] not in in_progress]
         if not dry_run:
             for f in stale:
                 f.unlink(missing_ok=True)

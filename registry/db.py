@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS audit (id {serial}, at DOUBLE PRECISION NOT NULL, act
 
 
 # columns added after a table was first released: (table, column, declaration), added where missing
-COLUMNS = [("repos", "description_pinned", "INTEGER NOT NULL DEFAULT 0")]
+COLUMNS = [("repos", "description_pinned", "INTEGER NOT NULL DEFAULT 0"),
+           ("upload_sessions", "touched", "DOUBLE PRECISION NOT NULL DEFAULT 0")]
 
 
 class Database(Protocol):

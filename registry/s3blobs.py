@@ -186,12 +186,16 @@ class S3BlobStore:
         for key in keys:
             self.store.delete(key)
 
-    def sweep(self, older_than: float, dry_run: bool = False) -> int:
+    def sweep(self, older_than: float, in_progress: set[str], dry_run: bool = False) -> int:
         """Part objects and open multipart uploads older than ``older_than``: a crashed replica's leftovers."""
         cutoff = time.time() - older_than
         prefix = f"{self.store.location.prefix}uploads/"
-        stale = [k for k, mtime in self.store.list_objects(prefix) if mtime < cutoff]
-        open_mp = [(k, u) for k, u, started in self.store.open_multiparts() if started < cutoff]
+
+        def leftover(key: str) -> bool:
+            return key.rsplit("/", 1)[-1].split(".", 1)[0] not in in_progress
+
+        stale = [k for k, mtime in self.store.list_objects(prefix) if mtime < cutoff and leftover(k)]
+        open_mp = [(k, u) for k, u, started in self.store.open_multiparts() if started < cutoff and leftover(k)]
         if not dry_run:
             for key in stale:
                 self.store.delete(key)

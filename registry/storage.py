@@ -70,8 +70,9 @@ class Storage(Protocol):
 
     def all_blobs(self) -> list[tuple[str, float]]: ...
 
-    def sweep(self, older_than: float, dry_run: bool = False) -> int:
-        """Remove upload leftovers older than ``older_than`` seconds; returns how many."""
+    def sweep(self, older_than: float, in_progress: set[str], dry_run: bool = False) -> int:
+        """Remove upload leftovers older than ``older_than`` seconds, except parts of the uploads named in
+        ``in_progress``; returns how many."""
 
 
 def open_storage(settings: Settings) -> Storage:

@@ -68,8 +68,8 @@ class UploadState:
 
     def _commit(self, upload_id: str, part: Part, committed_before: int, end_before: int) -> bool:
         with self.db.transaction() as tx:
-            n = tx.execute("UPDATE upload_sessions SET size = ? WHERE id = ? AND size = ? AND closing = 0",
-                           (part.start + part.length, upload_id, end_before))
+            n = tx.execute("UPDATE upload_sessions SET size = ?, touched = ? WHERE id = ? AND size = ? AND closing = 0",
+                           (part.start + part.length, time.time(), upload_id, end_before))
             if n != 1:
                 return False
             if committed_before == 0:
@@ -116,4 +116,6 @@ class UploadState:
         return names
 
     def stale(self, cutoff: float) -> list[str]:
-        return [str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions WHERE created < ?", (cutoff,))]
+        """Uploads neither opened nor added to since ``cutoff`` (a long upload still sending is kept)."""
+        return [str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions WHERE created < ? AND touched < ?",
+                                                 (cutoff, cutoff))]

@@ -224,18 +224,8 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if declared.isdigit() and offset + int(declared) > limit:
         await _too_large(reg, upload_id, limit)
     writer = _PartWriter(reg, name, upload_id, offset)
-    over = gone = False
     try:
-        async for chunk in request.stream():
-            if offset + writer.length + len(writer.buf) + len(chunk) > limit:
-                over = True
-                break
-            await writer.add(chunk)
-            if reg.store.checkpoints and writer.length - writer.committed >= CHECKPOINT_BYTES:
-                await writer.flush()
-                await writer.commit(sealed=False)
-    except ClientDisconnect:
-        gone = True
+        over, gone = await _receive(writer, request, limit - offset, reg.store.checkpoints)
     except BaseException:
         await writer.drop()
         raise
@@ -252,6 +242,42 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if gone:
         raise ClientDisconnect
     return offset + writer.length
+
+
+async def _receive(writer: _PartWriter, request: Request, room: int) -> tuple[bool, bool]:
+    """Stream the body into ``writer`` (committing every CHECKPOINT_BYTES); (over ``room`` bytes, client gone)."""
+    with open(writer.path, "xb", buffering=0) as f:
+        try:
+            async for chunk in request.stream():
+                if writer.length + len(writer.buf) + len(chunk) > room:
+                    return True, False
+                await writer.add(chunk, f)
+                if writer.length - writer.committed >= CHECKPOINT_BYTES:
+                    await writer.flush(f)
+                    await writer.commit(sealed=False)
+        except ClientDisconnect:
+            return False, True
+        finally:
+            await writer.flush(f)  # also before the file closes under a thread still writing
+    return False, False
+
+
+async def _receive(writer: _PartWriter, request: Request, room: int, checkpoints: bool) -> tuple[bool, bool]:
+    """Stream the body into ``writer`` (committing every CHECKPOINT_BYTES where the store keeps parts as they
+    grow); (over ``room`` bytes, client gone)."""
+    try:
+        async for chunk in request.stream():
+            if writer.length + len(writer.buf) + len(chunk) > room:
+                return True, False
+            await writer.add(chunk)
+            if checkpoints and writer.length - writer.committed >= CHECKPOINT_BYTES:
+                await writer.flush()
+                await writer.commit(sealed=False)
+    except ClientDisconnect:
+        return False, True
+    finally:
+        await writer.flush()  # also before the part closes under a thread still writing
+    return False, False
 
 
 async def _too_large(reg: Registry, upload_id: str, limit: int) -> None:

@@ -53,3 +53,19 @@ def test_every_command_has_help(name: str) -> None:
     out = run_cli(name, "--help")
     assert out.returncode == 0, out.stderr
     assert "Usage:" in out.stdout
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    import os
+
+    env = {**os.environ, "_ENARX_PKG_COMPLETE": "complete_bash", "COMP_WORDS": "enarx-pkg bu", "COMP_CWORD": "1"}
+    out = subprocess.run([sys.executable, "-m", "enarx_pkg"], env=env, capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    assert out.split() == ["build"]
+    env.update({"COMP_WORDS": "enarx-pkg build --j", "COMP_CWORD": "2"})
+    out = subprocess.run([sys.executable, "-m", "enarx_pkg"], env=env, capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    assert out.split() == ["--json"]
+    script = subprocess.run([sys.executable, "-m", "enarx_pkg", "--show-completion", "bash"], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert script.returncode == 0 and "_ENARX_PKG_COMPLETE" in script.stdout

@@ -30,6 +30,8 @@ def serve(
     max_keeps: Annotated[int, typer.Option(help="concurrent keeps at most")] = 16,
     provision_deadline: Annotated[float, typer.Option(help="seconds a created keep waits for its envelope")] = 30.0,
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
+    access_log: Annotated[str, typer.Option(help="common, combined or off (one line per request on stdout)")
+                          ] = "combined",
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
@@ -38,6 +40,10 @@ def serve(
     from enarx_pkg.host.serve import serve as run
 
     extra = (["--sim-debug"] if sim_debug else []) + (["--sim-svn", str(sim_svn)] if sim_svn != 1 else [])
+    if access_log not in ("common", "combined", "off"):
+        from enarx_pkg.errors import UsageError
+
+        raise UsageError(f"--access-log must be common, combined or off, not {access_log!r}")
 
     def announce(p: Pins) -> None:
         if p.backend == "sim":
@@ -47,7 +53,7 @@ def serve(
               + f"\n  token file:  {p.token_file}", flush=True)
 
     run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, provision_deadline, keep_lifetime,
-                     tuple(extra)), announce)
+                     tuple(extra), access_log), announce)
 
 
 @host_app.command("keyscan")

@@ -82,11 +82,13 @@ def serve(data: str = DATA, database: str = DATABASE,
           s3_redirect: bool = typer.Option(False, "--s3-redirect",
                                            help="Answer blob GETs with 307 to a presigned URL.")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
+    from enarx_pkg._internal.listen import check_free
     from registry.admin import check_storage
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
         raise UsageError("--max-blob-size must be a positive number of bytes")
+    check_free(host, port, "the registry")
     if len(trusted_identity) != len(trusted_issuer):
         raise UsageError("give one --trusted-issuer for each --trusted-identity")
     if access_log not in ("common", "combined", "off"):

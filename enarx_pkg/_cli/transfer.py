@@ -25,6 +25,7 @@ def login(
     username: str = typer.Option(None, "--username", "-u", help="User name (prompted if omitted)."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
     plain_http: bool = PLAIN_HTTP,
+    as_json: bool = JSON,
 ) -> None:
     """Check credentials against REGISTRY and store them (0600) for later commands."""
     from enarx_pkg import credentials
@@ -43,6 +44,11 @@ def login(
     if not username or not password:
         raise UsageError("a username and a non-empty password are required")
     path = credentials.login(registry, Credential(username, password, "login"), plain_http=plain_http)
+    if as_json:
+        from enarx_pkg._cli.common import print_json
+
+        print_json({"registry": registry, "username": username, "stored": str(path)})
+        return
     info(f"Login succeeded for {registry}; credentials stored in {path}")
 
 

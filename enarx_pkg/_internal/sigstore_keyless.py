@@ -28,9 +28,20 @@ MAX_TRUST_CONFIG_BYTES = 1024 * 1024
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 
 
-@functools.lru_cache(maxsize=8)
 def verifier(staging: bool, offline: bool, trust_config: str | None = None) -> Verifier:
-    """A sigstore Verifier for the production, staging or a private instance (cached: roots cost)."""
+    """A sigstore Verifier for the production, staging or a private instance (cached: roots cost;
+    a trust config file is re-read when it changes, as a long-running registry may see)."""
+    import os
+
+    try:
+        st = os.stat(trust_config) if trust_config is not None else None
+    except OSError:
+        st = None  # load_trust_config says what is wrong
+    return _verifier(staging, offline, trust_config, (st.st_mtime_ns, st.st_size, st.st_ino) if st else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _verifier(staging: bool, offline: bool, trust_config: str | None, _version: object) -> Verifier:
     from sigstore.verify import Verifier
 
     made: Verifier

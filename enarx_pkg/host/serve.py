@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enarx_pkg._internal import atomic
+from enarx_pkg._internal import atomic, listen
 from enarx_pkg.errors import InputError, UsageError
 from enarx_pkg.host.app import HostSettings
 from enarx_pkg.host.pool import KeepCommand
@@ -28,6 +28,7 @@ class ServeOptions:
     provision_deadline_s: float = 30.0
     lifetime_s: float = 3600.0
     sim_extra: tuple[str, ...] = field(default_factory=tuple)  # test knobs, passed to sim keeps
+    access_log: str = "combined"  # common | combined | off: one line per request on stdout
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     host, _, port = opts.listen.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--listen {opts.listen!r}: expected HOST:PORT")
+    listen.check_free(host, int(port), "the host agent")  # before a token or sim key is written
     backend = detect_backend(opts.backend)
     opts.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token, token_path = load_token(opts)
@@ -93,9 +95,10 @@ def serve(opts: ServeOptions, announce: Callable[[Pins], None]) -> None:
     """Run the agent until interrupted."""
     import uvicorn
 
+    from enarx_pkg.accesslog import with_access_log
     from enarx_pkg.host.app import Authenticated, create_app
 
     settings, pins, host, port = prepare(opts)
     announce(pins)
-    app = Authenticated(create_app(settings))
+    app = with_access_log(Authenticated(create_app(settings)), opts.access_log)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")).run()

@@ -141,3 +141,18 @@ def test_uploads_just_under_the_limit_still_work(running: Running) -> None:
     r = running.http.post("/v2/demo/app/blobs/uploads/", params={"digest": digest}, content=chunks(data))
     assert r.status_code == 201, r.text
     assert running.http.get(f"/v2/demo/app/blobs/{digest}").content == data
+
+
+def test_gc_keeps_a_long_upload_that_is_still_sending(running: Running) -> None:
+    data = os.urandom(1000)
+    upload = running.open_upload()
+    url = f"/v2/demo/app/blobs/uploads/{upload}"
+    assert running.http.patch(url, content=data[:500]).status_code == 202
+    old = time.time() - 7200  # its first part was written two hours ago, as in a slow multi-hour push
+    for f in (running.settings.data_dir / "uploads").glob(upload + ".*"):
+        os.utime(f, (old, old))
+    running.reg.meta.db.execute("UPDATE upload_sessions SET created = ? WHERE id = ?", (old, upload))
+    assert running.http.patch(url, content=data[500:], headers={"Content-Range": "500-999"}).status_code == 202
+    gc(running.settings, grace=3600)
+    r = running.http.put(url, params={"digest": "sha256:" + hashlib.sha256(data).hexdigest()})
+    assert r.status_code == 201, r.text

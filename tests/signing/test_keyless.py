@@ -218,3 +218,40 @@ def test_standalone_keyless_bundle_verifies_by_digest(keyless_signed: tuple[Path
     assert main(["verify", "--bundle", str(bundle), "--digest", digest, "--certificate-identity", IDENTITY,
                  "--certificate-oidc-issuer", ISSUER, "--trust-config", str(private_sigstore.trust_config)]) == 0
     assert f"signed by {IDENTITY} (issuer {ISSUER})" in capsys.readouterr().out
+
+
+def test_enarx_toml_trust_config_is_used_by_sign_and_verify(tmp_path: Path, private_sigstore: PrivateSigstore,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """[signing] trust_config (relative to the project) selects the private instance; no flags needed."""
+    import shutil
+
+    proj = tmp_path / "proj"
+    make_package(proj / "target" / "oci", name="proj")
+    (proj / "sigstore").mkdir()
+    shutil.copy(private_sigstore.trust_config, proj / "sigstore" / "trust.json")
+    (proj / "Enarx.toml").write_text(f'[signing]\nidentity = "{IDENTITY}"\nissuer = "{ISSUER}"\n'
+                                     'trust_config = "sigstore/trust.json"\n')
+    (tmp_path / "token").write_text(oidc_token())
+    assert main(["sign", str(proj), "--keyless", "--identity-token", str(tmp_path / "token")]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(proj)]) == 0
+    assert f"signed by {IDENTITY} (issuer {ISSUER})" in capsys.readouterr().out
+    (proj / "sigstore" / "trust.json").write_text("{}")  # the project's file decides: now unusable
+    assert main(["verify", str(proj)]) == 65
+    assert "trust config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "code"), [(None, 66), ("{}", 65), ("not json", 65)])
+def test_unusable_trust_config_is_the_callers_error(content: str | None, code: int, tmp_path: Path,
+                                                    keyless_signed: tuple[Path, str, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "trust.json"
+    if content is not None:
+        config.write_text(content)
+    (tmp_path / "token").write_text(oidc_token())
+    make_package(tmp_path / "layout", name="tc")
+    assert main(["sign", str(tmp_path / "layout"), "--keyless", "--identity-token", str(tmp_path / "token"),
+                 "--trust-config", str(config)]) == code
+    assert main(["verify", str(keyless_signed[0]), "--certificate-identity", IDENTITY,
+                 "--certificate-oidc-issuer", ISSUER, "--trust-config", str(config)]) == code
+    assert "trust config" in capsys.readouterr().err

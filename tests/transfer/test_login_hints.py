@@ -46,3 +46,16 @@ class _Line:
 
     def isatty(self) -> bool:
         return False
+
+
+def test_login_json(registry_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setattr("sys.stdin", _Line(registry_server.admin_token + "\n"))
+    assert main(["login", registry_server.host, "--username", "admin", "--password-stdin", "--json"]) == 0
+    out = capsys.readouterr().out
+    got = json.loads(out)
+    assert got["registry"] == registry_server.host and Path(got["stored"]).is_file()
+    assert registry_server.admin_token not in out
