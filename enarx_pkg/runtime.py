@@ -421,7 +421,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
-             ref: str | None = None) -> int:
+             ref: str | None = None, secrets: tuple[str, ...] = ()) -> int:
     """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
@@ -430,10 +430,10 @@ def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: 
     from enarx_pkg import package
 
     with package.opened(str(target), ref) as found:
-        return _run_located(found, args, cache)
+        return _run_located(found, args, cache, secrets)
 
 
-def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool) -> int:
+def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool, secrets: tuple[str, ...]) -> int:
     from enarx_pkg import manifest
     from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
@@ -451,7 +451,29 @@ def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool)
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
                     module_digest=wasm.digest, cache=cache, tls=_local_tls(model.files))
+    if model.secrets or secrets:
+        return _run_with_secrets(spec, model, secrets)
     return run(spec)
+
+
+def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -> int:
+    """Secrets as ``deploy`` gives them (``[secrets]`` overridden by ``--secret``), read on this machine.
+
+    Env secrets become environment variables; mounted ones files in a private temporary directory
+    preopened read-only at the mount's directory, removed when the workload ends.
+    """
+    from dataclasses import replace
+
+    from enarx_pkg import deploy_plan
+    from enarx_pkg.deploy import read_secrets
+    from enarx_pkg.keep.workload import secret_files
+
+    sources = deploy_plan.merge_secrets(model.secrets, [deploy_plan.parse_secret_option(s) for s in given])
+    values = read_secrets(sources)
+    with tempfile.TemporaryDirectory(prefix="enarx-pkg-secrets-") as tmp:
+        env = dict(spec.env)
+        dirs = secret_files(values, Path(tmp), env)
+        return run(replace(spec, env=env, dirs=spec.dirs + dirs))
 
 
 def _local_tls(files: tuple[File, ...]) -> Any:
