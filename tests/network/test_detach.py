@@ -1,0 +1,207 @@
+"""Services in keeps: ``deploy --detach`` to a real sim host agent, then ``keep status|logs|stop`` from
+other processes, real clients on the published loopback ports, and the attacks of issue 12."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from enarx_pkg import keys
+from enarx_pkg.package import Layout
+from enarx_pkg.publish import Target, publish
+from enarx_pkg.sign import sign_layout
+from tests.conftest import REPO, free_port
+from tests.fixtures.hosts import HostAgent, start_host, stop_host
+
+
+@dataclass(frozen=True)
+class Service:
+    ref: str
+    signer_pub: Path
+
+
+@dataclass(frozen=True)
+class Detached:
+    keep_id: str
+    endpoints: list[dict[str, object]]
+    state: Path
+    env: dict[str, str]
+    out: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoints[0]['address']}"
+
+
+@pytest.fixture(scope="module")
+def rust_service(tmp_path_factory: pytest.TempPathFactory, built_example: Callable[[str], Path],
+                 docker_registry: object) -> Service:
+    """The Rust HTTP example, signed and published to a real registry."""
+    from enarx_pkg.oci.reference import parse_registry
+
+    root = tmp_path_factory.mktemp("detach-pkg")
+    signer = keys.generate(root / "signer", password_env=None)
+    layout = Layout.open(built_example("rust-http"))
+    sign_layout(layout, "0.1.0", key=keys.load_private(signer.private_path, password_env=None))
+    reg = parse_registry(docker_registry.host)  # type: ignore[attr-defined]
+    publish(layout, Target(reg, "net/rust-http", "0.1.0"), source_ref="0.1.0")
+    return Service(f"{reg.host}/net/rust-http:0.1.0", signer.public_path)
+
+
+@pytest.fixture(scope="module")
+def range_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
+    """A sim agent whose keeps publish on a 3-port range (the first port free, the others too)."""
+    low = _free_range(3)
+    host = start_host(tmp_path_factory.mktemp("detach-host"), "--publish-range", f"{low}-{low + 2}", pool=1)
+    yield host, low
+    stop_host(host)
+
+
+def _free_range(n: int) -> int:
+    for _ in range(50):
+        low = free_port()
+        if low + n < 65535 and all(_free(p) for p in range(low, low + n)):
+            return low
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "enarx_pkg", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def deploy_detached(service: Service, host: HostAgent, tmp: Path, *extra: str) -> Detached:
+    policy = tmp / "policy.toml"
+    policy.write_text(host.policy())
+    env = os.environ | {"XDG_STATE_HOME": str(tmp / "state")}
+    r = cli("deploy", service.ref, "--host", host.url, "--host-token-file", str(host.token_file), "--policy",
+            str(policy), "--key", str(service.signer_pub), "--insecure-sim", "--detach", "--json", *extra, env=env)
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)["hosts"]
+    return Detached(row["keep_id"], row["endpoints"], Path(row["state_file"]), env, r.stdout + r.stderr)
+
+
+def keep_pids(host: HostAgent) -> list[int]:
+    """Keep processes started by ``host`` (their argv names its data directory)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"enarx_pkg.keep" in argv and str(host.data_dir.resolve()).encode() in argv:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_rust_server_answers_through_a_detached_keep_after_the_deployer_exited(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, low = range_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    # the deployer process has exited; the keep serves on the first port of the agent's range
+    assert d.endpoints == [{"name": "web", "port": 8080, "address": f"127.0.0.1:{low}"}]
+    for _ in range(3):
+        r = httpx.get(d.url, timeout=30)
+        assert r.status_code == 200 and r.text.endswith("hello from rust\n")
+    curl = subprocess.run(["curl", "-sS", "--max-time", "30", d.url], capture_output=True, text=True, timeout=60)
+    assert curl.stdout.endswith("hello from rust\n"), curl.stderr
+    # the state file holds the keep's secrets: 0600, and none of them was printed
+    record = json.loads(d.state.read_text())
+    assert d.state.stat().st_mode & 0o777 == 0o600
+    assert record["capability"] not in d.out and record["session_key"] not in d.out
+    cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+
+
+def test_keep_status_logs_and_stop_from_a_second_process(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = range_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    status = cli("keep", "status", d.keep_id, "--host", host.url, "--json", env=d.env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "running"
+    listed = cli("keep", "list", "--host", host.url, env=d.env)
+    assert d.keep_id in listed.stdout and "running" in listed.stdout
+    logs = cli("keep", "logs", d.keep_id, "--host", host.url, env=d.env)
+    assert logs.returncode == 0, logs.stderr  # running: nothing written yet, no exit status
+    stop = cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+    assert stop.returncode == 0 and f"keep {d.keep_id} stopped" in stop.stdout
+    assert not d.state.exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(d.url, timeout=10)
+    again = cli("keep", "status", d.keep_id, "--host", host.url, env=d.env)
+    assert again.returncode != 0 and "no state for keep" in again.stderr
+
+
+def test_undeclared_ports_of_the_range_are_never_bound(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    """The workload declares one listen port: the keep binds exactly one port; the rest refuse anyone."""
+    host, low = range_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    assert len(d.endpoints) == 1
+    bound = int(str(d.endpoints[0]["address"]).rsplit(":", 1)[1])
+    for port in {low, low + 1, low + 2} - {bound}:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+    with pytest.raises(ConnectionRefusedError):  # nor the declared port itself, nor another address
+        socket.create_connection(("127.0.0.2", bound), timeout=5)
+    cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+
+
+def test_keep_logs_by_another_token_holder_is_refused(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = range_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    secret = json.loads(d.state.read_text())
+    # the agent's shared token is not the keep's capability: same 404 as an unknown keep
+    for path in (f"/v1/keeps/{d.keep_id}/logs", f"/v1/keeps/{d.keep_id}"):
+        r = httpx.get(host.url + path, headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
+        assert r.status_code == 404 and r.json() == {"error": "no keep with this id and capability"}
+    # another tenant's state file for this keep id, with its own (wrong) capability and key
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(secret | {"capability": "x" * 43, "session_key": "A" * 43 + "="}))
+    r = cli("keep", "logs", "--state", str(forged), "--host", host.url, env=d.env)
+    assert r.returncode == 69, r.stderr  # TRANSPORT: the agent refused
+    assert "no keep with this id and capability" in r.stderr
+    assert secret["capability"] not in r.stderr + r.stdout and "Traceback" not in r.stderr
+    cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+
+
+def test_stopping_or_killing_the_agent_leaves_no_orphan_keep(
+        rust_service: Service, tmp_path: Path) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        host = start_host(tmp_path / f"agent-{sig.name}", pool=1)
+        try:
+            d = deploy_detached(rust_service, host, tmp_path / sig.name)
+            assert httpx.get(d.url, timeout=30).status_code == 200
+            assert keep_pids(host)
+            os.kill(host.process.pid, sig)  # the agent only, not its process group
+            host.process.wait(30)
+            deadline = time.monotonic() + 30
+            while keep_pids(host) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert keep_pids(host) == [], f"keeps outlived the agent ({sig.name})"
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(d.url, timeout=10)
+        finally:
+            stop_host(host)
