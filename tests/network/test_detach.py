@@ -192,6 +192,7 @@ def test_stopping_or_killing_the_agent_leaves_no_orphan_keep(
     for sig in (signal.SIGTERM, signal.SIGKILL):
         host = start_host(tmp_path / f"agent-{sig.name}", pool=1)
         try:
+            (tmp_path / sig.name).mkdir()
             d = deploy_detached(rust_service, host, tmp_path / sig.name)
             assert httpx.get(d.url, timeout=30).status_code == 200
             assert keep_pids(host)
