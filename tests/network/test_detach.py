@@ -206,3 +206,26 @@ def test_stopping_or_killing_the_agent_leaves_no_orphan_keep(
                 httpx.get(d.url, timeout=10)
         finally:
             stop_host(host)
+
+
+def test_a_taken_publish_range_fails_the_deploy_and_leaves_nothing_running(
+        rust_service: Service, tmp_path: Path) -> None:
+    low = _free_range(1)
+    host = start_host(tmp_path / "agent", "--publish-range", f"{low}-{low}", pool=1)
+    try:
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", low))
+            squatter.listen(1)
+            policy = tmp_path / "policy.toml"
+            policy.write_text(host.policy())
+            env = os.environ | {"XDG_STATE_HOME": str(tmp_path / "state")}
+            r = cli("deploy", rust_service.ref, "--host", host.url, "--host-token-file", str(host.token_file),
+                    "--policy", str(policy), "--key", str(rust_service.signer_pub), "--insecure-sim", "--detach",
+                    env=env)
+        assert r.returncode == 69, r.stderr
+        assert f"no free port in this host's publish range {low}-{low}" in r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "state").exists()  # no state: nothing to manage
+        platform = httpx.get(host.url + "/v1/platform", headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
+        assert platform.json()["keeps"]["active"] == 0
+    finally:
+        stop_host(host)
