@@ -138,4 +138,6 @@ def _report(text: str, code: int, kind: str, message: str, as_json: bool,
         payload: dict[str, Any] = {"error": {"kind": kind, "message": message, "exit_code": code}}
         payload["error"].update(details or {})
         print(json.dumps(payload))
-    print(text, file=sys.stderr)
+    from enarx_pkg._internal.text import printable
+
+    print(printable(text, keep_newlines=True), file=sys.stderr)  # messages may quote what a peer sent
