@@ -25,7 +25,8 @@ from typing import Any, BinaryIO
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg._internal import bounded, seal
 from enarx_pkg.errors import AttestationError, Error, InputError, TransportError, UsageError
-from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout
+from enarx_pkg.oci.reference import service_url
+from enarx_pkg.package import MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
 
 HTTP_TIMEOUT_S = 30.0
 # A host agent is untrusted: it may send an answer that never ends. Its answers are read only up to these.
@@ -130,6 +131,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     """Deploy to every host in parallel; one result per host (errors are captured per host)."""
     if not settings.hosts:
         raise UsageError("deploy needs at least one --host URL")
+    require_published(settings.ref, "deploy")
+    settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
     if len(settings.hosts) > 1 and settings.stdin is not None and not isinstance(settings.stdin, bytes):
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
@@ -437,10 +440,9 @@ def package_config(package: Package, layer_keys: dict[str, seal.LayerKey]) -> An
 
     from enarx_pkg import encrypt, manifest
 
-    conf = [d for d in package.manifest.layers if d.media_type.removesuffix(ENCRYPTED_SUFFIX) == MEDIA_ENARX_CONFIG]
-    if len(conf) != 1:
+    desc = package.manifest.find_layer(MEDIA_ENARX_CONFIG)
+    if desc is None:
         return None
-    desc = conf[0]
     if encrypt.is_encrypted(desc):
         out = io.BytesIO()
         with package.layout.open_blob(desc.digest) as f:

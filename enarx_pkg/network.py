@@ -62,12 +62,14 @@ def check_buildable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where
                          hint="drop [[keep.dirs]] from a network workload, or the sockets")
 
 
-def check_runnable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where: Path | str) -> None:
-    """:func:`check_buildable`, and refuse ``prot = "tls"`` until attested TLS exists."""
+def check_runnable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where: Path | str, *,
+                   tls: bool = False) -> None:
+    """:func:`check_buildable`, and refuse ``prot = "tls"`` unless the keep terminates TLS (``tls``)."""
     check_buildable(files, dirs, kind, where)
-    tls = [f.name for _, f in sockets_of(files) if f.prot == "tls"]
-    if tls:
-        raise InputError(f"{where}: socket file {tls[0]!r} has prot = \"tls\" (Enarx's default), which needs "
+    declared = [f.name for _, f in sockets_of(files) if f.prot == "tls"]
+    if declared and not tls:
+        tls_name = declared[0]
+        raise InputError(f"{where}: socket file {tls_name!r} has prot = \"tls\" (Enarx's default), which needs "
                          f"{TLS_CAPABILITY}; it is refused rather than served as plain TCP",
                          hint='set prot = "tcp" for a plain TCP socket (TLS then is the workload\'s own job)')
 

@@ -398,6 +398,16 @@ def locate_local(text: str, ref: str | None = None, *, command: str) -> LocalPac
     return found
 
 
+def require_published(text: str, command: str) -> None:
+    """Refuse a local project or layout where only a registry reference will do (``deploy``)."""
+    path = Path(text.removeprefix("oci:").split("@", 1)[0])
+    if text.startswith("oci:") or (path / "Enarx.toml").is_file() or (path / "oci-layout").is_file():
+        raise UsageError(f"{command} needs a published package; {text} is a local "
+                         + ("project" if (path / "Enarx.toml").is_file() else "OCI layout"),
+                         hint=f"publish it first (enarx-pkg publish {text}), then {command} "
+                              "REGISTRY/REPOSITORY:TAG")
+
+
 @contextlib.contextmanager
 def opened(text: str, ref: str | None = None) -> Iterator[LocalPackage]:
     """:func:`locate`, pulling a registry reference (with its referrers) into a temporary layout."""

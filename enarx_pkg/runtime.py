@@ -61,6 +61,7 @@ class RunSpec:
     cache: bool = True
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
     network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
+    tls: Any = None  # enarx_pkg.tls.sockets.TlsSetup: a keep's TLS for prot = "tls" files (None: refused)
 
 
 def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,
@@ -87,7 +88,7 @@ def run(spec: RunSpec) -> int:
 
     stdio = _stdio_plan(spec.files)
     kind = wasmbin.kind_of(spec.module)
-    network.check_runnable(spec.files, spec.dirs, kind, spec.module)
+    network.check_runnable(spec.files, spec.dirs, kind, f"package {spec.name}", tls=spec.tls is not None)
     engine = _engine(spec.fuel is not None)
     compiled = _load(engine, spec, kind)
     store = wasmtime.Store(engine)
@@ -97,7 +98,8 @@ def run(spec: RunSpec) -> int:
     pumps = _Pumps()
     fired = threading.Event()
     try:
-        with network.open_sockets(spec.files, spec.network) as sockets, _wasi(spec, stdio, pumps) as wasi:
+        with network.open_sockets(spec.files, spec.network) as opened, _tls(opened, spec) as sockets, \
+                _wasi(spec, stdio, pumps) as wasi:
             store.set_wasi(wasi)
             net = _net_layer(sockets, spec.network, fired)
             with _deadline(engine, store, spec.time_limit_s, fired):
@@ -109,6 +111,18 @@ def run(spec: RunSpec) -> int:
     finally:
         store.close()  # closes the workload's ends of the output pipes, so the pumps see EOF
         pumps.join()
+
+
+@contextlib.contextmanager
+def _tls(opened: list[Any], spec: RunSpec) -> Iterator[list[Any]]:
+    """``prot = "tls"`` sockets with the keep's TLS in front (their plaintext side goes to the workload)."""
+    if spec.tls is None:
+        yield opened
+        return
+    from enarx_pkg.tls.sockets import terminated
+
+    with terminated(opened, spec.files, spec.tls) as entries:
+        yield entries
 
 
 def _net_layer(sockets: list[Any], limits: Limits, fired: threading.Event) -> Any:
@@ -407,7 +421,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
-             ref: str | None = None) -> int:
+             ref: str | None = None, secrets: tuple[str, ...] = ()) -> int:
     """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
@@ -416,10 +430,10 @@ def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: 
     from enarx_pkg import package
 
     with package.opened(str(target), ref) as found:
-        return _run_located(found, args, cache)
+        return _run_located(found, args, cache, secrets)
 
 
-def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool) -> int:
+def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool, secrets: tuple[str, ...]) -> int:
     from enarx_pkg import manifest
     from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
@@ -437,7 +451,29 @@ def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool)
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
                     module_digest=wasm.digest, cache=cache)
+    if model.secrets or secrets:
+        return _run_with_secrets(spec, model, secrets)
     return run(spec)
+
+
+def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -> int:
+    """Secrets as ``deploy`` gives them (``[secrets]`` overridden by ``--secret``), read on this machine.
+
+    Env secrets become environment variables; mounted ones files in a private temporary directory
+    preopened read-only at the mount's directory, removed when the workload ends.
+    """
+    from dataclasses import replace
+
+    from enarx_pkg import deploy_plan
+    from enarx_pkg.deploy import read_secrets
+    from enarx_pkg.keep.workload import secret_files
+
+    sources = deploy_plan.merge_secrets(model.secrets, [deploy_plan.parse_secret_option(s) for s in given])
+    values = read_secrets(sources)
+    with tempfile.TemporaryDirectory(prefix="enarx-pkg-secrets-") as tmp:
+        env = dict(spec.env)
+        dirs = secret_files(values, Path(tmp), env)
+        return run(replace(spec, env=env, dirs=spec.dirs + dirs))
 
 
 def _check_fresh(layout_dir: Path, project: Path, manifest_digest: str) -> None:

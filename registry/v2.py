@@ -7,6 +7,7 @@ error bodies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -56,7 +57,7 @@ async def handle(reg: Registry, scope: Scope, receive: Receive, send: Send) -> N
         response = exc.response()
     except ClientDisconnect:
         log.info("registry: %s %s: the client went away mid-request (what arrived is kept for a resume)",
-                 request.method, request.url.path[:200])
+                 request.method, request.scope["path"][:200])
         return
     response.headers.update(API_HEADERS)
     await response(scope, receive, send)
@@ -84,7 +85,7 @@ class _Body:
 
 
 async def _dispatch(reg: Registry, request: Request) -> Response:
-    path = request.url.path[3:].lstrip("/")
+    path = request.scope["path"][3:].lstrip("/")  # not request.url: parsing a URL costs more than the lookup
     method = request.method
     if path == "":
         principal = _principal(reg, request, None, "pull")
@@ -114,8 +115,10 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
     return await handler(reg, request, principal, parts)
 
 
-def _route(parts: dict[str, str], method: str) -> tuple[Handler, str]:
-    table: dict[tuple[str, str], tuple[Handler, str]] = {
+@functools.cache
+def _table() -> dict[tuple[str, str], tuple[Handler, str]]:
+    """(what the path names, method) -> (handler, action the caller needs); built once."""
+    return {
         ("tags", "GET"): (_tags, "pull"),
         ("ref", "GET"): (_get_manifest, "pull"), ("ref", "HEAD"): (_get_manifest, "pull"),
         ("ref", "PUT"): (_put_manifest, "push"), ("ref", "DELETE"): (_delete_manifest, "delete"),
@@ -126,10 +129,13 @@ def _route(parts: dict[str, str], method: str) -> tuple[Handler, str]:
         ("upload", "PUT"): (uploads.finish, "push"), ("upload", "GET"): (uploads.status, "push"),
         ("upload", "DELETE"): (uploads.cancel, "push"),
     }
+
+
+def _route(parts: dict[str, str], method: str) -> tuple[Handler, str]:
     kind = next(k for k in ("tags", "ref", "subject", "upload", "blob") if k in parts)
     if kind == "upload" and method == "POST" and parts["upload"]:
         kind = "none"
-    found = table.get((kind, method))
+    found = _table().get((kind, method))
     if found is None:
         raise OciError("UNSUPPORTED", f"{method} is not supported on this endpoint")
     return found

@@ -60,11 +60,20 @@ def inspect(
 def run(ctx: typer.Context) -> None:
     """Run the workload locally in wasmtime (no TEE) and exit with its status.
 
-    Usage: enarx-pkg run [DIR|LAYOUT] [--no-cache] [-- ARGS...]
+    Usage: enarx-pkg run [PACKAGE] [--no-cache] [--secret NAME=SOURCE]... [-- ARGS...]
 
-    DIR is a built project (its target/oci is used; refused if its sources changed since the
-    build), LAYOUT an OCI image layout. ARGS replace the Enarx.toml args. --no-cache compiles
-    afresh instead of using the compiled-module cache.
+    PACKAGE: a built project DIR (the build of its current version; refused if its sources
+    changed since), DIR:TAG, oci:LAYOUT[:TAG] or a registry reference (default: .).
+
+    Options (before PACKAGE or --):
+
+      --no-cache                 Compile afresh instead of using the compiled-module cache.
+
+      --secret NAME=env:VAR      Give the workload secret NAME, read from this machine's
+      --secret NAME=file:PATH    environment or a file (repeatable; overrides [secrets] by
+                                 name). The package's [secrets] are read the same way.
+
+      -- ARGS...                 Replace the Enarx.toml args.
     """
     # Options are parsed in _cli.run rather than declared: typer's per-parameter coercion imports
     # pydantic (~100 ms); plain invocations do not reach typer at all (see _cli.main).

@@ -18,7 +18,7 @@ from typing import Any
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
-from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, ImageManifest
+from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, ImageManifest
 
 MAX_CONFIG_BYTES = 1 << 20
 Sink = Callable[[bytes], None]
@@ -92,20 +92,13 @@ def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tup
             raise VerificationError(f"registry served manifest {fetched.digest}, not the sealed "
                                     f"{envelope.manifest_digest}")
         manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
-        wasm, conf = _layer(manifest, MEDIA_WASM), _layer(manifest, MEDIA_ENARX_CONFIG)
+        wasm, conf = manifest.layer(MEDIA_WASM), manifest.layer(MEDIA_ENARX_CONFIG)
         module = _get(client, envelope, wasm, work / "module.wasm", timings)
         config = _get(client, envelope, conf, work / "Enarx.toml", timings)
     timings["keep_pull"] = time.perf_counter() - t - timings["keep_decrypt"]
     if config.stat().st_size > MAX_CONFIG_BYTES:
         raise InputError("the package's Enarx.toml is over the size limit")
     return module, config.read_text("utf-8")
-
-
-def _layer(manifest: ImageManifest, media_type: str) -> Descriptor:
-    found = [d for d in manifest.layers if d.media_type in (media_type, media_type + ENCRYPTED_SUFFIX)]
-    if len(found) != 1:
-        raise InputError(f"package manifest has {len(found)} layers of type {media_type}, expected 1")
-    return found[0]
 
 
 def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path, timings: dict[str, float]) -> Path:
@@ -140,7 +133,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
                          "which this keep runtime cannot provide")
     runtime.confine_dirs(toml.keep.dirs, work, "the keep's work directory")  # never the keep host's files
     env = dict(toml.env)
-    dirs = _secret_files(envelope.secrets, work / "secrets", env)
+    dirs = secret_files(envelope.secrets, work / "secrets", env)
     # compiled here from the module whose digest was just checked: no compiled-code cache in a keep,
     # whose disk belongs to the host
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
@@ -149,7 +142,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     return int(runtime.run(spec))
 
 
-def _secret_files(secrets: Mapping[str, seal.SecretValue], root: Path, env: dict[str, str]) -> tuple[Dir, ...]:
+def secret_files(secrets: Mapping[str, seal.SecretValue], root: Path, env: dict[str, str]) -> tuple[Dir, ...]:
     """Secrets with a mount become files in private host dirs preopened at the mount's directory."""
     dirs: dict[str, Path] = {}
     for name, secret in secrets.items():

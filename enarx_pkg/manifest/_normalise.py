@@ -38,7 +38,7 @@ DEFAULT_PROT = "tls"
 LEGACY_KEYS = ("stdin", "stdout", "stderr", "network", "networking")
 _KIND_KEYS = {
     "listen": {"kind", "name", "addr", "port", "prot"},
-    "connect": {"kind", "name", "host", "port", "prot"},
+    "connect": {"kind", "name", "host", "port", "prot", "ca"},
 }
 
 
@@ -122,7 +122,8 @@ def _file(path: KeyPath, raw: dict[str, Any], ctx: Context) -> Entry:
                     prot=raw.get("prot", DEFAULT_PROT))
     elif kind == "connect":
         file = File(kind, name or default_connect_name(raw["host"]), host=raw["host"],
-                    port=raw.get("port", DEFAULT_PORT), prot=raw.get("prot", DEFAULT_PROT))
+                    port=raw.get("port", DEFAULT_PORT), prot=raw.get("prot", DEFAULT_PROT), ca=raw.get("ca"))
+        _check_ca((*path, "ca"), file, ctx)
     else:
         file = File(kind, name or kind)
     return path, file, name is not None
@@ -143,6 +144,21 @@ def _legacy(doc: dict[str, Any], ctx: Context) -> list[Entry]:
         if key != "default":
             entries.append(_outgoing((base, "outgoing", key), key, spec, _prot(outgoing), ctx))
     return entries
+
+
+def _check_ca(path: KeyPath, file: File, ctx: Context) -> None:
+    """``ca`` on a connect file: PEM certificates, and only where TLS is used."""
+    if file.ca is None:
+        return
+    if file.prot != "tls":
+        ctx.add(path, "'ca' applies only to a prot = \"tls\" connect file", key=True, expected='prot = "tls"')
+        return
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(file.ca.encode("utf-8"))
+    except ValueError:
+        ctx.add(path, "'ca' is not PEM certificates", expected="-----BEGIN CERTIFICATE----- ... (inline PEM)")
 
 
 def _prot(table: dict[str, Any]) -> str:

@@ -52,7 +52,7 @@ def _file(f: File) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": f.kind}
     if not (f.kind == "connect" and f.host is not None and f.name == default_connect_name(f.host)):
         data["name"] = f.name  # a default connect name stays implicit, so two connects to one host round-trip
-    for key in ("addr", "host", "port", "prot"):
+    for key in ("addr", "host", "port", "prot", "ca"):
         if getattr(f, key) is not None:
             data[key] = getattr(f, key)
     return data

@@ -30,6 +30,7 @@ class File:
     host: str | None = None  # connect
     port: int | None = None  # listen/connect
     prot: Prot | None = None  # listen/connect, default "tls"
+    ca: str | None = None  # connect + tls: PEM CA certificate(s) the server must chain to (default: system roots)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,21 @@ _HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0
 MAX_REFERENCE = 4096
 
 
+def service_url(text: str, what: str) -> str:
+    """A server URL as given, or ``HOST:PORT`` without a scheme: plain HTTP for loopback, else refused.
+
+    Guessing https for a remote host would fail later with a TLS error far from the cause; guessing
+    http would send a host token in clear. So only loopback gets a default, as for registries.
+    """
+    if "://" in text:
+        return text.rstrip("/")
+    if is_loopback(text.split("/", 1)[0]):
+        return "http://" + text.rstrip("/")
+    from enarx_pkg.errors import UsageError
+
+    raise UsageError(f"{what} {text!r} has no scheme", hint=f"write https://{text} (http:// only on loopback)")
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost``, 127.0.0.0/8 and ``::1`` (with or without a port)."""
     name = _strip_port(host)

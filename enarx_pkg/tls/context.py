@@ -48,14 +48,15 @@ def server_context(key: ec.EllipticCurvePrivateKey, chain: Sequence[x509.Certifi
     return ctx
 
 
-def connect_context(*, cafile: Path | None = None, key: ec.EllipticCurvePrivateKey | None = None,
-                    chain: Sequence[x509.Certificate] = (), tls12: bool = False) -> ssl.SSLContext:
+def connect_context(*, cafile: Path | None = None, cadata: str | None = None,
+                    key: ec.EllipticCurvePrivateKey | None = None, chain: Sequence[x509.Certificate] = (),
+                    tls12: bool = False) -> ssl.SSLContext:
     """A client context for a ``connect`` + ``tls`` file: the server is verified against the system roots,
-    or only against ``cafile`` when Enarx.toml names one; the keep's certificate is presented when the
-    server asks for one (mTLS)."""
+    or only against the CA certificates Enarx.toml gives (``cadata``, inline PEM) or ``cafile``; the
+    keep's certificate is presented when the server asks for one (mTLS)."""
     if cafile is not None and not cafile.is_file():
         raise InputError(f"TLS CA file {cafile} does not exist")
-    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None, cadata=cadata)
     _versions(ctx, tls12)
     if key is not None and chain:
         _load_chain(ctx, key, chain)

@@ -125,3 +125,12 @@ def from_steward(url: str, names: Sequence[str], package: str, source: keep.Evid
         issued = enroll.request_certificate(url, key, names, package, source, ca=ca)
         return [issued.certificate, *issued.chain]
     return obtain
+
+
+def for_keep(names: Sequence[str], package: str, source: keep.EvidenceSource, *, steward: str | None = None,
+             steward_ca: x509.Certificate | None = None) -> Obtain:
+    """How a keep gets its certificate: from the Steward its Enarx.toml names (``steward = "URL"``),
+    else self-contained (its evidence in the certificate, checked by ``attest tls`` or the client hook)."""
+    if steward:
+        return from_steward(steward, names, package, source, ca=steward_ca)
+    return self_contained(names, package, source)

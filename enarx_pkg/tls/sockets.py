@@ -35,13 +35,15 @@ class SocketFile(Protocol):
     def port(self) -> int | None: ...
     @property
     def prot(self) -> str | None: ...
+    @property
+    def ca(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
 class TlsSetup:
     identity: KeepIdentity
     tls12: bool = False
-    cafile: Path | None = None  # connect: trust only this CA (default: the system roots)
+    cafile: Path | None = None  # connect files without their own ``ca``: trust only this CA (default: system roots)
     limits: terminate.TlsLimits = field(default_factory=terminate.TlsLimits)
 
 
@@ -65,7 +67,7 @@ def terminated(entries: Sequence[Entry], files: Sequence[SocketFile], setup: Tls
     """The entries with every ``tls`` socket replaced by its plaintext side; TLS runs until exit."""
     listeners: list[terminate.TlsListener] = []
     out: list[Entry] = []
-    client_ctx = None
+    contexts: dict[str | None, ssl.SSLContext] = {}
     try:
         for fd, kind, sock in entries:
             f = files[fd]
@@ -75,9 +77,11 @@ def terminated(entries: Sequence[Entry], files: Sequence[SocketFile], setup: Tls
                 listeners.append(terminate.TlsListener(sock, setup.identity.server_context, setup.limits).start())
                 out.append((fd, kind, listeners[-1].inner))
             else:
-                client_ctx = client_ctx or context.connect_context(
-                    cafile=setup.cafile, key=setup.identity.key, chain=setup.identity.chain, tls12=setup.tls12)
-                out.append((fd, kind, _connect(sock, client_ctx, f, setup.limits)))
+                if f.ca not in contexts:
+                    contexts[f.ca] = context.connect_context(
+                        cafile=None if f.ca else setup.cafile, cadata=f.ca, key=setup.identity.key,
+                        chain=setup.identity.chain, tls12=setup.tls12)
+                out.append((fd, kind, _connect(sock, contexts[f.ca], f, setup.limits)))
         yield out
     finally:
         for listener in listeners:

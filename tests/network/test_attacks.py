@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.network.conftest import http_get, serving
+from tests.conftest import free_port
+from tests.network.conftest import STDIO, http_get, listen_file, serving
 
 IDLE_FLOOD = 1000
 
@@ -118,3 +119,28 @@ def test_connections_beyond_the_limit_wait_until_one_closes(http_module: Callabl
         answer = b"".join(iter(lambda: third.recv(65536), b""))
         third.close()
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello from go\n")
+
+
+def test_a_client_that_floods_a_workload_that_never_reads_is_bounded_by_the_buffers(tmp_path: Path) -> None:
+    """The guest accepts one connection and never reads it: the kernel buffers fill, nothing grows in Python."""
+    import wasmtime
+
+    wat = ('(module (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))'
+           '(memory (export "memory") 1)'
+           '(func (export "_start") (loop $l (drop (call $accept (i32.const 3) (i32.const 0) (i32.const 0)))'
+           '  (br $l))))')
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+    port = free_port()
+    limit = 256 << 10
+    with serving(module, {"buffer_bytes": limit}, files=[*STDIO, listen_file(port)], port=port), \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as flood:
+        flood.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+        flood.settimeout(2.0)
+        sent = 0
+        chunk = b"x" * 65536
+        with contextlib.suppress(TimeoutError):
+            while sent < 64 << 20:
+                sent += flood.send(chunk)
+    # the server's receive buffer (the kernel doubles what is asked) plus the client's own send buffer
+    assert 0 < sent <= 8 * limit, sent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -91,3 +92,38 @@ def test_32_mib_stream_arrives_whole(http_module: Callable[[str], Path]) -> None
         got = sum(len(chunk) for chunk in r.iter_raw())
         assert r.status_code == 200 and r.headers["content-length"] == str(total)
     assert got == total
+
+
+def test_ctrl_c_stops_a_service_with_130_and_frees_its_port(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    project = service_project(tmp_path / "p", http_module("rust"), port)
+    assert cli("build", str(project)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_listening(port, proc)
+    proc.send_signal(signal.SIGINT)  # it is waiting in sock_accept: the socket layer notices within 0.2 s
+    assert proc.wait(timeout=20) == 130
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the listening socket went with the run
+
+
+def test_the_older_network_dialect_runs_the_same(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    """[stdin]/[stdout]/[stderr] + [network.incoming.PORT] give the same fds as [[files]]: fd 3 listens."""
+    port = free_port()
+    project = service_project(tmp_path / "p", http_module("rust"), port)
+    (project / "Enarx.toml").write_text(
+        '[package]\nname = "svc"\nversion = "1.0.0"\n\n[build]\nrecipe = "prebuilt"\noutput = "server.wasm"\n\n'
+        '[stdin]\nkind = "host"\n[stdout]\nkind = "host"\n[stderr]\nkind = "host"\n\n'
+        f'[network.incoming.{port}]\nname = "web"\nprot = "tcp"\naddr = "127.0.0.1"\n')
+    assert cli("build", str(project)).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, proc)
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=20).content == GREETING["rust"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
 from tests.fixtures.registry import RegistryServer, start_registry
 from tests.registry.conftest import EMPTY, MANIFEST, Client, sha
 
@@ -100,8 +101,10 @@ def test_bad_trusted_key_is_refused_at_start(tmp_path):
     from enarx_pkg._cli.main import main
 
     (tmp_path / "bad.pub").write_text("not a key")
-    assert main(["registry", "serve", "--data", str(tmp_path / "d"), "--trusted-key", str(tmp_path / "bad.pub")]) != 0
-    assert main(["registry", "serve", "--data", str(tmp_path / "d"), "--trusted-identity", "a@b"]) == 2
+    port = ["--port", str(free_port())]
+    assert main(["registry", "serve", "--data", str(tmp_path / "d"), *port, "--trusted-key",
+                 str(tmp_path / "bad.pub")]) == 65
+    assert main(["registry", "serve", "--data", str(tmp_path / "d"), *port, "--trusted-identity", "a@b"]) == 2
 
 
 def test_deploy_line_is_complete_and_copies(trusting):

@@ -24,6 +24,7 @@ class F:  # the fields of manifest.model.File that matter here
     host: str | None = None
     port: int | None = None
     prot: str | None = None
+    ca: str | None = None
 
 
 def test_listen_tls_is_served_by_the_keep_identity_and_tcp_passes_through(tmp_path, sim_keep):
@@ -90,3 +91,66 @@ def test_renewer_thread_renews_and_reports(sim_keep, monkeypatch):
     finally:
         renewer.stop()
     assert ident.certificate is not first and said and said[0].startswith("TLS certificate renewed")
+
+
+def _connect_toml(port: int, ca: str, prot: str = "tls") -> str:
+    return (f'[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+            f'[[files]]\nkind = "connect"\nname = "backend"\nhost = "127.0.0.1"\nport = {port}\n'
+            f'prot = "{prot}"\nca = """\n{ca}"""\n')
+
+
+def test_enarx_toml_ca_is_what_a_connect_file_trusts(tmp_path, sim_keep):
+    from enarx_pkg import manifest
+
+    authority = ca_mod.make_ca("backend CA")
+    key, leaf = issued(sim_keep, authority, ["127.0.0.1"])
+    server = TlsServer(*write_pair(tmp_path / "srv", key, [leaf]))
+    try:
+        model = manifest.loads(_connect_toml(server.port, authority.pem.decode()), "Enarx.toml")
+        assert model.files[3].ca == authority.pem.decode()
+        assert manifest.loads(manifest.to_toml(model), "again.toml").files[3] == model.files[3]  # round trip
+        ident = identity.KeepIdentity(identity.self_contained(["keep.test"], PACKAGE, sim_keep.source))
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        with sockets.terminated([(3, "connect", sock)], model.files, sockets.TlsSetup(ident)) as entries:
+            entries[0][2].sendall(b"GET / HTTP/1.1\r\n\r\n")
+            assert server.BODY in entries[0][2].recv(4096)
+        other = ca_mod.make_ca("another CA").pem.decode()  # the server does not chain to the CA named
+        model = manifest.loads(_connect_toml(server.port, other), "Enarx.toml")
+        with pytest.raises(VerificationError, match="connect file 'backend'"), \
+                sockets.terminated([(3, "connect", socket.create_connection(("127.0.0.1", server.port)))],
+                                   model.files, sockets.TlsSetup(ident)):
+            pass
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("ca", "prot", "message"), [
+    ("not a certificate\n", "tls", "'ca' is not PEM certificates"),
+    (None, "tcp", "'ca' applies only to a prot = \"tls\" connect file"),
+])
+def test_enarx_toml_ca_refusals(ca, prot, message):
+    from enarx_pkg import manifest
+    from enarx_pkg.manifest import ManifestError
+
+    pem = ca or ca_mod.make_ca("x").pem.decode()
+    with pytest.raises(ManifestError) as err:
+        manifest.loads(_connect_toml(443, pem, prot), "Enarx.toml")
+    assert message in str(err.value.diagnostics())
+
+
+def test_keepside_setup_only_for_tls_files_and_names(sim_keep):
+    from enarx_pkg.tls import keepside
+    from enarx_pkg.tls.verify import find_evidence
+
+    def evidence(rd: bytes) -> tuple[bytes, bytes]:
+        return sim_keep.source(rd)[1:]
+
+    plain = [F("stdin"), F("listen", prot="tcp")]
+    assert keepside.setup_for(plain, PACKAGE, "sim", evidence) is None
+    files = [F("stdin"), F("listen", prot="tls"), F("connect", host="db", prot="tls")]
+    setup = keepside.setup_for(files, PACKAGE, "sim", evidence)
+    assert setup is not None
+    cert = setup.identity.certificate
+    assert find_evidence(cert).package == PACKAGE and find_evidence(cert).tee == "sim"
+    assert keepside.names_for(files) == ["localhost"]
+    assert keepside.names_for(files, ["app.example", "app.example"]) == ["app.example"]

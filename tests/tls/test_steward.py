@@ -243,3 +243,16 @@ def test_attest_tls_cacert_refusals(steward, issued_server, tmp_path, extra, cod
     out = _attest_issued(issued_server, "--cacert", str(cacert), *extra)
     assert out.returncode == code and check in out.stderr, out.stderr
     assert "accepted" not in out.stdout and bytes(issued_server.received) == b""
+
+
+def test_keep_uses_the_steward_its_enarx_toml_names_else_a_self_contained_certificate(steward):
+    from enarx_pkg.tls import identity
+    from enarx_pkg.tls.verify import find_evidence
+
+    ca = x509.load_pem_x509_certificate(steward.ca_cert.read_bytes())
+    via_steward = identity.KeepIdentity(identity.for_keep(["localhost"], PACKAGE, steward.keep.source,
+                                                          steward=steward.url, steward_ca=ca))
+    via_steward.certificate.verify_directly_issued_by(ca)
+    alone = identity.KeepIdentity(identity.for_keep(["localhost"], PACKAGE, steward.keep.source))
+    assert alone.certificate.issuer == alone.certificate.subject
+    assert find_evidence(alone.certificate).package == PACKAGE
