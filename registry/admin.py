@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry import auth
-from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.names import valid_name, valid_tag
 from registry.settings import Settings
+from registry.storage import open_storage
 from registry.upload_state import UploadState
 
 
@@ -98,7 +98,7 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
     """
     grace = settings.upload_grace if grace is None else grace
     cutoff = time.time() - grace
-    store = BlobStore(settings.data_dir)
+    store = open_storage(settings)
     with metadata(settings) as meta:
         db = meta.db
         live = {r[0] for r in db.query("SELECT digest FROM manifests")}
@@ -109,9 +109,8 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
         freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
         sessions = UploadState(db)
         stale = sessions.stale(cutoff)
-        live = {str(r[0]) for r in db.query("SELECT id FROM upload_sessions")} - set(stale)
-        # old part files of an upload still in progress stay: they hold its first bytes
-        stale_files = [f for f in store.stale_upload_files(grace) if f.name.split(".", 1)[0] not in live]
+        # old parts of an upload still in progress stay: they hold its first bytes
+        in_progress = {str(r[0]) for r in db.query("SELECT id FROM upload_sessions")} - set(stale)
         if not dry_run:
             for d in doomed:
                 with db.transaction() as tx:
@@ -121,11 +120,10 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
                 store.delete_blob(d)
             for upload_id in stale:
                 store.discard_parts(sessions.remove(upload_id))
-            for f in stale_files:
-                f.unlink(missing_ok=True)
             db.execute("INSERT INTO audit (at, actor, action, repo, ref, digest, remote) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (time.time(), "admin-cli", "gc", None, None, None, f"{len(doomed) + len(orphans)} blobs"))
-    return GcReport(len(doomed) + len(orphans), freed, len(set(stale) | {f.name for f in stale_files}), dry_run)
+        leftovers = store.sweep(grace, in_progress, dry_run)  # a crashed writer's parts, any replica's
+    return GcReport(len(doomed) + len(orphans), freed, len(stale) + leftovers, dry_run)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:
@@ -134,14 +132,29 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
 
     import uvicorn
 
-    # create the schema and the bearer secret once, before workers race for them
+    # create the schema and the bearer secret once, before workers race for them; a store that
+    # cannot be used (no bucket, wrong credentials) stops the server here, with the store's reason
     from registry.state import Registry
 
+    check_storage(settings)
     Registry(settings).meta.db.close()
     os.environ["ENARX_REGISTRY_CONFIG"] = settings.to_env()
     uvicorn.run("registry.app:factory", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, http=_pick("httptools", "auto"), loop=_pick("uvloop", "auto"),
                 access_log=False, server_header=False)
+
+
+def check_storage(settings: Settings) -> None:
+    """Refuse to start on a bucket that is missing or refuses these credentials."""
+    if not settings.storage:
+        return
+    from registry.objectstore import StoreConfigError, StoreUnavailable
+    from registry.s3blobs import S3BlobStore
+
+    try:
+        S3BlobStore.from_settings(settings).store.check()
+    except (StoreConfigError, StoreUnavailable) as exc:
+        raise AdminError(f"--storage {settings.storage}: {exc}") from None
 
 
 def _pick(module: str, fallback: str) -> str:
@@ -152,3 +165,48 @@ def _pick(module: str, fallback: str) -> str:
 
 def data_path(value: str | None) -> Path:
     return Path(value or "registry-data").resolve()
+
+
+@dataclass(frozen=True)
+class MigrateReport:
+    copied: int
+    present: int  # already in the bucket with the right size
+    bytes_copied: int
+
+
+def migrate_storage(settings: Settings) -> MigrateReport:
+    """Copy every blob of the data directory into the bucket ``settings.storage`` names.
+
+    Each file is hashed before it is sent (a damaged file is reported, never uploaded under its
+    name); blobs the bucket already holds with the same size are skipped, so a second run resumes.
+    The data directory is left as it was: remove its ``blobs/`` once the registry runs on the bucket.
+    """
+    from registry.blobs import BlobStore
+    from registry.s3blobs import S3BlobStore
+
+    if not settings.storage:
+        raise AdminError("migrate-storage needs --storage s3://BUCKET[/PREFIX]")
+    check_storage(settings)
+    source, target = BlobStore(settings.data_dir), S3BlobStore.from_settings(settings)
+    copied = present = sent = 0
+    for digest, _ in sorted(source.all_blobs()):
+        path = source.blob_path(digest)
+        size = path.stat().st_size
+        if target.size(digest) == size:
+            present += 1
+            continue
+        if _file_digest(path) != digest:
+            raise AdminError(f"{path} does not hash to its name: not copied (run `registry gc` or restore it)")
+        target.upload_file(path, digest)
+        copied, sent = copied + 1, sent + size
+    return MigrateReport(copied, present, sent)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
