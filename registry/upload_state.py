@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from registry.db import Database
+
+if TYPE_CHECKING:
+    from registry.blobs import BlobStore
 
 CLOSING_LEASE_S = 300.0  # a finisher that died mid-assembly frees the upload for a retry after this
 
@@ -115,7 +119,26 @@ class UploadState:
             tx.execute("DELETE FROM upload_sessions WHERE id = ?", (upload_id,))
         return names
 
+    def ids(self) -> set[str]:
+        return {str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions")}
+
     def stale(self, cutoff: float) -> list[str]:
         """Uploads neither opened nor added to since ``cutoff`` (a long upload still sending is kept)."""
         return [str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions WHERE created < ? AND touched < ?",
                                                  (cutoff, cutoff))]
+
+
+def sweep(sessions: UploadState, store: BlobStore, grace: float, dry_run: bool = False) -> int:
+    """Remove uploads idle for longer than ``grace`` and upload files no open upload can use; how many.
+
+    Old part files of an upload still in progress stay: they hold its first bytes.
+    """
+    stale = sessions.stale(time.time() - grace)
+    active = sessions.ids() - set(stale)
+    files = [f for f in store.stale_upload_files(grace) if f.name.split(".", 1)[0] not in active]
+    if not dry_run:
+        for upload_id in stale:
+            store.discard_parts(sessions.remove(upload_id))
+        for f in files:
+            f.unlink(missing_ok=True)
+    return len(set(stale) | {f.name for f in files})
