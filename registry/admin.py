@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry import auth
-from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.names import valid_name, valid_tag
 from registry.settings import Settings
+from registry.storage import open_storage
 from registry.upload_state import UploadState, sweep
 
 
@@ -98,7 +98,7 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
     """
     grace = settings.upload_grace if grace is None else grace
     cutoff = time.time() - grace
-    store = BlobStore(settings.data_dir)
+    store = open_storage(settings)
     with metadata(settings) as meta:
         db = meta.db
         live = {r[0] for r in db.query("SELECT digest FROM manifests")}
@@ -126,14 +126,29 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level:
 
     import uvicorn
 
-    # create the schema and the bearer secret once, before workers race for them
+    # create the schema and the bearer secret once, before workers race for them; a store that
+    # cannot be used (no bucket, wrong credentials) stops the server here, with the store's reason
     from registry.state import Registry
 
+    check_storage(settings)
     Registry(settings).meta.db.close()
     os.environ["ENARX_REGISTRY_CONFIG"] = settings.to_env()
     uvicorn.run("registry.app:factory", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, http=_pick("httptools", "auto"), loop=_pick("uvloop", "auto"),
                 access_log=False, server_header=False)
+
+
+def check_storage(settings: Settings) -> None:
+    """Refuse to start on a bucket that is missing or refuses these credentials."""
+    if not settings.storage:
+        return
+    from registry.objectstore import StoreConfigError, StoreUnavailable
+    from registry.s3blobs import S3BlobStore
+
+    try:
+        S3BlobStore.from_settings(settings).store.check()
+    except (StoreConfigError, StoreUnavailable) as exc:
+        raise AdminError(f"--storage {settings.storage}: {exc}") from None
 
 
 def _pick(module: str, fallback: str) -> str:
@@ -144,3 +159,48 @@ def _pick(module: str, fallback: str) -> str:
 
 def data_path(value: str | None) -> Path:
     return Path(value or "registry-data").resolve()
+
+
+@dataclass(frozen=True)
+class MigrateReport:
+    copied: int
+    present: int  # already in the bucket with the right size
+    bytes_copied: int
+
+
+def migrate_storage(settings: Settings) -> MigrateReport:
+    """Copy every blob of the data directory into the bucket ``settings.storage`` names.
+
+    Each file is hashed before it is sent (a damaged file is reported, never uploaded under its
+    name); blobs the bucket already holds with the same size are skipped, so a second run resumes.
+    The data directory is left as it was: remove its ``blobs/`` once the registry runs on the bucket.
+    """
+    from registry.blobs import BlobStore
+    from registry.s3blobs import S3BlobStore
+
+    if not settings.storage:
+        raise AdminError("migrate-storage needs --storage s3://BUCKET[/PREFIX]")
+    check_storage(settings)
+    source, target = BlobStore(settings.data_dir), S3BlobStore.from_settings(settings)
+    copied = present = sent = 0
+    for digest, _ in sorted(source.all_blobs()):
+        path = source.blob_path(digest)
+        size = path.stat().st_size
+        if target.size(digest) == size:
+            present += 1
+            continue
+        if _file_digest(path) != digest:
+            raise AdminError(f"{path} does not hash to its name: not copied (run `registry gc` or restore it)")
+        target.upload_file(path, digest)
+        copied, sent = copied + 1, sent + size
+    return MigrateReport(copied, present, sent)
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from registry.blobresponse import BlobResponse
 from registry.errors import OciError
 from registry.names import DIGEST_RE
 from registry.upload_state import Part
@@ -27,8 +28,29 @@ UPLOAD_ID_RE = re.compile(r"^[a-f0-9]{32}$")
 PART_RE = re.compile(r"^[a-f0-9]{32}\.[a-f0-9]{16}$")
 
 
+class _FilePart:
+    """A part file opened for one request (exclusive create: nobody else ever writes to it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by close()/abort()
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+
+    def close(self) -> None:
+        self.f.close()
+
+    def abort(self) -> None:
+        self.f.close()
+        self.path.unlink(missing_ok=True)
+
+
 class BlobStore:
-    """Blobs and upload files under one data directory."""
+    """Blobs and upload files under one data directory (see :class:`registry.storage.Storage`)."""
+
+    checkpoints = True
+    remote = False
 
     def __init__(self, data_dir: Path) -> None:
         self.root = data_dir.resolve()
@@ -80,6 +102,17 @@ class BlobStore:
         self.part_path(name)  # validates
         return name
 
+    def open_part(self, name: str) -> _FilePart:
+        return _FilePart(self.part_path(name))
+
+    def blob_response(self, digest: str, range_header: str | None, headers: dict[str, str]) -> BlobResponse | None:
+        path = self.blob_path(digest)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+        return BlobResponse(str(path), size, range_header, headers)
+
     def part_path(self, name: str) -> Path:
         if not PART_RE.match(name):
             raise ValueError("invalid upload part name")
@@ -113,6 +146,14 @@ class BlobStore:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 self.part_path(name).unlink()
 
+    def commit(self, assembled: Path, digest: str) -> None:
+        self.commit_file(assembled, digest)
+
+    def discard(self, assembled: Path) -> None:
+        # a single finished part is used in place: it goes with the upload's other parts
+        if not PART_RE.match(assembled.name):
+            assembled.unlink(missing_ok=True)
+
     def commit_file(self, tmp: Path, digest: str) -> None:
         target = self.blob_path(digest)
         target.parent.mkdir(exist_ok=True)
@@ -133,6 +174,13 @@ class BlobStore:
     def stale_upload_files(self, older_than: float) -> list[Path]:
         cutoff = time.time() - older_than
         return [f for f in self.upload_root.iterdir() if f.stat().st_mtime < cutoff]
+
+    def sweep(self, older_than: float, in_progress: set[str], dry_run: bool = False) -> int:
+        stale = [f for f in self.stale_upload_files(older_than) if f.name.split(".", 1)[0] not in in_progress]
+        if not dry_run:
+            for f in stale:
+                f.unlink(missing_ok=True)
+        return len(stale)
 
 
 def _fsync(path: Path) -> None:

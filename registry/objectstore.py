@@ -16,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from registry.names import DIGEST_RE
 
 MIN_PART = 5 << 20  # S3's smallest multipart part (all but the last)
+COPY_LIMIT = 5 << 30  # the largest object one CopyObject may copy
+COPY_PART = 1 << 30
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9._\-/]{0,200}$")
 
@@ -53,6 +55,11 @@ class S3Location:
         if not _PREFIX_RE.match(prefix) or ".." in prefix.split("/"):
             raise StoreConfigError(f"--storage {url!r}: prefix {prefix!r} may hold letters, digits, . _ - / only")
         return cls(bucket, prefix + "/" if prefix else "")
+
+
+def _client_error_message(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Message", ""))[:200]
 
 
 def _client_error_code(exc: Exception) -> str:
@@ -93,7 +100,10 @@ class S3Store:
             if code in ("NoSuchKey", "404", "NotFound", "NoSuchUpload"):
                 raise KeyError(kwargs.get("Key", "")) from None
             if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "NoSuchBucket"):
-                raise StoreConfigError(f"object store refused {op}: {code}") from None
+                why = "the store refused these credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the AWS " \
+                      "config files)" if code != "NoSuchBucket" else "no such bucket"
+                raise StoreConfigError(f"object store refused {op}: {code} {_client_error_message(exc)}: {why}") \
+                    from None
             raise StoreUnavailable(f"object store {op} failed: {code or exc}") from None
         except BotoCoreError as exc:
             raise StoreUnavailable(f"object store unreachable during {op}: {type(exc).__name__}") from None
@@ -124,7 +134,48 @@ class S3Store:
     def write_small(self, digest: str, data: bytes) -> None:
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise ValueError("content does not hash to its digest")
-        self._call("put_object", Key=self.blob_key(digest), Body=data)
+        self.put_object(self.blob_key(digest), data)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        self._call("put_object", Key=key, Body=data, ContentMD5=md5)
+
+    def object_size(self, key: str) -> int | None:
+        try:
+            return int(self._call("head_object", Key=key)["ContentLength"])
+        except KeyError:
+            return None
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """(key, last-modified epoch) of every object under ``prefix``."""
+        token: str | None = None
+        while True:
+            page = self._call("list_objects_v2", Prefix=prefix, **({"ContinuationToken": token} if token else {}))
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"].timestamp()
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    def concatenate(self, pieces: list[tuple[str, int]], sink: Callable[[bytes], None]) -> str:
+        """Feed the first ``length`` bytes of each object to ``sink`` in order; the sha256 of all of them."""
+        h = hashlib.sha256()
+        for key, length in pieces:
+            if length == 0:
+                continue
+            obj = self._call("get_object", Key=key, Range=f"bytes=0-{length - 1}")
+            body, remaining = obj["Body"], length
+            try:
+                while remaining:
+                    piece = body.read(min(remaining, 1 << 20))
+                    if not piece:
+                        raise StoreUnavailable(f"object {key.rsplit('/', 1)[-1]} is shorter than its committed length")
+                    h.update(piece)
+                    sink(piece)
+                    remaining -= len(piece)
+            finally:
+                body.close()
+        return "sha256:" + h.hexdigest()
 
     def stream(self, digest: str, start: int, end: int, chunk: int = 1 << 20) -> Iterator[bytes]:
         """Bytes ``start..end`` (inclusive) of a blob."""
@@ -146,17 +197,10 @@ class S3Store:
 
     def list_blobs(self) -> Iterator[tuple[str, float]]:
         """(digest, last-modified epoch) of every committed blob."""
-        prefix = f"{self.location.prefix}blobs/sha256/"
-        token: str | None = None
-        while True:
-            page = self._call("list_objects_v2", Prefix=prefix, **({"ContinuationToken": token} if token else {}))
-            for item in page.get("Contents", []):
-                name = item["Key"].rsplit("/", 1)[-1]
-                if re.fullmatch(r"[a-f0-9]{64}", name):
-                    yield "sha256:" + name, item["LastModified"].timestamp()
-            if not page.get("IsTruncated"):
-                return
-            token = page.get("NextContinuationToken")
+        for key, mtime in self.list_objects(f"{self.location.prefix}blobs/sha256/"):
+            name = key.rsplit("/", 1)[-1]
+            if re.fullmatch(r"[a-f0-9]{64}", name):
+                yield "sha256:" + name, mtime
 
     # -- multipart ---------------------------------------------------------------------------------
 
@@ -197,13 +241,26 @@ class S3Store:
         return "sha256:" + h.hexdigest(), size
 
     def copy(self, source_key: str, target_key: str) -> None:
-        """Server-side copy (multipart for large objects, via boto3's managed transfer)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """Server-side copy: one CopyObject up to 5 GiB, UploadPartCopy of 1 GiB ranges beyond."""
+        size = self.object_size(source_key)
+        if size is None:
+            raise StoreUnavailable(f"object {source_key.rsplit('/', 1)[-1]} vanished before it could be copied")
+        source = {"Bucket": self.location.bucket, "Key": source_key}
+        if size <= COPY_LIMIT:
+            self._call("copy_object", Key=target_key, CopySource=source)
+            return
+        multipart = self.start_multipart(target_key)
         try:
-            self._client.copy({"Bucket": self.location.bucket, "Key": source_key}, self.location.bucket, target_key)
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailable(f"object store copy failed: {_client_error_code(exc) or exc}") from None
+            etags = []
+            for number, start in enumerate(range(0, size, COPY_PART), 1):
+                end = min(start + COPY_PART, size) - 1
+                answer = self._call("upload_part_copy", Key=target_key, UploadId=multipart, PartNumber=number,
+                                    CopySource=source, CopySourceRange=f"bytes={start}-{end}")
+                etags.append(str(answer["CopyPartResult"]["ETag"]))
+            self.complete_multipart(target_key, multipart, etags)
+        except BaseException:
+            self.abort_multipart(target_key, multipart)
+            raise
 
 
 def _make_client(endpoint: str | None, region: str | None) -> Any:

@@ -30,6 +30,10 @@ class Settings:
     trusted_keys: tuple[str, ...] = ()  # PEM public keys whose signatures the pages show as verified
     trusted_identities: tuple[tuple[str, str], ...] = ()  # (identity, OIDC issuer) for keyless signatures
     trust_config: str | None = None  # sigstore ClientTrustConfig of a private Sigstore, for keyless badges
+    storage: str | None = None  # None: blobs under data_dir; "s3://BUCKET[/PREFIX]": an S3-compatible bucket
+    s3_endpoint: str | None = None  # e.g. http://127.0.0.1:8080 (Swift, MinIO, Ceph); None: AWS's own
+    s3_region: str | None = None
+    s3_redirect: bool = False  # blob GETs answer 307 to a presigned URL instead of streaming
 
     @property
     def db_url(self) -> str:

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from registry.auth import Authorizer
-from registry.blobs import BlobStore
 from registry.db import open_database
 from registry.meta import Metadata
 from registry.settings import Settings
 from registry.signatures import Signature, Trust
+from registry.storage import open_storage
 from registry.upload_state import UploadState
 
 log = logging.getLogger("registry")
@@ -99,7 +99,7 @@ class Registry:
         self.settings = settings
         self.meta = Metadata(open_database(settings.db_url))
         self.sessions = UploadState(self.meta.db)
-        self.store = BlobStore(settings.data_dir)
+        self.store = open_storage(settings)
         self.auth = Authorizer(self.meta, settings)
         self.manifests = ManifestCache()
         self.trust = Trust.load(settings.trusted_keys, settings.trusted_identities, settings.trust_config)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from registry.db import Database
 
 if TYPE_CHECKING:
-    from registry.blobs import BlobStore
+    from registry.storage import Storage
 
 CLOSING_LEASE_S = 300.0  # a finisher that died mid-assembly frees the upload for a retry after this
 
@@ -128,17 +128,13 @@ class UploadState:
                                                  (cutoff, cutoff))]
 
 
-def sweep(sessions: UploadState, store: BlobStore, grace: float, dry_run: bool = False) -> int:
-    """Remove uploads idle for longer than ``grace`` and upload files no open upload can use; how many.
-
-    Old part files of an upload still in progress stay: they hold its first bytes.
-    """
+def sweep(sessions: UploadState, store: Storage, grace: float, dry_run: bool = False) -> int:
+    """Remove uploads idle for longer than ``grace`` and upload leftovers (a crashed writer's parts, on
+    any replica) older than that; how many. Old parts of an upload still in progress stay: they hold
+    its first bytes."""
     stale = sessions.stale(time.time() - grace)
-    active = sessions.ids() - set(stale)
-    files = [f for f in store.stale_upload_files(grace) if f.name.split(".", 1)[0] not in active]
+    in_progress = sessions.ids() - set(stale)
     if not dry_run:
         for upload_id in stale:
             store.discard_parts(sessions.remove(upload_id))
-        for f in files:
-            f.unlink(missing_ok=True)
-    return len(set(stale) | {f.name for f in files})
+    return len(stale) + store.sweep(grace, in_progress, dry_run)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, BinaryIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from registry.blobresponse import BlobResponse
 from registry.blobs import UPLOAD_ID_RE
 from registry.errors import OciError
 from registry.names import digest_problem, valid_name
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
 WRITE_CHUNK = 1 << 20
 CHECKPOINT_BYTES = 32 << 20  # a long PATCH commits what it has this often, so a crash loses at most this
+T = TypeVar("T")
 _RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 
 
@@ -46,15 +46,24 @@ def _digest(value: str | None, what: str = "digest") -> str:
 
 async def get_blob(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     name, digest = parts["name"], _digest(parts["blob"])
-    path = reg.store.blob_path(digest)
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        stat = None
-    if stat is None or not reg.meta.blob_in_repo(name, digest):
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"'}
+    response = None
+    if await _in_repo(reg, name, digest):
+        response = await _store_call(reg, reg.store.blob_response, digest, request.headers.get("range"), headers)
+    if response is None:
         raise OciError("BLOB_UNKNOWN", f"blob {digest} is not in {name}")
-    return BlobResponse(str(path), stat.st_size, request.headers.get("range"), {"Docker-Content-Digest": digest,
-                                                                                "ETag": f'"{digest}"'})
+    return response
+
+
+async def _in_repo(reg: Registry, name: str, digest: str) -> bool:
+    return bool(reg.meta.blob_in_repo(name, digest))
+
+
+async def _store_call(reg: Registry, fn: Callable[..., T], *args: Any) -> T:
+    """A store operation: on a worker thread when the store is remote, inline for local files."""
+    if reg.store.remote:
+        return await run_in_threadpool(fn, *args)
+    return fn(*args)
 
 
 async def delete_blob(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
@@ -95,9 +104,11 @@ async def _mount(reg: Registry, principal: Principal, name: str, digest: str, so
     # mount only what the caller could pull anyway; otherwise fall back to a normal upload (202)
     if not valid_name(source) or not reg.auth.allowed(principal, "pull", source):
         return False
-    if not reg.meta.blob_in_repo(source, digest) or not reg.store.has(digest):
+    if not reg.meta.blob_in_repo(source, digest):
         return False
-    size = reg.store.size(digest) or 0
+    size = await _store_call(reg, reg.store.size, digest)
+    if size is None:
+        return False
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, f"mount from {source}")
     return True
 
@@ -127,23 +138,24 @@ def _check_range(request: Request, name: str, upload_id: str, offset: int) -> in
 
 
 class _PartWriter:
-    """One request's bytes: written to its own part file, hashed, committed to the upload by compare-and-set."""
+    """One request's bytes: written to its own part, hashed, committed to the upload by compare-and-set."""
 
     def __init__(self, reg: Registry, name: str, upload_id: str, start: int) -> None:
         self.reg, self.repo, self.upload_id, self.start = reg, name, upload_id, start
         self.name = reg.store.new_part(upload_id)
-        self.path = reg.store.part_path(self.name)
+        self.sink = reg.store.open_part(self.name)
         self.hasher = hashlib.sha256()
         self.length = self.committed = 0
         self.buf = bytearray()
+        self.open = True
         self.pending: asyncio.Future[Any] | None = None
 
-    async def add(self, chunk: bytes, f: BinaryIO) -> None:
+    async def add(self, chunk: bytes) -> None:
         self.buf += chunk
         if len(self.buf) >= WRITE_CHUNK:
-            await self.flush(f, wait=False)
+            await self.flush(wait=False)
 
-    async def flush(self, f: BinaryIO, wait: bool = True) -> None:
+    async def flush(self, wait: bool = True) -> None:
         """Hash and write the buffer on worker threads while the event loop goes on receiving the next one.
 
         Both release the GIL, so on two cores receiving, hashing and writing overlap; the previous
@@ -156,26 +168,40 @@ class _PartWriter:
         if data:
             loop = asyncio.get_running_loop()
             self.pending = asyncio.gather(loop.run_in_executor(None, self.hasher.update, data),
-                                          loop.run_in_executor(None, f.write, data))
+                                          loop.run_in_executor(None, self.sink.write, data))
             self.length += len(data)
         if wait and self.pending is not None:
             await self.pending
             self.pending = None
+
+    async def close(self) -> None:
+        await self.flush()
+        self.open = False
+        await _store_call(self.reg, self.sink.close)
 
     async def commit(self, sealed: bool) -> None:
         if self.length == 0:
             return
         part = Part(self.start, self.name, self.length, self.hasher.copy().hexdigest(), sealed)
         if not await run_in_threadpool(self.reg.sessions.commit, self.upload_id, part, self.committed):
-            self.drop()
+            await self.drop()
             raise OciError("RANGE_INVALID", "another request changed this upload; ask where it stands (GET) and "
                            "continue from there", status=416)
         self.committed = self.length
 
-    def drop(self) -> None:
-        """Delete the part file unless some of it already belongs to the upload."""
+    async def drop(self) -> None:
+        """Delete the part unless some of it already belongs to the upload."""
+        if self.pending is not None:  # never close the part under a thread still writing to it
+            await asyncio.gather(self.pending, return_exceptions=True)
+            self.pending = None
+        if self.open:
+            self.open = False
+            if self.committed == 0:
+                await _store_call(self.reg, self.sink.abort)
+                return
+            await _store_call(self.reg, self.sink.close)
         if self.committed == 0:
-            self.reg.store.discard_parts([self.name])
+            await _store_call(self.reg, self.reg.store.discard_parts, [self.name])
 
     async def retract(self) -> None:
         if self.committed:
@@ -183,7 +209,7 @@ class _PartWriter:
             if not await run_in_threadpool(self.reg.sessions.retract, self.upload_id, part):
                 return
             self.committed = 0
-        self.drop()
+        await self.drop()
 
 
 async def _append(reg: Registry, request: Request, name: str, upload_id: str, offset: int,
@@ -200,16 +226,21 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if declared.isdigit() and offset + int(declared) > limit:
         await _too_large(reg, upload_id, limit)
     writer = _PartWriter(reg, name, upload_id, offset)
-    over, gone = await _receive(writer, request, limit - offset)
+    try:
+        over, gone = await _receive(writer, request, limit - offset, reg.store.checkpoints)
+    except BaseException:
+        await writer.drop()
+        raise
     if over:
-        writer.drop()
+        await writer.drop()
         await _too_large(reg, upload_id, limit)
+    await writer.close()
     if expected is not None and not gone and writer.length != expected:
         await writer.retract()
         raise OciError("SIZE_INVALID", f"Content-Range announced {expected} bytes, body had {writer.length}",
                        status=416, headers=_upload_headers(name, upload_id, offset))
     await writer.commit(sealed=True)
-    writer.drop()  # nothing was committed: an empty body
+    await writer.drop()  # nothing was committed: an empty body
     if gone:
         raise ClientDisconnect
     return offset + writer.length
@@ -230,6 +261,24 @@ async def _receive(writer: _PartWriter, request: Request, room: int) -> tuple[bo
             return False, True
         finally:
             await writer.flush(f)  # also before the file closes under a thread still writing
+    return False, False
+
+
+async def _receive(writer: _PartWriter, request: Request, room: int, checkpoints: bool) -> tuple[bool, bool]:
+    """Stream the body into ``writer`` (committing every CHECKPOINT_BYTES where the store keeps parts as they
+    grow); (over ``room`` bytes, client gone)."""
+    try:
+        async for chunk in request.stream():
+            if writer.length + len(writer.buf) + len(chunk) > room:
+                return True, False
+            await writer.add(chunk)
+            if checkpoints and writer.length - writer.committed >= CHECKPOINT_BYTES:
+                await writer.flush()
+                await writer.commit(sealed=False)
+    except ClientDisconnect:
+        return False, True
+    finally:
+        await writer.flush()  # also before the part closes under a thread still writing
     return False, False
 
 
@@ -262,15 +311,15 @@ async def _complete(reg: Registry, request: Request, principal: Principal, name:
     if committed is None:
         raise OciError("RANGE_INVALID", "the upload changed while it was being finished", status=416)
     try:
-        path, actual = await run_in_threadpool(reg.store.assemble, committed, size)
+        assembled, actual = await run_in_threadpool(reg.store.assemble, committed, size)
     except OciError:
         await _forget(reg, upload_id)
         raise
     if actual != digest:
-        path.unlink(missing_ok=True)
+        await run_in_threadpool(reg.store.discard, assembled)
         await _forget(reg, upload_id)
         raise OciError("DIGEST_INVALID", f"uploaded content hashes to {actual}, not {digest}")
-    await run_in_threadpool(reg.store.commit_file, path, digest)
+    await run_in_threadpool(reg.store.commit, assembled, digest)
     remote = request.client.host if request.client else None
     await run_in_threadpool(reg.meta.add_blob, name, digest, size, principal.name, remote)
     await _forget(reg, upload_id)
@@ -278,7 +327,8 @@ async def _complete(reg: Registry, request: Request, principal: Principal, name:
 
 
 async def _forget(reg: Registry, upload_id: str) -> None:
-    reg.store.discard_parts(await run_in_threadpool(reg.sessions.remove, upload_id))
+    names = await run_in_threadpool(reg.sessions.remove, upload_id)
+    await _store_call(reg, reg.store.discard_parts, names)
 
 
 async def status(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:

@@ -27,6 +27,7 @@ from registry.auth import ANONYMOUS, Principal, Unauthorized
 from registry.errors import OciError
 from registry.meta import ManifestRow, TagImmutable
 from registry.names import digest_problem, is_version_tag, valid_name, valid_tag
+from registry.objectstore import StoreUnavailable
 from registry.state import Registry
 
 MANIFEST_TYPES = {
@@ -55,6 +56,11 @@ async def handle(reg: Registry, scope: Scope, receive: Receive, send: Send) -> N
     except OciError as exc:
         await body.drain(request.headers.get("content-length", ""))
         response = exc.response()
+    except StoreUnavailable as exc:
+        log.warning("registry: %s %s: %s", request.method, request.url.path[:200], exc)
+        # nothing was made visible: a client retries later (the spec's clients honour Retry-After)
+        response = OciError("UNAVAILABLE", f"blob storage is unavailable ({exc}); retry later", status=503,
+                            headers={"Retry-After": "5"}).response()
     except ClientDisconnect:
         log.info("registry: %s %s: the client went away mid-request (what arrived is kept for a resume)",
                  request.method, request.scope["path"][:200])

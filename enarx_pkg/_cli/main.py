@@ -98,9 +98,8 @@ def _typer_exceptions() -> tuple[type[BaseException], ...]:
     if "typer" not in sys.modules:
         return ()
     import typer
-    from typer._click.exceptions import ClickException
 
-    return typer.Exit, typer.Abort, ClickException
+    return typer.Exit, typer.Abort, typer.TyperException  # the last: usage errors, bad parameters
 
 
 def _typer_outcome(exc: BaseException) -> int:
@@ -111,8 +110,12 @@ def _typer_outcome(exc: BaseException) -> int:
     if isinstance(exc, typer.Abort):
         print("aborted", file=sys.stderr)
         return 130
-    exc.show()  # type: ignore[attr-defined]  # a ClickException: usage errors, bad parameters
-    return int(exc.exit_code)  # type: ignore[attr-defined]
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 2))
 
 
 def _report(text: str, code: int, kind: str, message: str, as_json: bool,

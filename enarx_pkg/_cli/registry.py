@@ -20,6 +20,10 @@ registry_app.add_typer(token_app, name="token")
 DATA = typer.Option(None, "--data", help="Data directory (SQLite metadata and blobs) [default: ./registry-data].")
 DATABASE = typer.Option(None, "--database", help="postgresql://... to keep metadata in PostgreSQL (replicas).")
 JSON = typer.Option(False, "--json", help="Print the result as JSON.")
+STORAGE = typer.Option(None, "--storage", metavar="s3://BUCKET[/PREFIX]",
+                       help="Keep blobs in an S3-compatible bucket (credentials from the AWS environment/config).")
+S3_ENDPOINT = typer.Option(None, "--s3-endpoint", metavar="URL", help="S3 API endpoint (Swift, MinIO, Ceph...).")
+S3_REGION = typer.Option(None, "--s3-region", metavar="REGION", help="S3 region [default: us-east-1].")
 
 
 def _settings(data: str | None, database: str | None, **extra: Any) -> Any:
@@ -28,7 +32,20 @@ def _settings(data: str | None, database: str | None, **extra: Any) -> Any:
 
     if database and not database.startswith(("postgresql://", "postgres://")):
         raise UsageError(f"--database must be a postgresql:// URL, got {database.split('://')[0]}://...")
+    if extra.get("storage"):
+        _check_storage_options(extra["storage"], extra.get("s3_endpoint"))
     return Settings(data_path(data), database, **extra)
+
+
+def _check_storage_options(storage: str, endpoint: str | None) -> None:
+    from registry.objectstore import S3Location, StoreConfigError
+
+    try:
+        S3Location.parse(storage)
+    except StoreConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"--s3-endpoint must be an http(s):// URL, got {endpoint[:60]!r}")
 
 
 def _admin(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -60,9 +77,13 @@ def serve(data: str = DATA, database: str = DATABASE,
                                             help="sigstore ClientTrustConfig of a private Sigstore whose keyless "
                                                  "signatures the pages verify (besides the public roots)."),
           access_log: str = typer.Option("combined", "--access-log", metavar="FORMAT",
-                                         help="common, combined or off (one line per request on stdout).")) -> None:
+                                         help="common, combined or off (one line per request on stdout)."),
+          storage: str = STORAGE, s3_endpoint: str = S3_ENDPOINT, s3_region: str = S3_REGION,
+          s3_redirect: bool = typer.Option(False, "--s3-redirect",
+                                           help="Answer blob GETs with 307 to a presigned URL.")) -> None:
     """Serve the OCI distribution API, the web pages and the JSON API."""
     from enarx_pkg._internal.listen import check_free
+    from registry.admin import check_storage
     from registry.admin import serve as run
 
     if max_blob_size <= 0:
@@ -76,10 +97,12 @@ def serve(data: str = DATA, database: str = DATABASE,
                          max_blob_bytes=max_blob_size, access_log=access_log,
                          trusted_keys=tuple(_public_key(p) for p in trusted_key),
                          trusted_identities=tuple(zip(trusted_identity, trusted_issuer, strict=True)),
-                         trust_config=_trust_config(trust_config))
+                         trust_config=_trust_config(trust_config),
+                         storage=storage, s3_endpoint=s3_endpoint, s3_region=s3_region, s3_redirect=s3_redirect)
+    _admin(check_storage, settings)  # a bucket that cannot be used stops us before "listening" is printed
     info(f"registry: data {settings.data_dir}, metadata {(settings.database and 'postgresql') or 'sqlite'}, "
-         f"listening on http://{host}:{port}")
-    run(settings, host, port, workers)
+         f"blobs {settings.storage or 'in the data directory'}, listening on http://{host}:{port}")
+    _admin(run, settings, host, port, workers)
 
 
 def _trust_config(path: Path | None) -> str | None:
@@ -148,18 +171,39 @@ def token_revoke(token_id: str = typer.Argument(..., help="Token id from `token 
 def gc(data: str = DATA, database: str = DATABASE,
        dry_run: bool = typer.Option(False, "--dry-run", help="Report only."),
        grace: float = typer.Option(None, help="Seconds: keep blobs/uploads younger than this [default 3600]."),
+       storage: str = STORAGE, s3_endpoint: str = S3_ENDPOINT, s3_region: str = S3_REGION,
        as_json: bool = JSON) -> None:
     """Delete blobs no manifest references and abandoned uploads."""
     from dataclasses import asdict
 
     from registry.admin import gc as collect
 
-    report = collect(_settings(data, database), dry_run, grace)
+    settings = _settings(data, database, storage=storage, s3_endpoint=s3_endpoint, s3_region=s3_region)
+    report = _admin(collect, settings, dry_run, grace)
     if as_json:
         print_json(asdict(report))
     else:
         verb = "would delete" if dry_run else "deleted"
         print(f"{verb} {report.blobs_deleted} blobs ({report.bytes_freed} bytes), {report.uploads_deleted} uploads")
+
+
+@registry_app.command("migrate-storage")
+def migrate_storage(data: str = DATA, database: str = DATABASE,
+                    storage: str = typer.Option(..., "--storage", metavar="s3://BUCKET[/PREFIX]",
+                                                help="The bucket to copy the data directory's blobs into."),
+                    s3_endpoint: str = S3_ENDPOINT, s3_region: str = S3_REGION, as_json: bool = JSON) -> None:
+    """Copy a filesystem registry's blobs into a bucket (resumable; the data directory is left as it was)."""
+    from dataclasses import asdict
+
+    from registry.admin import migrate_storage as migrate
+
+    settings = _settings(data, database, storage=storage, s3_endpoint=s3_endpoint, s3_region=s3_region)
+    report = _admin(migrate, settings)
+    if as_json:
+        print_json(asdict(report))
+    else:
+        print(f"copied {report.copied} blobs ({report.bytes_copied} bytes), {report.present} already in {storage}; "
+              f"now serve with --storage {storage}")
 
 
 @registry_app.command()

@@ -29,6 +29,8 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from enarx_pkg.errors import Error, ExitCode
+
 DOMAIN = b"enarx-pkg/sim-measurement/v2\0"
 NO_PYCACHE = "/dev/null/enarx-keep-pycache"
 DATA = (("enarx_pkg.manifest", "enarx-toml.schema.json"),)  # read by the keep after it was measured
@@ -63,11 +65,22 @@ def measurement() -> bytes:
     return h.digest()
 
 
+class NotMeasured(ImportError, Error):
+    """A module the keep did not load before it was measured (an ImportError, so optional imports
+    degrade as if it were not installed; an :class:`Error`, so a deployer gets it sealed, typed)."""
+
+    exit_code = ExitCode.INTERNAL
+
+    def __init__(self, module: str) -> None:
+        Error.__init__(self, f"the keep was measured; it may not load module {module} afterwards")
+        self.name = module
+
+
 class _Sealed(importlib.abc.MetaPathFinder):
     """Refuses every import not satisfied from ``sys.modules``: its file would not be measured."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> None:
-        raise ImportError(f"the keep was measured; it may not load module {fullname} afterwards", name=fullname)
+        raise NotMeasured(fullname)
 
 
 def seal_imports() -> None:

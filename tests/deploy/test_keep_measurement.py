@@ -139,3 +139,15 @@ def test_agent_has_no_measurement_option_and_prints_what_its_keeps_report(tmp_pa
         assert platform(f"http://127.0.0.1:{port}", token)["measurement"] == printed and len(printed) == 96
     finally:
         stop_host_process(proc)
+
+
+def test_after_measuring_the_keep_loads_no_new_module() -> None:
+    """An import after the measurement is refused with a typed error (optional imports still degrade)."""
+    script = ("import json, sys\nfrom enarx_pkg.errors import Error\nfrom enarx_pkg.keep import measure\n"
+              "measure.seal_imports()\nimport json.decoder\n"  # already loaded: fine
+              "try:\n    import colorsys\nexcept ImportError as exc:\n"
+              "    print(isinstance(exc, Error), exc.name, exc.message)\n"
+              "print('colorsys' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=True,
+                         env=KEEP_ENV, cwd=KEEP_CWD).stdout
+    assert out == "True colorsys the keep was measured; it may not load module colorsys afterwards\nFalse\n"

@@ -1,4 +1,4 @@
-"""What a network workload may not do, and what is refused before it runs: one test per refusal."""
+"""What a guest can reach (declared sockets, preview 1 calls on them) and what is refused before it runs."""
 
 from __future__ import annotations
 
@@ -141,3 +141,46 @@ def test_component_with_sockets_is_refused_at_build(tmp_path: Path) -> None:
         build(project)
     assert "whole host network" in exc.value.message
     assert not (project / "target" / "oci").exists()
+
+
+def test_nonblocking_accept_and_poll_oneoff_with_a_clock(tmp_path: Path) -> None:
+    """O_NONBLOCK makes sock_accept answer EAGAIN; poll_oneoff on the listener + a 200 ms clock wakes by the clock."""
+    poll = P1.format("poll_oneoff", "(param i32 i32 i32 i32) (result i32)")
+    flags = P1.format("fd_fdstat_set_flags", "(param i32 i32) (result i32)")
+    wat = (f'(module {IMPORTS} {poll} {flags} (memory (export "memory") 1)'
+           '(func $fail (param i32) (call $proc_exit (local.get 0)))'
+           '(func (export "_start") (local $e i32)'
+           '  (if (call $fd_fdstat_set_flags (i32.const 3) (i32.const 4)) (then (call $fail (i32.const 101))))'
+           '  (local.set $e (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 64)))'
+           # subscription 1: fd_read on fd 3; subscription 2: relative monotonic clock, 200 ms
+           '  (i64.store (i32.const 256) (i64.const 1)) (i32.store8 (i32.const 264) (i32.const 1))'
+           '  (i32.store (i32.const 272) (i32.const 3))'
+           '  (i64.store (i32.const 304) (i64.const 2)) (i32.store8 (i32.const 312) (i32.const 0))'
+           '  (i32.store (i32.const 320) (i32.const 1)) (i64.store (i32.const 328) (i64.const 200000000))'
+           '  (if (call $poll_oneoff (i32.const 256) (i32.const 512) (i32.const 2) (i32.const 600))'
+           '    (then (call $fail (i32.const 102))))'
+           '  (if (i32.ne (i32.load (i32.const 600)) (i32.const 1)) (then (call $fail (i32.const 103))))'
+           '  (if (i64.ne (i64.load (i32.const 512)) (i64.const 2)) (then (call $fail (i32.const 104))))'
+           '  (call $proc_exit (local.get $e))))')
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+    files = (*STDIO, File("listen", "web", addr="127.0.0.1", port=free_port(), prot="tcp"))
+    started = time.monotonic()
+    assert runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False)) == 6  # EAGAIN
+    assert 0.2 <= time.monotonic() - started < 10
+
+
+def test_time_limit_ends_a_workload_waiting_in_accept(tmp_path: Path) -> None:
+    from enarx_pkg.errors import WorkloadTimeout
+
+    wat = (f'(module {IMPORTS} (memory (export "memory") 1)'
+           '(func (export "_start") (drop (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 64)))))')
+    module = tmp_path / "m.wasm"
+    module.write_bytes(bytes(wasmtime.wat2wasm(wat)))
+    port = free_port()
+    files = (*STDIO, File("listen", "web", addr="127.0.0.1", port=port, prot="tcp"))
+    started = time.monotonic()
+    with pytest.raises(WorkloadTimeout, match=r"time limit of 1\.0 s"):
+        runtime.run(runtime.RunSpec(module, files=files, stdin=b"", cache=False, time_limit_s=1.0))
+    assert time.monotonic() - started < 5
+    assert port_is_free(port)  # closed with the run

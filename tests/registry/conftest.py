@@ -30,11 +30,25 @@ def postgres_registry(postgres_server: Any, tmp_path_factory: pytest.TempPathFac
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def s3_registry(postgres_server: Any, swift: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """Blobs in a Swift bucket (S3 API), metadata in PostgreSQL: what replicas without a shared disk run."""
+    from tests.fixtures.swift import new_bucket, storage_args
+
+    url = postgres_server.database("registry_s3_tests")
+    server = start_registry(tmp_path_factory.mktemp("registry-s3"), database=url,
+                            extra=storage_args(swift, new_bucket(swift)), env=swift.env())
+    yield server
+    server.stop()
+
+
+BACKENDS = {"sqlite": "registry_server", "postgresql": "postgres_registry", "s3": "s3_registry"}
+
+
+@pytest.fixture(scope="session", params=list(BACKENDS))
 def server(request: pytest.FixtureRequest) -> RegistryServer:
-    """The registry under test, once per metadata backend."""
-    name = "registry_server" if request.param == "sqlite" else "postgres_registry"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+    """The registry under test, once per backend: SQLite + files, PostgreSQL + files, PostgreSQL + S3 bucket."""
+    return request.getfixturevalue(BACKENDS[request.param])  # type: ignore[no-any-return]
 
 
 class Client:
