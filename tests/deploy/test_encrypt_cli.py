@@ -138,3 +138,22 @@ def test_sign_key_without_encrypt_is_a_usage_error(plain, docker_registry) -> No
     layout, signer_key, *_ = plain
     assert main(["publish", str(layout), "--registry", docker_registry.host, "--repository", "x/y",
                  "--sign-key", str(signer_key)]) == 2
+
+
+def test_registry_page_shows_the_real_builder_of_an_encrypted_package(plain, tmp_path, monkeypatch) -> None:
+    """What the registry's version page shows about the signature (registry.signatures.inspect)."""
+    from enarx_pkg import provenance, sign
+    from registry.signatures import Trust, inspect
+
+    layout, signer_key, signer_pub, recipient = plain
+    out = tmp_path / "enc"
+    assert main(["encrypt", str(layout), "--recipient", str(recipient.with_suffix(".pub")), "-o", str(out)]) == 0
+    enc = Layout.open(out)
+    subject = enc.resolve().digest
+    sign.sign_layout(enc, None, key=keys.load_private(signer_key, password_env=None))
+    (ref,) = enc.referrers(subject)
+    bundle = enc.read_blob(enc.manifest(ref.digest).layers[0].digest)
+    shown = inspect(ref.digest, bundle, subject, Trust.load((signer_pub.read_text(),), ()))
+    assert shown.verified and shown.subject_matches
+    assert shown.provenance["builder"].startswith("enarx-pkg@")
+    assert provenance.PLAINTEXT_URI in shown.provenance["dependencies"]
