@@ -48,15 +48,19 @@ class Detached:
 def rust_service(tmp_path_factory: pytest.TempPathFactory, built_example: Callable[[str], Path],
                  docker_registry: object) -> Service:
     """The Rust HTTP example, signed and published to a real registry."""
+    return signed_and_published(built_example("rust-http"), "net/rust-http", tmp_path_factory.mktemp("detach-pkg"),
+                                docker_registry)
+
+
+def signed_and_published(layout_dir: Path, repository: str, root: Path, registry: object) -> Service:
     from enarx_pkg.oci.reference import parse_registry
 
-    root = tmp_path_factory.mktemp("detach-pkg")
     signer = keys.generate(root / "signer", password_env=None)
-    layout = Layout.open(built_example("rust-http"))
+    layout = Layout.open(layout_dir)
     sign_layout(layout, "0.1.0", key=keys.load_private(signer.private_path, password_env=None))
-    reg = parse_registry(docker_registry.host)  # type: ignore[attr-defined]
-    publish(layout, Target(reg, "net/rust-http", "0.1.0"), source_ref="0.1.0")
-    return Service(f"{reg.host}/net/rust-http:0.1.0", signer.public_path)
+    reg = parse_registry(registry.host)  # type: ignore[attr-defined]
+    publish(layout, Target(reg, repository, "0.1.0"), source_ref="0.1.0")
+    return Service(f"{reg.host}/{repository}:0.1.0", signer.public_path)
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +233,64 @@ def test_a_taken_publish_range_fails_the_deploy_and_leaves_nothing_running(
         assert platform.json()["keeps"]["active"] == 0
     finally:
         stop_host(host)
+
+
+GUEST_WAT = """(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "probing undeclared sockets\\n")
+  (func (export "_start") (local $e i32)
+    (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 27))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (local.set $e (call $sock_accept (i32.const 4) (i32.const 0) (i32.const 64)))
+    (if (i32.ne (local.get $e) (i32.const 8)) (then (call $proc_exit (i32.add (i32.const 100) (local.get $e)))))
+    (call $proc_exit (call $fd_write (i32.const 9) (i32.const 0) (i32.const 1) (i32.const 8)))))
+"""
+GUEST_TOML = """[package]
+name = "guest-probe"
+version = "0.1.0"
+[build]
+recipe = "wat"
+sources = ["probe.wat"]
+output = "target/probe.wasm"
+[[files]]
+kind = "stdin"
+[[files]]
+kind = "stdout"
+[[files]]
+kind = "stderr"
+[[files]]
+kind = "listen"
+name = "web"
+prot = "tcp"
+port = 8080
+[keep]
+backends = ["sim"]
+"""
+
+
+def test_the_guest_reaches_no_undeclared_socket_and_its_exit_status_is_in_keep_logs(
+        range_host: tuple[HostAgent, int], tmp_path: Path, docker_registry: object) -> None:
+    """In the keep, fds past the declared ones are no sockets (EBADF, 8): preview 1 has no call that opens
+    one, so the guest can reach no undeclared host. The workload then exits 8; `keep logs` from another
+    process shows its output and exits with that status, opened with the saved session key."""
+    from enarx_pkg.build import build
+
+    host, _ = range_host
+    project = tmp_path / "guest-probe"
+    project.mkdir()
+    (project / "probe.wat").write_text(GUEST_WAT)
+    (project / "Enarx.toml").write_text(GUEST_TOML)
+    service = signed_and_published(build(project).layout, "net/guest-probe", tmp_path, docker_registry)
+    d = deploy_detached(service, host, tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        logs = cli("keep", "logs", d.keep_id, "--host", host.url, env=d.env)
+        if logs.returncode != 0:
+            break
+        time.sleep(0.5)
+    assert logs.returncode == 8, logs.stderr  # EBADF from both calls: the workload's own status
+    assert logs.stdout == "probing undeclared sockets\n"
+    cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
