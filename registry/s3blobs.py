@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,18 +32,24 @@ if TYPE_CHECKING:
     from registry.upload_state import Part
 
 PART_BYTES = 8 << 20  # multipart part size for a request's body (S3's minimum is 5 MiB)
+IN_FLIGHT = 2  # parts of one request being sent at once
+_PART_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="s3-part")
 PRESIGN_TTL_S = 300
 _PART_RE = re.compile(r"^[a-f0-9]{32}\.[a-f0-9]{16}$")
 
 
 class _ObjectPart:
-    """One request's bytes, streamed into one object (a PUT if small, multipart otherwise)."""
+    """One request's bytes, streamed into one object (a PUT if small, multipart otherwise).
+
+    Parts go up on a small shared pool, at most ``IN_FLIGHT`` of them at a time, while the request
+    goes on receiving and hashing the next 8 MiB (memory per upload stays under ~40 MiB).
+    """
 
     def __init__(self, store: S3Store, key: str) -> None:
         self.store, self.key = store, key
         self.buf = bytearray()
         self.multipart: str | None = None
-        self.etags: list[str] = []
+        self.sent: list[Future[str]] = []
 
     def write(self, data: bytes) -> None:
         self.buf += data
@@ -53,7 +60,10 @@ class _ObjectPart:
     def _send(self, piece: bytes) -> None:
         if self.multipart is None:
             self.multipart = self.store.start_multipart(self.key)
-        self.etags.append(self.store.put_part(self.key, self.multipart, len(self.etags) + 1, piece))
+        unfinished = [f for f in self.sent if not f.done()]
+        if len(unfinished) >= IN_FLIGHT:
+            unfinished[0].result()  # bounded: wait for the oldest (raises its error here)
+        self.sent.append(_PART_POOL.submit(self.store.put_part, self.key, self.multipart, len(self.sent) + 1, piece))
 
     def close(self) -> None:
         if self.multipart is None:
@@ -61,10 +71,14 @@ class _ObjectPart:
         else:
             if self.buf:
                 self._send(bytes(self.buf))
-            self.store.complete_multipart(self.key, self.multipart, self.etags)
+            etags = [f.result() for f in self.sent]
+            self.store.complete_multipart(self.key, self.multipart, etags)
         self.buf.clear()
 
     def abort(self) -> None:
+        for f in self.sent:  # never abort under a part still being sent
+            if not f.cancel():
+                wait([f])
         if self.multipart is not None:
             self.store.abort_multipart(self.key, self.multipart)
         self.buf.clear()
