@@ -144,8 +144,8 @@ def measure_s3(server: Any, args: argparse.Namespace, client: httpx.Client) -> d
         pushes.append(args.s3_size_mib / t)
         pulls.append(args.s3_size_mib / bench.pull(conn, f"bench/s3big{i}", digest, size))
     idle = replica_rss_mib(server)[1]
-    with RssSampler(server) as sampler:
-        bench.push(conn, "bench/s3memory", args.s3_memory_mib * MIB, f"mem-{time.time()}".encode())
+    with RssSampler(server) as sampler:  # a fresh connection: the last one may have idled out
+        bench.push(bench.Conn(server), "bench/s3memory", args.s3_memory_mib * MIB, f"mem-{time.time()}".encode())
     return {"manifest_get_rps": rps, "push_mib_s": statistics.median(pushes), "pull_mib_s": statistics.median(pulls),
             "rss_idle_mib": idle, "rss_push_peak_mib": sampler.peak, "rss_push_peak_process_mib": sampler.peak_process}
 
@@ -166,6 +166,7 @@ def run_s3(args: argparse.Namespace, root: Path) -> dict[str, dict[str, float]]:
             server = start()
             try:
                 results[server.name] = measure_s3(server, args, client)
+                print(f"{server.name}: {json.dumps(results[server.name])}", file=sys.stderr, flush=True)
             finally:
                 server.process.terminate()
                 server.process.wait(20)

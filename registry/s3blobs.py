@@ -13,9 +13,12 @@ hashed and stored as one object, then copied under the digest (server-side) only
 
 from __future__ import annotations
 
+import queue
 import re
 import secrets
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +87,49 @@ class _ObjectPart:
         self.buf.clear()
 
 
+def _read_ahead(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
+    """``pieces``, read by a thread of its own up to ``depth`` pieces ahead of the consumer.
+
+    The store's next MiB arrives while the event loop sends the previous one to the client. A
+    consumer that goes away (client disconnect) closes this generator; the reader then stops at its
+    next piece and closes the store's response.
+    """
+    ahead: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for piece in pieces:
+                if not offer(piece):
+                    break
+            else:
+                offer(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+
+    threading.Thread(target=pump, name="s3-read-ahead", daemon=True).start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 class S3BlobStore:
     """Blobs and upload parts in one bucket (see :class:`registry.storage.Storage`)."""
 
@@ -132,7 +178,7 @@ class S3BlobStore:
         headers["Content-Length"] = str(end - start + 1)
         if size == 0:
             return Response(b"", 200, headers=headers)
-        return StreamingResponse(iterate_in_threadpool(self.store.stream(digest, start, end)), status,
+        return StreamingResponse(iterate_in_threadpool(_read_ahead(self.store.stream(digest, start, end))), status,
                                  headers=headers)
 
     def upload_file(self, path: Path, digest: str) -> None:
