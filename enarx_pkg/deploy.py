@@ -79,6 +79,7 @@ class Package:
     signers: tuple[str, ...]
     timings: dict[str, float]
     release: plan.Release
+    config: Any = None  # the normalised Enarx.toml when it is not encrypted (read once, before any host)
 
 
 @dataclass
@@ -115,7 +116,8 @@ def resolve_and_verify(settings: DeploySettings, workdir: Path, event: Event | N
     rel = plan.release(asked, result.reference, manifest.annotations)
     package = Package(result.reference, manifest, result.layout, signers,
                       {"resolve": t1 - t0, "verify_signature": t2 - t1}, rel)
-    check_release(package, settings, note, plain_config(package))
+    package = replace(package, config=plain_config(package))
+    check_release(package, settings, note, package.config)
     note(asked.registry.host, f"deploying {rel.repository}@{rel.digest}"
          + (f" (version {rel.version})" if rel.version else ""))
     return package
@@ -268,7 +270,7 @@ class HostSession:
         self.event(self.host, "sealing keys and secrets to the attested keep")
         ref = self.package.reference
         layer_keys = unwrap_keys(self.package.manifest, self.settings.decryption_key)
-        config = package_config(self.package, layer_keys)
+        config = self.package.config or package_config(self.package, layer_keys)
         if config is not None:  # the package's own [keep] backends and publish repository, before sealing
             trust.check_backend(keep, config.keep.backends)
             check_release(self.package, self.settings, lambda h, s: None, config)
