@@ -1,40 +1,37 @@
 """``deploy``: attest the keep first, seal keys and secrets to it, run the package inside (DESIGN §1, §7).
 
-Order, per host, is the point: resolve the reference to a digest and verify its signature (before any
-host is contacted); create a keep with a fresh nonce; verify its evidence and appraise it against the
-policy; only then unwrap the layer keys, read the secrets and seal them, with a fresh session key, to
-the attested keep key; then relay sealed stdin and sealed output. Decisions live in ``deploy_plan``.
+Order, per host, is the point: resolve the reference to a digest once and verify its signature and
+that it is the version asked for (before any host is contacted); create a keep with a fresh nonce;
+``trust.attest`` its offer (evidence, binding, policy), which alone yields the key sealing accepts;
+only then unwrap the layer keys, read the secrets and seal them, with a fresh session key, to the
+attested keep; then relay sealed stdin and sealed output. Talking to hosts is ``host.client``;
+trust decisions are ``trust`` and ``deploy_plan``; this module only orchestrates.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import io
-import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from enarx_pkg import deploy_plan as plan
-from enarx_pkg._internal import bounded, seal
-from enarx_pkg.errors import AttestationError, Error, InputError, TransportError, UsageError
+from enarx_pkg import trust
+from enarx_pkg._internal import seal
+from enarx_pkg.errors import Error, InputError, UsageError
+from enarx_pkg.host.client import HostClient, Limits
 from enarx_pkg.oci.reference import service_url
-from enarx_pkg.package import MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
+from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
 
-HTTP_TIMEOUT_S = 30.0
-# A host agent is untrusted: it may send an answer that never ends. Its answers are read only up to these.
-MAX_ANSWER_BYTES = 1 << 20  # JSON: ids, a public key, a platform report
-MAX_CREATED_BYTES = 4 << 20  # create-keep also carries base64 evidence and aux (each at most 1 MiB raw)
-MAX_REFUSAL_BYTES = 64 << 10  # an error answer: only its start is shown
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
+NO_TIME_LIMIT_OUTPUT_S = 24 * 3600.0  # a workload without a time limit: the output stream's deadline
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,8 @@ class DeploySettings:
     keep_registry: str | None = None  # where the keep pulls from, if not where the deployer resolved
     plain_http: bool | None = None
     allow_yanked: bool = False  # deploy a version its registry marks yanked
+    allow_version_mismatch: bool = False  # deploy a signed package of another version/repository than asked
+    limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -62,7 +61,7 @@ class HostResult:
     host: str
     status: int | None = None
     error: Error | None = None
-    tee: str = ""
+    tee: str = ""  # the verified TEE (empty until attested)
     measurement: str = ""
     keep_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -79,42 +78,84 @@ class Package:
     layout: Layout
     signers: tuple[str, ...]
     timings: dict[str, float]
+    release: plan.Release
+    config: Any = None  # the normalised Enarx.toml when it is not encrypted (read once, before any host)
+
+
+@dataclass
+class Deployment:
+    """The package deployed (resolved once) and one result per host, in the order the hosts were given."""
+
+    release: plan.Release
+    hosts: list[HostResult]
+
+    def __iter__(self) -> Iterator[HostResult]:
+        return iter(self.hosts)
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __getitem__(self, i: int) -> HostResult:
+        return self.hosts[i]
 
 
 def resolve_and_verify(settings: DeploySettings, workdir: Path, event: Event | None = None) -> Package:
-    """Refuse a yanked version, pull the manifest, blobs and signatures, verify the signature. No host is contacted."""
+    """Resolve the tag once, pull by digest, verify the signature and the version. No host is contacted."""
     from enarx_pkg import pull as _pull
     from enarx_pkg import verify
 
+    note = event or (lambda h, s: None)
     t0 = time.perf_counter()
-    ref = check_yanked(settings, event or (lambda h, s: None))
+    asked, ref = check_yanked(settings, note)
     result = _pull.pull(ref, workdir / "package", plain_http=settings.plain_http)
     t1 = time.perf_counter()
     signatures = verify.verify_layout(result.layout, result.manifest_digest, settings.signer)
     t2 = time.perf_counter()
     manifest = result.layout.manifest(result.manifest_digest)
     signers = tuple(str(getattr(s, "signer", "") or getattr(s, "identity", "")) for s in signatures)
-    timings = {"resolve": t1 - t0, "verify_signature": t2 - t1}
-    return Package(result.reference, manifest, result.layout, signers, timings)
+    rel = plan.release(asked, result.reference, manifest.annotations)
+    package = Package(result.reference, manifest, result.layout, signers,
+                      {"resolve": t1 - t0, "verify_signature": t2 - t1}, rel)
+    package = replace(package, config=plain_config(package))
+    check_release(package, settings, note, package.config)
+    note(asked.registry.host, f"deploying {rel.repository}@{rel.digest}"
+         + (f" (version {rel.version})" if rel.version else ""))
+    return package
 
 
-def check_yanked(settings: DeploySettings, event: Event) -> Any:
-    """Refuse a version the registry marks yanked, unless ``allow_yanked``; returns the reference to pull.
+def check_yanked(settings: DeploySettings, event: Event) -> tuple[Any, Any]:
+    """Refuse a version the registry marks yanked, unless ``allow_yanked``; (asked, reference to pull).
 
-    A registry that hides yanked tags (ours does) still serves them by digest, so an allowed yanked
-    version is pulled by the digest its API named; the signature is verified on that digest as always.
+    When the registry's API names the digest, the pull is pinned to it, so the tag is resolved once:
+    what was checked is what is pulled. An allowed yanked version (hidden from pulls by tag) is pulled
+    the same way; the signature is verified on that digest as always.
     """
     from enarx_pkg import credentials, yanked
     from enarx_pkg.oci.reference import parse
 
     ref = parse(settings.ref, plain_http=settings.plain_http)
     status = yanked.lookup(ref, credentials.lookup(ref.registry.host))
+    pinned = ref.pinned(status.digest) if status is not None and status.digest and ref.digest is None else ref
     if status is None or not status.yanked:
-        return ref
+        return ref, pinned
     if not settings.allow_yanked:
         raise yanked.refuse(ref, status)
     event(ref.registry.host, f"WARNING: {ref} is yanked; deploying it anyway (--allow-yanked)")
-    return ref.pinned(status.digest) if ref.digest is None and status.digest else ref
+    return ref, pinned
+
+
+def check_release(package: Package, settings: DeploySettings, event: Event, config: Any) -> None:
+    """Refuse a signed package of another version or repository than asked (``--allow-version-mismatch``)."""
+    rel = package.release
+    asked_tag = None if "@" in rel.asked else package.reference.tag
+    publish_repo = config.publish.repository if config is not None else None
+    problems = plan.release_mismatches(rel, asked_tag, publish_repo)
+    if not problems:
+        return
+    if not settings.allow_version_mismatch:
+        raise plan.mismatch_refusal(rel, problems)
+    event(package.reference.registry.host, "WARNING: --allow-version-mismatch: deploying it anyway: "
+          + "; ".join(problems))
 
 
 def load_policy(settings: DeploySettings) -> Any:
@@ -127,8 +168,8 @@ def load_policy(settings: DeploySettings) -> Any:
 
 
 def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink | None = None,
-           event: Event | None = None) -> list[HostResult]:
-    """Deploy to every host in parallel; one result per host (errors are captured per host)."""
+           event: Event | None = None) -> Deployment:
+    """Deploy to every host in parallel; one result per host (a host's failure is its own row)."""
     if not settings.hosts:
         raise UsageError("deploy needs at least one --host URL")
     require_published(settings.ref, "deploy")
@@ -147,7 +188,7 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
             results = [f.result() for f in futures]
     for r in results:
         r.timings = package.timings | r.timings
-    return results
+    return Deployment(package.release, results)
 
 
 def _prewarm() -> None:
@@ -166,11 +207,17 @@ def _prewarm() -> None:
 
 def _deploy_host(host: str, settings: DeploySettings, package: Package, policy: Any,
                  stdout: Sink | None, stderr: Sink | None, event: Event | None) -> HostResult:
+    """One host's deploy; whatever happens to it is its own result, never the other hosts' end."""
     result = HostResult(host)
     try:
         HostSession(host, settings, package, policy, result, event or (lambda h, s: None)).run(stdout, stderr)
     except Error as exc:
         result.error = exc
+    except Exception as exc:  # a host found a way to break us that no check anticipated: refuse this host only
+        result.error = Error(f"{host}: deploy to this host failed unexpectedly ({type(exc).__name__})",
+                             hint="set ENARX_PKG_DEBUG=1 to see where, and report it")
+        if os.environ.get("ENARX_PKG_DEBUG"):
+            raise
     return result
 
 
@@ -179,12 +226,11 @@ class HostSession:
 
     def __init__(self, host: str, settings: DeploySettings, package: Package, policy: Any,
                  result: HostResult, event: Event) -> None:
-        import httpx
-
         self.host, self.settings, self.package, self.policy = host.rstrip("/"), settings, package, policy
         self.result, self.event = result, event
-        headers = {"Authorization": f"Bearer {settings.host_token}"} if settings.host_token else {}
-        self.http = httpx.Client(base_url=self.host, headers=headers, timeout=HTTP_TIMEOUT_S)
+        self.client = HostClient(self.host, settings.host_token, settings.limits)
+        self.offer: trust.Offer | None = None
+        self.output_s = NO_TIME_LIMIT_OUTPUT_S
 
     def _time(self, step: str, t0: float) -> float:
         now = time.perf_counter()
@@ -195,89 +241,62 @@ class HostSession:
         try:
             t = time.perf_counter()
             nonce = os.urandom(seal.NONCE_BYTES)
-            created = self._create(nonce)
+            self.event(self.host, "creating keep")
+            self.offer = self.client.create(nonce)
+            self.result.keep_id = self.offer.keep_id
             t = self._time("create_keep", t)
-            keep_key = self._attest(created, nonce)
+            keep = self._attest(self.offer, nonce)
             t = self._time("attest", t)
-            envelope = self._envelope()
-            sealed = seal.seal_envelope(envelope, keep_key, self.result.keep_id)
+            envelope = self._envelope(keep)
+            sealed = seal.seal_envelope(envelope, keep)
             self._time("seal", t)
-            self._stream(sealed, envelope, stdout, stderr)
+            self._stream(self.offer, sealed, envelope, stdout, stderr)
         finally:
-            if self.result.keep_id and self.result.status is None:
-                self._destroy()
-            self.http.close()
+            if self.offer is not None and self.result.status is None:
+                self.client.delete(self.offer)
+            self.client.close()
 
-    def _post(self, path: str, limit: int, **kw: Any) -> Any:
-        return agent_json(self.http, "POST", path, limit, **kw)
+    def _attest(self, offer: trust.Offer, nonce: bytes) -> trust.AttestedKeep:
+        """Verify the evidence, its binding and the policy; the attested keep we may seal to."""
+        tee = trust.evidence_tee(offer)
+        self.event(self.host, f"verifying {tee} evidence")
+        collateral = _collateral(self.policy, self.settings.policy_path, tee, offer.evidence)
+        keep = trust.attest(offer, nonce, self.policy, collateral, insecure_sim=self.settings.insecure_sim)
+        self.result.tee, self.result.measurement = keep.tee, keep.measurement
+        return keep
 
-    def _create(self, nonce: bytes) -> dict[str, Any]:
-        self.event(self.host, "creating keep")
-        created = self._post("/v1/keeps", MAX_CREATED_BYTES, json={"nonce": base64.b64encode(nonce).decode()})
-        if not isinstance(created, dict) or not all(isinstance(created.get(k), str)
-                                                    for k in ("keep_id", "keep_public_key", "tee", "evidence")):
-            raise TransportError("host agent answered create-keep without keep_id/key/tee/evidence", url=self.host)
-        self.result.keep_id, self.result.tee = created["keep_id"], created["tee"]
-        return created
-
-    def _attest(self, created: dict[str, Any], nonce: bytes) -> bytes:
-        """Verify the evidence, its binding and the policy; returns the keep key we may seal to."""
-        from enarx_pkg.attestation import policy as ap
-
-        self.event(self.host, f"verifying {created['tee']} evidence")
-        tee, keep_key, evidence = decode_offer(created, self.host)
-        plan.check_sim(tee, self.host, self.settings.insecure_sim)
-        claims = verify_offer(self.host, tee, keep_key, evidence, created.get("aux"), nonce,
-                              collateral=_collateral(self.policy, self.settings.policy_path, tee, evidence))
-        appraisal = ap.appraise(claims, self.policy, expected_report_data=seal.report_data(nonce, keep_key))
-        if not appraisal.ok:
-            raise AttestationError(plan.appraisal_refusal(self.host, appraisal.tee, appraisal.checks))
-        self.result.measurement = claims.measurement
-        return keep_key
-
-    def _envelope(self) -> seal.Envelope:
+    def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
         """Only now, after attestation: unwrap layer keys, read secrets, make the session key."""
-        from enarx_pkg import credentials
-        from enarx_pkg.oci.reference import parse_registry
-
         self.event(self.host, "sealing keys and secrets to the attested keep")
         ref = self.package.reference
         layer_keys = unwrap_keys(self.package.manifest, self.settings.decryption_key)
-        config = package_config(self.package, layer_keys)
-        if config is not None:  # the package's own [keep] backends, checked before anything is sealed
-            plan.check_backend(self.result.tee, config.keep.backends, self.host)
+        config = self.package.config or package_config(self.package, layer_keys)
+        if config is not None:  # the package's own [keep] backends and publish repository, before sealing
+            trust.check_backend(keep, config.keep.backends)
+            check_release(self.package, self.settings, lambda h, s: None, config)
+        self.output_s = output_deadline(config)
         declared = config.secrets if config is not None else ()
         secrets = read_secrets(plan.merge_secrets(declared, self.settings.secrets))
-        registry = parse_registry(self.settings.keep_registry) if self.settings.keep_registry else ref.registry
-        cred = credentials.lookup(ref.registry.host)
+        registry, credential = keep_registry(ref, self.settings.keep_registry)
         return plan.envelope_for(
             registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
-            session_key=seal.new_session_key(), credential=(cred.username, cred.password) if cred else None,
+            session_key=seal.new_session_key(), credential=credential,
             layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
 
-    def _stream(self, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None, stderr: Sink | None) -> None:
-        import httpx
-
+    def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
+                stderr: Sink | None) -> None:
         channel = seal.Channel(envelope.session_key, keep_side=False)
         out, err = self._sink(self.result.stdout, stdout), self._sink(self.result.stderr, stderr)
         decoder = plan.OutputDecoder(channel, self.host, out, err)
-        path = f"/v1/keeps/{self.result.keep_id}/provision"
-        feeder = StdinFeeder(self, channel) if self.settings.stdin is not None else None
+        feeder = StdinFeeder(self, offer, channel) if self.settings.stdin is not None else None
         t = time.perf_counter()
-        try:
-            with self.http.stream("POST", path, content=sealed, timeout=None) as r:
-                if r.status_code >= 300:
-                    text = (bounded.read(r, MAX_REFUSAL_BYTES) or b"")[:200].decode("utf-8", "replace")
-                    raise TransportError(f"host agent refused the envelope: {text}", url=self.host + path,
-                                         status=r.status_code)
-                self._time("provision", t)
-                if feeder is not None:
-                    feeder.start()
-                for chunk in r.iter_raw():
-                    if decoder.feed(chunk):
-                        break
-        except httpx.HTTPError as exc:
-            raise TransportError(f"lost the keep's output stream: {type(exc).__name__}", url=self.host + path) from None
+        with self.client.provision(offer, sealed, self.output_s) as chunks:
+            self._time("provision", t)
+            if feeder is not None:
+                feeder.start()
+            for chunk in chunks:
+                if decoder.feed(chunk):
+                    break
         if decoder.status is None and feeder is not None and feeder.error is not None:
             raise feeder.error  # we ended the keep because its input failed
         self.result.status = decoder.finish()
@@ -295,12 +314,6 @@ class HostSession:
                 live(data)
         return write
 
-    def _destroy(self) -> None:
-        import httpx
-
-        with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
-            agent_delete(self.http, self.result.keep_id)
-
 
 class StdinFeeder:
     """Streams the deployer's stdin to one keep as sealed frames, in one chunked upload, while output flows back.
@@ -310,70 +323,53 @@ class StdinFeeder:
     reports this error; a keep that exited before taking all of its input is not an error.
     """
 
-    def __init__(self, session: HostSession, channel: seal.Channel) -> None:
+    def __init__(self, session: HostSession, offer: trust.Offer, channel: seal.Channel) -> None:
         stdin = session.settings.stdin
         assert stdin is not None
         self.source: BinaryIO = io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin
-        self.session, self.channel = session, channel
+        self.session, self.offer, self.channel = session, offer, channel
         self.error: Error | None = None
 
     def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True, name=f"stdin-{self.session.result.keep_id}").start()
+        threading.Thread(target=self._run, daemon=True, name=f"stdin-{self.offer.keep_id}").start()
 
     def _run(self) -> None:
-        import httpx
-
         s = self.session
-        path = f"/v1/keeps/{s.result.keep_id}/stdin"
         read = getattr(self.source, "read1", None) or self.source.read
-        # no read/write timeout: a workload that reads slowly holds the upload back, by design
-        timeout = httpx.Timeout(HTTP_TIMEOUT_S, read=None, write=None)
-        with httpx.Client(base_url=s.host, headers=s.http.headers, timeout=timeout) as http:
+        with HostClient(s.host, None, s.settings.limits) as client:
             try:
-                with http.stream("POST", path, content=plan.stdin_stream(self.channel, read)) as r:
-                    if r.status_code < 300 or r.status_code in (404, 410):  # 404/410: the keep already exited
-                        return
-                    text = (bounded.read(r, MAX_REFUSAL_BYTES) or b"")[:200].decode("utf-8", "replace")
-                self.error = TransportError(f"host agent refused stdin: {text}", url=s.host + path,
-                                            status=r.status_code)
-            except httpx.HTTPError as exc:
-                self.error = TransportError(f"lost the stdin upload: {type(exc).__name__}", url=s.host + path)
+                client.stdin(self.offer, plan.stdin_stream(self.channel, read), s.output_s)
+                return
+            except Error as exc:
+                self.error = exc
             except OSError as exc:
                 self.error = InputError(f"cannot read stdin: {exc.strerror or type(exc).__name__}")
-            with contextlib.suppress(httpx.HTTPError):
-                agent_delete(http, s.result.keep_id)
+            client.delete(self.offer)
 
 
-def agent_json(http: Any, method: str, path: str, limit: int = MAX_ANSWER_BYTES, **kw: Any) -> Any:
-    """One request to a host agent; its JSON answer, read no further than ``limit`` bytes.
+def output_deadline(config: Any) -> float:
+    """How long the keep's output may take: the workload's own time limit (or the default one)."""
+    from enarx_pkg.manifest.model import Keep
 
-    The body is counted as it arrives, so an agent that never stops sending costs ``limit`` bytes of
-    memory and a ``TransportError``, not the deployer's memory.
+    limit = config.keep.time_limit_s if config is not None else Keep().time_limit_s
+    return NO_TIME_LIMIT_OUTPUT_S if limit is None else float(limit)
+
+
+def keep_registry(ref: Any, override: str | None) -> tuple[Any, tuple[str, str] | None]:
+    """Where the keep pulls from, and the credential issued for THAT origin (or none).
+
+    The deployer's credential for the registry it resolved from never goes to another origin: an
+    unscoped ``ENARX_PKG_REGISTRY_TOKEN`` counts as issued for the resolved registry only.
     """
-    import httpx
+    from enarx_pkg import credentials
+    from enarx_pkg.oci.reference import parse_registry
 
-    url = str(http.base_url).rstrip("/") + path
-    try:
-        with http.stream(method, path, **kw) as r:
-            status = r.status_code
-            body = bounded.read(r, limit if status < 300 else MAX_REFUSAL_BYTES)
-    except httpx.HTTPError as exc:
-        raise TransportError(f"host agent unreachable: {type(exc).__name__}", url=url) from None
-    if status >= 300:
-        text = (body or b"")[:200].decode("utf-8", "replace")
-        raise TransportError(f"host agent refused: {text or '(answer too long to show)'}", url=url, status=status)
-    if body is None:
-        raise TransportError(f"host agent's answer is over the {limit}-byte limit", url=url, status=status)
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise TransportError("host agent's answer is not JSON", url=url, status=status) from None
-
-
-def agent_delete(http: Any, keep_id: str) -> None:
-    """DELETE a keep; the answer's body is not read (an agent could make it endless)."""
-    with http.stream("DELETE", f"/v1/keeps/{keep_id}"):
-        pass
+    registry = parse_registry(override) if override else ref.registry
+    env = dict(os.environ)
+    if not env.get(credentials.ENV_HOST):
+        env[credentials.ENV_HOST] = ref.registry.host
+    cred = credentials.lookup(registry.host, env)
+    return registry, (cred.username, cred.password) if cred else None
 
 
 def _collateral(policy: Any, policy_path: Path | None, tee: str, evidence: bytes) -> Any:
@@ -389,40 +385,6 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "enarx-pkg"
 
 
-def decode_offer(created: dict[str, Any], host: str) -> tuple[str, bytes, bytes]:
-    """The TEE, keep public key and evidence of a create-keep answer, shapes and encodings checked."""
-    tee = created.get("tee")
-    if not isinstance(tee, str) or not all(isinstance(created.get(k), str) for k in ("keep_public_key", "evidence")):
-        raise InputError(f"{host} answered create-keep without tee/key/evidence")
-    try:
-        keep_key = base64.b64decode(created["keep_public_key"], validate=True)
-        evidence = base64.b64decode(created["evidence"], validate=True)
-    except ValueError:
-        raise InputError(f"{host} sent a keep key or evidence that is not base64") from None
-    if len(keep_key) != seal.KEY_BYTES:
-        raise InputError(f"{host} sent a keep key of {len(keep_key)} bytes, expected 32")
-    return tee, keep_key, evidence
-
-
-def verify_offer(host: str, tee: str, keep_key: bytes, evidence: bytes, aux: Any, nonce: bytes, *,
-                 collateral: Any = None) -> Any:
-    """Verify an offered keep's evidence and its binding to ``nonce`` and its key (no policy)."""
-    from enarx_pkg.attestation import verify_evidence
-
-    claims = verify_evidence(tee, evidence, certs=evidence_certs(tee, aux), collateral=collateral)
-    plan.check_binding(claims.report_data, nonce, keep_key, host)
-    return claims
-
-
-def evidence_certs(tee: str, aux: Any) -> list[bytes]:
-    """Certificates the keep sent beside its evidence (SNP: the host's certificate table)."""
-    if tee != "snp" or not isinstance(aux, str) or not aux:
-        return []
-    from enarx_pkg.attestation.snp import parse_cert_table
-
-    return parse_cert_table(base64.b64decode(aux))
-
-
 def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[str, seal.LayerKey]:
     """Layer keys for every encrypted layer (called only after attestation succeeded)."""
     from enarx_pkg import encrypt
@@ -434,13 +396,21 @@ def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[s
     return {d.digest: encrypt.unwrap_layer_key(d, decryption_key) for d in encrypted}  # type: ignore[arg-type]
 
 
+def _config_layer(package: Package) -> Any:
+    return package.manifest.find_layer(MEDIA_ENARX_CONFIG)
+
+
+def plain_config(package: Package) -> Any:
+    """The package's Enarx.toml if it is not encrypted (readable before any host is contacted), else None."""
+    desc = _config_layer(package)
+    return None if desc is None or desc.media_type.endswith(ENCRYPTED_SUFFIX) else package_config(package, {})
+
+
 def package_config(package: Package, layer_keys: dict[str, seal.LayerKey]) -> Any:
     """The package's normalised Enarx.toml (decrypting the config layer if needed), or None without one."""
-    import io
-
     from enarx_pkg import encrypt, manifest
 
-    desc = package.manifest.find_layer(MEDIA_ENARX_CONFIG)
+    desc = _config_layer(package)
     if desc is None:
         return None
     if encrypt.is_encrypted(desc):

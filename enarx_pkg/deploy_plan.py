@@ -1,13 +1,12 @@
-"""The trust decisions of ``deploy``, as pure functions (no network, no files, no clock).
+"""The decisions of ``deploy`` besides attestation, as pure functions (no network, no files, no clock).
 
-``deploy.py`` does the fetching and talking; everything it decides goes through here: whether the
-evidence is bound to our nonce and to the key we will seal to, whether a sim keep may be used, which
-secrets the workload gets, and whether the stream of sealed output frames is complete and in order.
+``deploy.py`` does the fetching and talking; ``trust`` decides which keep may receive secrets; here:
+whether the signed package is the version and repository asked for, which secrets the workload
+gets, and whether the stream of sealed output frames is complete and in order.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,17 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from enarx_pkg._internal import seal
+from enarx_pkg._internal.text import printable
 from enarx_pkg.errors import (
     AttestationError,
     Error,
     ExitCode,
     InputError,
+    NotFoundError,
+    TransportError,
     UsageError,
     VerificationError,
     WorkloadError,
     WorkloadTimeout,
 )
 
+ANN_VERSION = "org.opencontainers.image.version"
+ANN_TITLE = "org.opencontainers.image.title"
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 Sink = Callable[[bytes], None]
 STDIN_CHUNK_BYTES = 64 << 10  # one sealed stdin frame carries at most this much
@@ -60,35 +64,49 @@ def merge_secrets(declared: Sequence[Any], given: Sequence[SecretSource]) -> lis
     return list(out.values())
 
 
-def check_binding(claimed_report_data: bytes, nonce: bytes, keep_public_key: bytes, host: str) -> None:
-    """The evidence must carry SHA-512(prefix ‖ OUR nonce ‖ the key we are about to seal to)."""
-    expected = seal.report_data(nonce, keep_public_key)
-    if not hmac.compare_digest(claimed_report_data, expected):
-        raise AttestationError(
-            f"evidence from {host} is not bound to this deploy's nonce and the keep key offered: "
-            "it was made for another keep or replayed from an earlier deploy")
+@dataclass(frozen=True)
+class Release:
+    """What is deployed, as the signed manifest names it (printed, and returned by ``--json``)."""
+
+    repository: str
+    digest: str
+    version: str | None  # the signed org.opencontainers.image.version annotation
+    name: str | None  # the signed package name (title annotation)
+    asked: str  # the reference as the user gave it
 
 
-def check_sim(tee: str, host: str, insecure_sim: bool) -> None:
-    """A sim keep protects nothing; only an explicit ``--insecure-sim`` lets it through to the policy."""
-    if tee == "sim" and not insecure_sim:
-        raise AttestationError(
-            f"{host} offers a sim keep, which is software only and protects nothing: refused without --insecure-sim",
-            hint="for development only: pass --insecure-sim and pin the host's sim key in the policy")
+_VERSION_TAG = re.compile(r"^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:[_+][0-9A-Za-z.-]+)?)$")
 
 
-def appraisal_refusal(host: str, tee: str, checks: Sequence[Any]) -> str:
-    """The refusal message: every check of the appraisal, passed and failed, so nothing is guessed."""
-    lines = [f"  {'ok  ' if c.passed else 'FAIL'} {c.name}: observed {c.observed}, expected {c.expected}"
-             for c in checks]
-    failed = sum(1 for c in checks if not c.passed)
-    return f"{tee} evidence from {host} refused by the policy ({failed} of {len(checks)} checks failed):\n" + \
-        "\n".join(lines)
+def release(asked: Any, pinned: Any, annotations: Mapping[str, str]) -> Release:
+    return Release(pinned.repository, pinned.digest, annotations.get(ANN_VERSION) or None,
+                   annotations.get(ANN_TITLE) or None, str(asked))
 
 
-def check_backend(tee: str, allowed: Sequence[str], host: str) -> None:
-    if allowed and tee not in allowed:
-        raise AttestationError(f"{host} offers a {tee} keep; the package's [keep] backends allow {', '.join(allowed)}")
+def release_mismatches(rel: Release, tag: str | None, publish_repository: str | None) -> list[str]:
+    """How the signed package differs from what was asked (rollback, substitution); empty when it agrees.
+
+    A tag that is a full version (``1.2.3``, ``v1.2.3-rc.1``, ``1.2.3_build``) must equal the signed
+    version; other tags (``latest``, ``stable``) and digests name no version. A package whose signed
+    Enarx.toml says ``[publish] repository`` must come from that repository.
+    """
+    problems = []
+    m = _VERSION_TAG.match(tag or "")
+    if m and rel.version is not None and m.group(1).replace("_", "+") != rel.version:
+        problems.append(f"asked for version {tag} but the signed package is version {rel.version}")
+    elif m and rel.version is None:
+        problems.append(f"asked for version {tag} but the signed package names no version")
+    if publish_repository and publish_repository.strip("/") != rel.repository:
+        problems.append(f"asked for repository {rel.repository} but the signed package is published as "
+                        f"{publish_repository}")
+    return problems
+
+
+def mismatch_refusal(rel: Release, problems: Sequence[str]) -> VerificationError:
+    return VerificationError(
+        f"{rel.asked} resolved to {rel.repository}@{rel.digest}, which is not what was asked: "
+        + "; ".join(problems) + " (a registry serving an older or another signed package: rollback or substitution)",
+        hint="pass --allow-version-mismatch to deploy it anyway")
 
 
 def envelope_for(*, registry: str, repository: str, manifest_digest: str, session_key: bytes,
@@ -114,6 +132,7 @@ def stdin_stream(channel: seal.Channel, read: Callable[[int], bytes]) -> Iterato
 _KEEP_ERRORS: dict[str, type[Error]] = {
     "VerificationError": VerificationError, "AttestationError": AttestationError, "InputError": InputError,
     "WorkloadError": WorkloadError, "WorkloadTimeout": WorkloadTimeout, "WorkloadOutOfMemory": WorkloadError,
+    "TransportError": TransportError, "NotFoundError": NotFoundError,
 }
 
 
@@ -138,7 +157,7 @@ class OutputDecoder:
             if self.status is not None:
                 break
             if kind == seal.R_FAIL:
-                text = payload[:300].decode("utf-8", "replace").replace("\n", " ")
+                text = printable(payload[:300].decode("utf-8", "replace"))
                 raise VerificationError(f"the keep on {self.host} failed before running the workload "
                                         f"(unauthenticated report from the host: {text})")
             if kind != seal.R_FRAME:

@@ -9,17 +9,20 @@ trusted source before the policy is used in production.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import os
 import tomllib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from enarx_pkg import trust
 from enarx_pkg._internal import seal
-from enarx_pkg.errors import AttestationError, InputError
+from enarx_pkg._internal.text import printable
+from enarx_pkg.errors import AttestationError
 
-HTTP_TIMEOUT_S = 30.0
+if TYPE_CHECKING:
+    from enarx_pkg.host.client import Limits
+    from enarx_pkg.trust import Offer
+
 WARNING = ("{host}: this policy pins what the host showed on first contact, which is NOT authenticated: "
            "a compromised host, or anyone in the path, shows you whatever it wants pinned. Compare the values "
            "with a trusted source (the sim key and measurement `host serve` prints on the host itself, your "
@@ -43,53 +46,35 @@ class Scan:
         return WARNING.format(host=self.host)
 
 
-def keyscan(host: str, token: str | None) -> Scan:
+def keyscan(host: str, token: str | None, limits: Limits | None = None) -> Scan:
     """Attest one fresh keep on ``host`` and return the policy that pins it (no secret is ever sent)."""
-    import httpx
+    from enarx_pkg.host.client import HostClient
 
-    from enarx_pkg.deploy import agent_delete
-
-    host = host.rstrip("/")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(base_url=host, headers=headers, timeout=HTTP_TIMEOUT_S) as http:
-        platform = _get_json(http, "GET", "/v1/platform")
+    with HostClient(host, token, limits) as client:
+        platform = client.platform()
         nonce = os.urandom(seal.NONCE_BYTES)
-        created = _get_json(http, "POST", "/v1/keeps", json={"nonce": base64.b64encode(nonce).decode()})
+        offer = client.create(nonce)
         try:
-            claims = _verify(host, platform, created, nonce)
+            claims = _verify(client.url, platform, offer, nonce)
         finally:
-            if isinstance(created.get("keep_id"), str):
-                with contextlib.suppress(httpx.HTTPError):  # the agent reaps it at its deadline anyway
-                    agent_delete(http, created["keep_id"])
+            client.delete(offer)
     policy, notes = pins(claims)
-    text = render(policy, host)
-    _self_check(text, claims, host)
-    return Scan(host, claims.tee, claims, policy, text, notes)
+    text = render(policy, client.url)
+    _self_check(text, claims, client.url)
+    return Scan(client.url, claims.tee, claims, policy, text, notes)
 
 
-def _get_json(http: Any, method: str, path: str, **kw: Any) -> dict[str, Any]:
-    from enarx_pkg.deploy import MAX_ANSWER_BYTES, MAX_CREATED_BYTES, agent_json
-
-    # bounded reads: the host is untrusted until its keep is attested, and may never stop sending
-    obj = agent_json(http, method, path, MAX_CREATED_BYTES if path == "/v1/keeps" else MAX_ANSWER_BYTES, **kw)
-    if not isinstance(obj, dict):
-        raise InputError(f"{http.base_url}{path}: the host agent's answer is not a JSON object")
-    return obj
-
-
-def _verify(host: str, platform: dict[str, Any], created: dict[str, Any], nonce: bytes) -> Any:
+def _verify(host: str, platform: dict[str, Any], offer: Offer, nonce: bytes) -> Any:
     """Evidence signature, binding to our nonce and the offered key, and agreement with the platform report."""
-    from enarx_pkg.deploy import decode_offer, verify_offer
-
-    tee, keep_key, evidence = decode_offer(created, host)
-    claims: Any = verify_offer(host, tee, keep_key, evidence, created.get("aux"), nonce)
-    if platform.get("backend") != claims.tee:
-        raise AttestationError(f"{host} reports backend {platform.get('backend')!r} but its keep gave "
+    claims: Any = trust.verify_offer(offer, nonce)
+    backend = platform.get("backend")
+    if backend != claims.tee:
+        raise AttestationError(f"{host} reports backend {printable(str(backend)[:40])!r} but its keep gave "
                                f"{claims.tee} evidence")
     fingerprint = platform.get("sim_key_fingerprint")
     if claims.tee == "sim" and fingerprint != claims.platform_key:
-        raise AttestationError(f"{host} reports sim key {fingerprint} but its keep's evidence is signed by "
-                               f"{claims.platform_key}")
+        raise AttestationError(f"{host} reports sim key {printable(str(fingerprint)[:80])} but its keep's "
+                               f"evidence is signed by {claims.platform_key}")
     return claims
 
 

@@ -8,8 +8,9 @@ has no call that opens a socket, so every connection it makes was declared.
 
 Refused, with a message, rather than run differently from what was declared:
 
-* ``prot = "tls"`` (Enarx's default): terminating TLS inside the keep is the attested TLS capability
-  (issue 13), not built yet. Serving such a file as plain TCP would silently drop the encryption.
+* ``prot = "tls"`` (Enarx's default) without a TLS identity to serve it with (``RunSpec.tls``: the
+  keep's attested one, or the self-signed one ``run`` makes): serving it as plain TCP would silently
+  drop the encryption.
 * sockets in a WASI 0.2 component: wasmtime-py can only give a component the whole host network
   (``inherit_network``), not the declared addresses.
 * sockets at fds 0-2, or together with ``[[keep.dirs]]`` (preview 1 libraries stop looking for

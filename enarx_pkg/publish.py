@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from enarx_pkg.errors import NotFoundError, UsageError
 from enarx_pkg.oci import reference as _ref
@@ -21,6 +21,9 @@ from enarx_pkg.oci.auth import CredentialSource
 from enarx_pkg.oci.client import Client, ProgressFactory, blob_label
 from enarx_pkg.oci.transport import Settings
 from enarx_pkg.package import MAX_MANIFEST_BYTES, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ def target_from(registry: str | None, repository: str | None, tag: str | None, e
 def publish(layout: Layout, target: Target, *, credentials: CredentialSource | None = None,
             settings: Settings | None = None, progress: ProgressFactory | None = None,
             mount_from: str | None = None, source_ref: str | None = None,
-            recipients: tuple[Path, ...] = (), sign_key: Any = None) -> PublishResult:
+            recipients: tuple[Path, ...] = (), sign_key: ec.EllipticCurvePrivateKey | None = None) -> PublishResult:
     """Push the package in ``layout`` (and its signatures) to ``target``; encrypt first if asked.
 
     Encryption makes a new manifest (its digest covers the ciphertext), which the plaintext's

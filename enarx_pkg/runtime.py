@@ -450,7 +450,7 @@ def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool,
     if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
-                    module_digest=wasm.digest, cache=cache)
+                    module_digest=wasm.digest, cache=cache, tls=_local_tls(model.files))
     if model.secrets or secrets:
         return _run_with_secrets(spec, model, secrets)
     return run(spec)
@@ -474,6 +474,26 @@ def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -
         env = dict(spec.env)
         dirs = secret_files(values, Path(tmp), env)
         return run(replace(spec, env=env, dirs=spec.dirs + dirs))
+
+
+def _local_tls(files: tuple[File, ...]) -> Any:
+    """``prot = "tls"`` outside a keep: a fresh self-signed certificate, said loudly (it attests nothing)."""
+    if not any(f.kind in SOCKET_KINDS and (f.prot or "tls") == "tls" for f in files):
+        return None  # the usual case: no TLS code is imported
+    import sys
+
+    from enarx_pkg.tls import keepside
+
+    setup = keepside.local_setup(files)
+    if setup is not None:
+        import hashlib
+
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        fingerprint = hashlib.sha256(setup.identity.certificate.public_bytes(Encoding.DER)).hexdigest()
+        print(f"WARNING: prot = \"tls\" outside a keep: serving a fresh self-signed certificate that attests "
+              f"nothing (SHA-256 {fingerprint}); deploy to a keep for an attested one", file=sys.stderr)
+    return setup
 
 
 def _check_fresh(layout_dir: Path, project: Path, manifest_digest: str) -> None:

@@ -198,7 +198,7 @@ def _sign_opened(found: LocalPackage, settings: SignSettings) -> SignResult:
         settings.identity_token, settings.staging, trust_config_of(settings, defaults, found.project)))
 
 
-def _countersign(settings: SignSettings, defaults: Any, project: Path | None) -> Countersign:
+def _countersign(settings: SignSettings, defaults: Signing | None, project: Path | None) -> Countersign:
     from enarx_pkg._internal import sigstore_services
 
     rekor = sigstore_services.rekor_url(trust_config_of(settings, defaults, project)) if settings.tlog_upload else None

@@ -35,9 +35,14 @@ ANN_CREATED = "org.opencontainers.image.created"
 
 @dataclass(frozen=True)
 class KeyPolicy:
-    """Accept bundles signed by this ECDSA P-256 public key (SubjectPublicKeyInfo PEM)."""
+    """Accept bundles signed by this ECDSA P-256 public key (SubjectPublicKeyInfo PEM).
+
+    With ``trust_config``, a bundle's RFC 3161 timestamps must verify against its timestamp
+    authorities (and give the signing time); without, they are not read.
+    """
 
     public_key_pem: bytes
+    trust_config: str | None = None
     key: ec.EllipticCurvePublicKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +155,7 @@ def verify_bundle(bundle_bytes: bytes, manifest_digest: str, policy: Policy, *,
         raise VerificationError(f"signed statement is about {', '.join(subjects)}, not the package manifest "
                                 f"{manifest_digest}", hint="the signature belongs to another package or build")
     name = next(n for n, d in st.subjects if d == manifest_digest)
-    when, source = _log_time(parsed)
+    when, source = _time(parsed, policy)
     return VerifiedSignature(parsed.kind, signer, issuer, when, source, st.predicate_type, name,
                              manifest_digest, provenance.summarize(st))
 
@@ -222,6 +227,19 @@ def _cert_signer(parsed: ParsedBundle) -> tuple[str, str | None]:
         return f"key {parsed.key_hint}", None
     names, issuer = sigstore_bundle.certificate_identity(parsed.certificate_der)
     return ", ".join(names), issuer
+
+
+def _time(parsed: ParsedBundle, policy: Policy) -> tuple[str | None, str | None]:
+    """When it was signed: a key bundle's RFC 3161 timestamps, verified (all of them) when the
+    policy names a trust config; else the log's integrated time."""
+    if isinstance(policy, KeyPolicy) and policy.trust_config and parsed.timestamps:
+        from enarx_pkg._internal import sigstore_services
+
+        assert parsed.envelope is not None
+        times = [sigstore_services.verified_time(t, parsed.envelope.signatures[0], policy.trust_config)
+                 for t in parsed.timestamps]
+        return min(times), "RFC 3161 timestamp (verified against the trust config's TSA)"
+    return _log_time(parsed)
 
 
 def _log_time(parsed: ParsedBundle) -> tuple[str | None, str | None]:
@@ -383,7 +401,9 @@ def policy_for(s: VerifySettings, defaults: Any, base: Any) -> Policy:
     if s.key and (s.identity or s.identity_regexp):
         raise UsageError("give either --key or --certificate-identity(-regexp), not both")
     if s.key:
-        return KeyPolicy(keys.read_public_pem(Path(s.key)))
+        from enarx_pkg.sign import trust_config_of
+
+        return KeyPolicy(keys.read_public_pem(Path(s.key)), trust_config_of(s, defaults, base))
     if not (s.identity or s.identity_regexp):
         raise UsageError("nothing to verify against",
                          hint="pass --key PUB or --certificate-identity ID --certificate-oidc-issuer ISS "

@@ -17,7 +17,7 @@ from registry.meta import Metadata
 from registry.names import valid_name, valid_tag
 from registry.settings import Settings
 from registry.storage import open_storage
-from registry.upload_state import UploadState
+from registry.upload_state import UploadState, sweep
 
 
 class AdminError(Exception):
@@ -107,10 +107,7 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
         doomed = [d for d, (_, created) in recorded.items() if d not in live and created < cutoff]
         orphans = [d for d, mtime in store.all_blobs() if d not in recorded and d not in live and mtime < cutoff]
         freed = sum(recorded[d][0] for d in doomed) + sum(store.size(d) or 0 for d in orphans)
-        sessions = UploadState(db)
-        stale = sessions.stale(cutoff)
-        # old parts of an upload still in progress stay: they hold its first bytes
-        in_progress = {str(r[0]) for r in db.query("SELECT id FROM upload_sessions")} - set(stale)
+        uploads = sweep(UploadState(db), store, grace, dry_run)
         if not dry_run:
             for d in doomed:
                 with db.transaction() as tx:
@@ -118,12 +115,9 @@ def gc(settings: Settings, dry_run: bool = False, grace: float | None = None) ->
                     tx.execute("DELETE FROM blobs WHERE digest = ?", (d,))
             for d in doomed + orphans:
                 store.delete_blob(d)
-            for upload_id in stale:
-                store.discard_parts(sessions.remove(upload_id))
             db.execute("INSERT INTO audit (at, actor, action, repo, ref, digest, remote) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (time.time(), "admin-cli", "gc", None, None, None, f"{len(doomed) + len(orphans)} blobs"))
-        leftovers = store.sweep(grace, in_progress, dry_run)  # a crashed writer's parts, any replica's
-    return GcReport(len(doomed) + len(orphans), freed, len(stale) + leftovers, dry_run)
+    return GcReport(len(doomed) + len(orphans), freed, uploads, dry_run)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1, log_level: str = "warning") -> None:

@@ -23,6 +23,7 @@ class Settings:
     bearer_ttl: int = 300  # seconds a /token bearer token lives
     cache_ttl: float = 1.0  # seconds repository settings and token lookups are cached per process
     upload_grace: float = 3600.0  # gc leaves blobs and uploads younger than this alone
+    sweep_interval: float = 60.0  # the server removes uploads idle past upload_grace this often (on a new upload)
     read_chunk: int = 1024 * 1024
     public_url: str | None = None  # used in WWW-Authenticate realm; default: from the Host header
     access_log: str = "off"  # common | combined | off (``registry serve`` defaults to combined)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -104,6 +105,15 @@ class Registry:
         self.trust = Trust.load(settings.trusted_keys, settings.trusted_identities, settings.trust_config)
         # referrer digest -> what the pages show; content-addressed and the trust is fixed per process
         self.signatures: LruCache[str, Signature] = LruCache(4096)
+        self._last_sweep = 0.0
+
+    def sweep_due(self) -> bool:
+        """True at most once per ``sweep_interval``: time to remove abandoned uploads."""
+        now = time.monotonic()
+        if now - self._last_sweep < self.settings.sweep_interval:
+            return False
+        self._last_sweep = now
+        return True
 
     def manifest_bytes(self, digest: str) -> bytes | None:
         data = self.manifests.get(digest)

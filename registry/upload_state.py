@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from registry.db import Database
+
+if TYPE_CHECKING:
+    from registry.storage import Storage
 
 CLOSING_LEASE_S = 300.0  # a finisher that died mid-assembly frees the upload for a retry after this
 
@@ -115,7 +119,22 @@ class UploadState:
             tx.execute("DELETE FROM upload_sessions WHERE id = ?", (upload_id,))
         return names
 
+    def ids(self) -> set[str]:
+        return {str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions")}
+
     def stale(self, cutoff: float) -> list[str]:
         """Uploads neither opened nor added to since ``cutoff`` (a long upload still sending is kept)."""
         return [str(r[0]) for r in self.db.query("SELECT id FROM upload_sessions WHERE created < ? AND touched < ?",
                                                  (cutoff, cutoff))]
+
+
+def sweep(sessions: UploadState, store: Storage, grace: float, dry_run: bool = False) -> int:
+    """Remove uploads idle for longer than ``grace`` and upload leftovers (a crashed writer's parts, on
+    any replica) older than that; how many. Old parts of an upload still in progress stay: they hold
+    its first bytes."""
+    stale = sessions.stale(time.time() - grace)
+    in_progress = sessions.ids() - set(stale)
+    if not dry_run:
+        for upload_id in stale:
+            store.discard_parts(sessions.remove(upload_id))
+    return len(stale) + store.sweep(grace, in_progress, dry_run)

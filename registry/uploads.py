@@ -23,7 +23,7 @@ from starlette.responses import Response
 from registry.blobs import UPLOAD_ID_RE
 from registry.errors import OciError
 from registry.names import digest_problem, valid_name
-from registry.upload_state import Part
+from registry.upload_state import Part, sweep
 
 if TYPE_CHECKING:
     from registry.auth import Principal
@@ -91,6 +91,8 @@ async def start(reg: Registry, request: Request, principal: Principal, parts: di
         if mounted:
             return _done(name, q["mount"])
     digest = _digest(q.get("digest")) if "digest" in q else None
+    if reg.sweep_due():  # abandoned uploads go without an operator running gc
+        await run_in_threadpool(sweep, reg.sessions, reg.store, reg.settings.upload_grace)
     upload_id = uuid.uuid4().hex
     await run_in_threadpool(reg.sessions.open, upload_id, name)
     if digest is not None:

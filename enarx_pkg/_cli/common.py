@@ -19,9 +19,11 @@ def print_json(obj: Any) -> None:
 
 
 def info(message: str) -> None:
-    """A status line for people, on stderr so stdout stays clean for data."""
-    print(message, file=sys.stderr)
+    """A status line for people, on stderr so stdout stays clean for data (terminal escapes neutralised)."""
+    from enarx_pkg._internal.text import printable
+
+    print(printable(message, keep_newlines=True), file=sys.stderr)
 
 
 def warn(message: str) -> None:
-    print(f"WARNING: {message}", file=sys.stderr)
+    info(f"WARNING: {message}")

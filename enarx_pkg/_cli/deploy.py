@@ -95,6 +95,8 @@ def deploy(
     keep_registry: Annotated[str | None, typer.Option(help="registry URL the keep pulls from")] = None,
     insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
     allow_yanked: Annotated[bool, typer.Option("--allow-yanked", help="deploy even a version marked yanked")] = False,
+    allow_version_mismatch: Annotated[bool, typer.Option(
+        "--allow-version-mismatch", help="deploy a signed package of another version/repository (unsafe)")] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="stream our stdin to the workload (sealed)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
@@ -104,17 +106,19 @@ def deploy(
 
     if insecure_sim:
         warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
+    if allow_version_mismatch:
+        warn("--allow-version-mismatch: a registry may now serve an older or another signed package (rollback)")
     settings = d.DeploySettings(
         ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer, trust_config),
         policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
-        args=tuple(args) if args else None, stdin=sys.stdin.buffer if stdin else None,
-        keep_registry=keep_registry, allow_yanked=allow_yanked)
+        args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
+        keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch)
     live = len(host) == 1 and not json_out
-    results = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
-                       stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
-    raise typer.Exit(_render(results, json_out, live))
+    deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
+                          stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
+    raise typer.Exit(_render(deployment, json_out, live))
 
 
 def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_config: Path | None = None) -> Any:
@@ -132,6 +136,12 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
 
 
+def _raw_stdin() -> Any:
+    """Our stdin unbuffered: a thread still blocked reading it at exit holds no buffered-IO lock, which
+    made the interpreter abort (SIGABRT) at shutdown."""
+    return open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+
+
 def _writer(stream: Any) -> Any:
     def write(data: bytes) -> None:
         stream.buffer.write(data)
@@ -139,10 +149,11 @@ def _writer(stream: Any) -> Any:
     return write
 
 
-def _render(results: list[Any], json_out: bool, live: bool) -> int:
+def _render(deployment: Any, json_out: bool, live: bool) -> int:
     """Print the per-host table (or JSON); return the exit code (the workload's, or the first failure's)."""
+    results = deployment.hosts
     if json_out:
-        print_json({"hosts": [_row(r) for r in results]})
+        print_json({"package": _package(deployment.release), "hosts": [_row(r) for r in results]})
     elif not live:
         _table(results)
     if live and results[0].error is not None:
@@ -151,9 +162,15 @@ def _render(results: list[Any], json_out: bool, live: bool) -> int:
     return next((c for c in codes if c), 0)
 
 
+def _package(rel: Any) -> dict[str, Any]:
+    return {"reference": rel.asked, "repository": rel.repository, "digest": rel.digest, "version": rel.version,
+            "name": rel.name}
+
+
 def _row(r: Any) -> dict[str, Any]:
     return {"host": r.host, "keep_id": r.keep_id, "tee": r.tee, "measurement": r.measurement,
             "status": r.status, "error": r.error.message if r.error else None,
+            "exit_code": int(r.error.exit_code) if r.error else r.status,
             "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
             "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}}
 
@@ -161,9 +178,13 @@ def _row(r: Any) -> dict[str, Any]:
 def _table(results: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from enarx_pkg._internal.text import printable
 
     t = Table("host", "tee", "status", "output / error")
     for r in results:
         text = r.error.message if r.error else r.stdout.decode("utf-8", "replace").strip()[:200]
-        t.add_row(r.host, r.tee, str(r.status) if r.error is None else "refused", text)
+        cells = (r.host, r.tee, str(r.status) if r.error is None else f"refused ({int(r.error.exit_code)})", text)
+        t.add_row(*(Text(printable(c, keep_newlines=True)) for c in cells))  # Text: no markup from hosts
     Console(stderr=False).print(t)

@@ -53,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     from enarx_pkg.errors import Error
 
     args = sys.argv[1:] if argv is None else argv
+    interrupted = _watch_ctrl_c()
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        if interrupted and code == 130:  # typer turns Ctrl-C into a silent exit 130
+            print("aborted", file=sys.stderr)
+        return code
     except Error as exc:
         to_dict = getattr(exc, "to_dict", None)  # e.g. ManifestError lists its problems
         details = to_dict() if callable(to_dict) else None
@@ -74,17 +78,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _watch_ctrl_c() -> list[bool]:
+    """Note a Ctrl-C (still raised as KeyboardInterrupt) so the exit can say so whoever caught it."""
+    import signal
+    import threading
+
+    seen: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        return seen
+
+    def on_sigint(signum: int, frame: object) -> None:
+        seen.append(True)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
+    return seen
+
+
 def _dispatch(args: list[str]) -> int:
     from enarx_pkg._cli import run
 
     if args[:1] == ["run"] and run.plain(args[1:]):
         return run.run(run.click_args(args[1:]))
-    if args[:1] in (["publish"], ["pull"]):  # a plain transfer skips typer too (see transfer_plain)
-        from enarx_pkg._cli import transfer_plain
-
-        opts = transfer_plain.parse(args[0], args[1:])
-        if opts is not None:
-            return transfer_plain.run(args[0], opts)
     import typer.main
 
     from enarx_pkg._cli.root import app
@@ -98,9 +112,8 @@ def _typer_exceptions() -> tuple[type[BaseException], ...]:
     if "typer" not in sys.modules:
         return ()
     import typer
-    from typer._click.exceptions import ClickException
 
-    return typer.Exit, typer.Abort, ClickException
+    return typer.Exit, typer.Abort, typer.TyperException  # the last: usage errors, bad parameters
 
 
 def _typer_outcome(exc: BaseException) -> int:
@@ -111,8 +124,12 @@ def _typer_outcome(exc: BaseException) -> int:
     if isinstance(exc, typer.Abort):
         print("aborted", file=sys.stderr)
         return 130
-    exc.show()  # type: ignore[attr-defined]  # a ClickException: usage errors, bad parameters
-    return int(exc.exit_code)  # type: ignore[attr-defined]
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 2))
 
 
 def _report(text: str, code: int, kind: str, message: str, as_json: bool,
@@ -121,4 +138,6 @@ def _report(text: str, code: int, kind: str, message: str, as_json: bool,
         payload: dict[str, Any] = {"error": {"kind": kind, "message": message, "exit_code": code}}
         payload["error"].update(details or {})
         print(json.dumps(payload))
-    print(text, file=sys.stderr)
+    from enarx_pkg._internal.text import printable
+
+    print(printable(text, keep_newlines=True), file=sys.stderr)  # messages may quote what a peer sent

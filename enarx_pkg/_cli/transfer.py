@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from enarx_pkg._cli.common import info
+from enarx_pkg._cli.common import info, is_terminal, print_json, warn
+
+if TYPE_CHECKING:
+    from enarx_pkg.oci.client import ProgressFactory
 
 login_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 logout_app = typer.Typer(add_completion=False, rich_markup_mode=None)
@@ -65,7 +71,8 @@ def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL
 
 @publish_app.command()
 def publish(
-    source: Path = typer.Argument(Path("."), help="Project directory (uses target/oci) or OCI layout."),
+    source: str = typer.Argument(".", help="Package: project DIR (the build of its current version), DIR:TAG "
+                                 "or oci:LAYOUT[:TAG]."),
     registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
     repository: str = typer.Option(None, "--repository",
                                    help="Repository (default: [publish] repository, else [package] name)."),
@@ -80,10 +87,35 @@ def publish(
     as_json: bool = JSON,
 ) -> None:
     """Push a package, then its tag, then its signatures, skipping blobs the registry already has."""
-    from enarx_pkg._cli import transfer_plain
+    from enarx_pkg import publish as pub
+    from enarx_pkg.errors import UsageError
+    from enarx_pkg.package import locate_local
 
-    transfer_plain.publish(source, registry, repository, tag, mount_from, encrypt, list(recipient), sign_key,
-                           plain_http, as_json)
+    if encrypt != bool(recipient):
+        raise UsageError("--encrypt needs at least one --recipient (and --recipient needs --encrypt)")
+    if sign_key and not encrypt:
+        raise UsageError("--sign-key goes with --encrypt; sign a plaintext package with `enarx-pkg sign`")
+    key = None
+    if sign_key:
+        from enarx_pkg import keys
+
+        key = keys.load_private(sign_key)
+    elif encrypt:
+        warn("the encrypted manifest is a new package and is not signed: `deploy` will refuse it "
+             "(pass --sign-key, or run `enarx-pkg encrypt`, `sign`, then `publish`)")
+    found = locate_local(source, command="publish")
+    toml = found.project / "Enarx.toml" if found.project else None
+    target = pub.target_from(registry, repository, tag, toml, plain_http=plain_http)
+    with _progress(as_json) as progress:
+        result = pub.publish(found.layout, target, progress=progress, mount_from=mount_from,
+                             source_ref=found.digest, recipients=tuple(recipient), sign_key=key)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        info(f"Published {result.reference.with_tag(None)} (tag {result.tag or '-'}; "
+             f"{result.pushed} blobs pushed, {result.skipped} skipped, {result.mounted} mounted; "
+             f"{len(result.referrers)} signature(s))")
+        print(result.reference.with_tag(None))
 
 
 @pull_app.command()
@@ -94,6 +126,35 @@ def pull(
     as_json: bool = JSON,
 ) -> None:
     """Pull a package and its signatures into an OCI layout, verifying every digest."""
-    from enarx_pkg._cli import transfer_plain
+    from enarx_pkg import pull as pl
+    from enarx_pkg.oci import reference
 
-    transfer_plain.pull(ref, output, plain_http, as_json)
+    parsed = reference.parse(ref, plain_http=plain_http)
+    dest = output or Path(parsed.repository.rsplit("/", 1)[-1])
+    with _progress(as_json) as progress:
+        result = pl.pull(parsed, dest, progress=progress)
+    if as_json:
+        print_json({"reference": str(result.reference), "digest": result.manifest_digest, "layout": str(dest),
+                    "blobs": result.blobs, "bytes": result.bytes, "referrers": list(result.referrers)})
+    else:
+        info(f"Pulled {result.reference} into {dest} ({result.blobs} blobs, {result.bytes} bytes, "
+             f"{len(result.referrers)} signature(s))")
+
+
+@contextlib.contextmanager
+def _progress(quiet: bool) -> Iterator[ProgressFactory | None]:
+    """Rich progress bars when a person watches the terminal; nothing in CI, pipes or --json."""
+    if quiet or not is_terminal():
+        yield None
+        return
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                  transient=True) as bars:
+        def factory(label: str, total: int) -> Callable[[int], None]:
+            task = bars.add_task(label, total=total)
+
+            def update(done: int, _task: Any = task) -> None:
+                bars.update(_task, completed=done)
+            return update
+        yield factory

@@ -6,8 +6,9 @@ Two layers:
   the keep's fresh public key, ``info`` = protocol version ‖ keep id, carrying canonical JSON with the
   pinned package reference, pull credential, layer keys, secrets, argument overrides and a fresh
   32-byte session key;
-* the **channel**: stdin/stdout/stderr/exit/error frames under that session key (AES-256-GCM), one nonce
-  counter per direction, so a dropped, replayed or reordered frame fails the expected-sequence check.
+* the **channel** (``frames``, beside this module): stdin/stdout/stderr/exit/error frames under that
+  session key (AES-256-GCM), one nonce counter per direction, so a dropped, replayed or reordered
+  frame fails the expected-sequence check; and the length-prefixed records that carry them.
 
 The host relays both as opaque bytes. Nothing here does I/O.
 """
@@ -17,33 +18,100 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from enarx_pkg._internal import b64, canonical, digest
+
+# the framing's names, re-exported for the modules that use both
+from enarx_pkg._internal.frames import (
+    ERROR as ERROR,
+)
+from enarx_pkg._internal.frames import (
+    EXIT as EXIT,
+)
+from enarx_pkg._internal.frames import (
+    FRAME_HEADER as FRAME_HEADER,
+)
+from enarx_pkg._internal.frames import (
+    FRAME_NAMES as FRAME_NAMES,
+)
+from enarx_pkg._internal.frames import (
+    FRAME_OVERHEAD as FRAME_OVERHEAD,
+)
+from enarx_pkg._internal.frames import (
+    MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES,
+)
+from enarx_pkg._internal.frames import (
+    MAX_FRAME_BYTES as MAX_FRAME_BYTES,
+)
+from enarx_pkg._internal.frames import (
+    MAX_FRAME_PAYLOAD as MAX_FRAME_PAYLOAD,
+)
+from enarx_pkg._internal.frames import (
+    MAX_RECORD_BYTES as MAX_RECORD_BYTES,
+)
+from enarx_pkg._internal.frames import (
+    R_CREATE as R_CREATE,
+)
+from enarx_pkg._internal.frames import (
+    R_CREATED as R_CREATED,
+)
+from enarx_pkg._internal.frames import (
+    R_FAIL as R_FAIL,
+)
+from enarx_pkg._internal.frames import (
+    R_FRAME as R_FRAME,
+)
+from enarx_pkg._internal.frames import (
+    R_INPUT as R_INPUT,
+)
+from enarx_pkg._internal.frames import (
+    R_PROVISION as R_PROVISION,
+)
+from enarx_pkg._internal.frames import (
+    R_READY as R_READY,
+)
+from enarx_pkg._internal.frames import (
+    RECORD_HEADER as RECORD_HEADER,
+)
+from enarx_pkg._internal.frames import (
+    STDERR as STDERR,
+)
+from enarx_pkg._internal.frames import (
+    STDIN as STDIN,
+)
+from enarx_pkg._internal.frames import (
+    STDOUT as STDOUT,
+)
+from enarx_pkg._internal.frames import (
+    TO_DEPLOYER as TO_DEPLOYER,
+)
+from enarx_pkg._internal.frames import (
+    TO_KEEP as TO_KEEP,
+)
+from enarx_pkg._internal.frames import (
+    Channel as Channel,
+)
+from enarx_pkg._internal.frames import (
+    RecordReader as RecordReader,
+)
+from enarx_pkg._internal.frames import (
+    record as record,
+)
 from enarx_pkg.errors import InputError, VerificationError
+
+if TYPE_CHECKING:
+    from enarx_pkg.trust import AttestedKeep
 
 SEAL_INFO = b"enarx-pkg/seal/v1"
 BINDING_PREFIX = b"enarx-pkg/keep/v1"
 NONCE_BYTES = 32
 KEY_BYTES = 32
-MAX_ENVELOPE_BYTES = 1 << 20  # secrets and keys, not payloads: 1 MiB is generous
-MAX_FRAME_PAYLOAD = 1 << 20
-FRAME_HEADER = struct.Struct(">BQ")  # type, sequence number
-FRAME_OVERHEAD = FRAME_HEADER.size + 16  # + GCM tag
-MAX_FRAME_BYTES = MAX_FRAME_PAYLOAD + FRAME_OVERHEAD
-
-# frame types
-STDIN, STDOUT, STDERR, EXIT, ERROR = 1, 2, 3, 4, 5
-FRAME_NAMES = {STDIN: "stdin", STDOUT: "stdout", STDERR: "stderr", EXIT: "exit", ERROR: "error"}
-# directions: the nonce's first byte, so the two directions never share a (key, nonce) pair
-TO_KEEP, TO_DEPLOYER = 0x01, 0x02
 
 
 def report_data(nonce: bytes, keep_public_key: bytes) -> bytes:
@@ -171,14 +239,22 @@ def _parse_secrets(raw: Mapping[str, Any]) -> dict[str, SecretValue]:
     return out
 
 
-def seal_envelope(envelope: Envelope, keep_public_key: bytes, keep_id: str) -> bytes:
-    """Encrypt the envelope to the (attested) keep key; only that keep, under that id, can open it."""
+def seal_envelope(envelope: Envelope, keep: AttestedKeep) -> bytes:
+    """Encrypt the envelope to an attested keep's key; only that keep, under its id, can open it.
+
+    It takes an :class:`~enarx_pkg.trust.AttestedKeep`, which only ``trust.attest`` makes: there is
+    no way to seal to a key whose evidence was not verified.
+    """
+    from enarx_pkg.trust import AttestedKeep
+
+    if not isinstance(keep, AttestedKeep):
+        raise TypeError("seal_envelope seals only to an AttestedKeep (from enarx_pkg.trust.attest)")
     plaintext = envelope.to_bytes()
     if len(plaintext) > MAX_ENVELOPE_BYTES:
         raise InputError(f"sealed envelope would be {len(plaintext)} bytes, over the "
                          f"{MAX_ENVELOPE_BYTES}-byte limit (secrets too large?)")
-    pub = X25519PublicKey.from_public_bytes(keep_public_key)
-    return bytes(_suite().encrypt(plaintext, pub, info=_info(keep_id)))
+    pub = X25519PublicKey.from_public_bytes(keep.public_key)
+    return bytes(_suite().encrypt(plaintext, pub, info=_info(keep.keep_id)))
 
 
 def open_envelope(sealed: bytes, private_key: X25519PrivateKey, keep_id: str) -> Envelope:
@@ -197,101 +273,9 @@ def new_session_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
-class Channel:
-    """One end of the framed session channel. Sends on its own direction, receives on the other.
-
-    Frame = type(1) ‖ seq(8, big-endian) ‖ AES-256-GCM(payload), nonce = direction ‖ 0x000000 ‖ seq,
-    with the header as associated data. The receiver accepts only the next sequence number.
-    """
-
-    def __init__(self, session_key: bytes, *, keep_side: bool) -> None:
-        self._aead = AESGCM(session_key)
-        self._send_dir, self._recv_dir = (TO_DEPLOYER, TO_KEEP) if keep_side else (TO_KEEP, TO_DEPLOYER)
-        self._send_seq = 0
-        self._recv_seq = 0
-
-    @staticmethod
-    def _nonce(direction: int, seq: int) -> bytes:
-        return bytes([direction, 0, 0, 0]) + seq.to_bytes(8, "big")
-
-    def seal(self, frame_type: int, payload: bytes) -> bytes:
-        """Encrypt one frame; payloads over the limit must be split by the caller (see :meth:`seal_all`)."""
-        if frame_type not in FRAME_NAMES or len(payload) > MAX_FRAME_PAYLOAD:
-            raise InputError("frame type unknown or payload over the frame size limit")
-        header = FRAME_HEADER.pack(frame_type, self._send_seq)
-        ct = self._aead.encrypt(self._nonce(self._send_dir, self._send_seq), payload, header)
-        self._send_seq += 1
-        return header + ct
-
-    def seal_all(self, frame_type: int, payload: bytes) -> list[bytes]:
-        """Split a payload into as many frames as the size limit needs (at least one)."""
-        chunks = [payload[i:i + MAX_FRAME_PAYLOAD] for i in range(0, len(payload), MAX_FRAME_PAYLOAD)]
-        return [self.seal(frame_type, c) for c in chunks or [b""]]
-
-    def open(self, frame: bytes) -> tuple[int, bytes]:
-        """Authenticate and decrypt the next frame; anything but the expected next one is refused."""
-        if len(frame) < FRAME_OVERHEAD or len(frame) > MAX_FRAME_BYTES:
-            raise VerificationError("sealed frame has an impossible size (truncated or padded)")
-        frame_type, seq = FRAME_HEADER.unpack_from(frame)
-        if seq != self._recv_seq:
-            what = "replayed or reordered" if seq < self._recv_seq else "dropped or reordered"
-            raise VerificationError(f"sealed frame {seq} arrived where {self._recv_seq} was expected: "
-                                    f"frames were {what} in transit")
-        try:
-            payload = self._aead.decrypt(self._nonce(self._recv_dir, seq), frame[FRAME_HEADER.size:],
-                                         frame[:FRAME_HEADER.size])
-        except InvalidTag:
-            raise VerificationError(f"sealed frame {seq} failed authentication (altered in transit)") from None
-        if frame_type not in FRAME_NAMES:
-            raise VerificationError(f"sealed frame {seq} has unknown type {frame_type}")
-        self._recv_seq += 1
-        return frame_type, payload
-
-
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InputError(f"{where}: expected an object")
     return value
-
-
-# -- records: how sealed frames and control messages travel over pipes and HTTP bodies ---------------
-RECORD_HEADER = struct.Struct(">BI")  # kind, payload length
-MAX_RECORD_BYTES = MAX_ENVELOPE_BYTES + MAX_FRAME_BYTES
-# keep -> agent -> deployer
-R_READY, R_CREATED, R_FRAME, R_FAIL = 0x10, 0x11, 0x12, 0x13
-# agent -> keep
-R_CREATE, R_PROVISION, R_INPUT = 0x20, 0x21, 0x22
-
-
-def record(kind: int, payload: bytes) -> bytes:
-    """Length-prefix one message: kind(1) ‖ length(4, big-endian) ‖ payload."""
-    return RECORD_HEADER.pack(kind, len(payload)) + payload
-
-
-class RecordReader:
-    """Splits a byte stream into records, refusing any record over the size limit."""
-
-    def __init__(self, limit: int = MAX_RECORD_BYTES) -> None:
-        self._buf = bytearray()
-        self._limit = limit
-
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        self._buf += data
-        out = []
-        while len(self._buf) >= RECORD_HEADER.size:
-            kind, length = RECORD_HEADER.unpack_from(self._buf)
-            if length > self._limit:
-                raise VerificationError(f"record of {length} bytes is over the {self._limit}-byte limit")
-            end = RECORD_HEADER.size + length
-            if len(self._buf) < end:
-                break
-            out.append((kind, bytes(self._buf[RECORD_HEADER.size:end])))
-            del self._buf[:end]
-        return out
-
-    @property
-    def pending(self) -> int:
-        """Bytes of an incomplete record (non-zero at end of stream means truncation)."""
-        return len(self._buf)

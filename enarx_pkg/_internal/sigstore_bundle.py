@@ -40,6 +40,7 @@ class ParsedBundle:
     key_hint: str | None
     certificate_der: bytes | None
     integrated_time: int | None
+    timestamps: tuple[bytes, ...] = ()  # RFC 3161 TimeStampResponse DER (unverified)
 
 
 def parse(data: bytes, where: str = "bundle") -> ParsedBundle:
@@ -61,7 +62,7 @@ def parse(data: bytes, where: str = "bundle") -> ParsedBundle:
     except InputError as exc:
         raise MalformedBundle(exc.message) from None
     return ParsedBundle(media_type, "key" if cert is None else "keyless", envelope, hint, cert,
-                        _integrated_time(vm.get("tlogEntries")))
+                        _integrated_time(vm.get("tlogEntries")), _timestamps(vm, f"{where}.verificationMaterial"))
 
 
 def _load(data: bytes, where: str) -> dict[str, Any]:
@@ -94,6 +95,17 @@ def _material(vm: dict[str, Any], where: str) -> tuple[str | None, bytes | None]
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else None
+
+
+def _timestamps(vm: dict[str, Any], where: str) -> tuple[bytes, ...]:
+    items = _get(vm.get("timestampVerificationData"), "rfc3161Timestamps") or []
+    if not isinstance(items, list) or len(items) > dsse.MAX_SIGNATURES:
+        raise MalformedBundle(f"{where}.timestampVerificationData.rfc3161Timestamps: expected a short list")
+    try:
+        return tuple(b64.decode(_get(t, "signedTimestamp"), f"{where}.rfc3161Timestamps[{i}]")
+                     for i, t in enumerate(items))
+    except InputError as exc:
+        raise MalformedBundle(exc.message) from None
 
 
 def _integrated_time(entries: Any) -> int | None:

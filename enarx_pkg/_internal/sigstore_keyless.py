@@ -90,7 +90,9 @@ def _client_config(staging: bool, trust_config: str | None) -> ClientTrustConfig
 
     if trust_config is not None:
         return load_trust_config(trust_config)
-    return _guard_tuf(ClientTrustConfig.staging if staging else ClientTrustConfig.production)  # type: ignore[no-any-return]
+    return _guard_tuf(ClientTrustConfig.staging if staging else ClientTrustConfig.production,  # type: ignore[no-any-return]
+                      "signing with the public instance needs its TUF repository (network); "
+                      "--trust-config FILE signs with a private one")
 
 
 def _guard_config(call: Any, path: str) -> Any:
@@ -104,15 +106,14 @@ def _guard_config(call: Any, path: str) -> Any:
                               "as `sigstore --trust-config` takes") from None
 
 
-def _guard_tuf(call: Any) -> Any:
+def _guard_tuf(call: Any, hint: str = "use --offline to rely on the embedded trusted root, or --trust-config "
+                                       "for a private instance") -> Any:
     from sigstore.errors import Error as SigstoreError
 
     try:
         return call()
     except SigstoreError as exc:
-        raise TransportError(f"sigstore TUF: cannot load the trusted root: {_first_line(exc)}",
-                             hint="use --offline to rely on the embedded trusted root, or --trust-config "
-                                  "for a private instance") from None
+        raise TransportError(f"sigstore TUF: cannot load the trusted root: {_first_line(exc)}", hint=hint) from None
 
 
 class IdentityMatch:

@@ -44,6 +44,50 @@ def timestamp(url: str, signature: bytes) -> bytes:
     return resp.as_bytes()  # type: ignore[no-any-return]
 
 
+def verified_time(token: bytes, signature: bytes, trust_config: str) -> str:
+    """The time an RFC 3161 TimeStampResponse over ``signature`` vouches for, checked against the
+    timestamp authorities of ``trust_config``'s trusted root; raise unless one of them signed it."""
+    from cryptography import x509
+    from rfc3161_client import VerifierBuilder, decode_timestamp_response
+
+    try:
+        resp = decode_timestamp_response(token)
+    except ValueError as exc:
+        raise VerificationError(f"RFC 3161 timestamp is malformed: {exc}") from None
+    for chain in _tsa_chains(trust_config):
+        certs = [x509.load_der_x509_certificate(c) for c in chain]
+        builder = VerifierBuilder().tsa_certificate(certs[0]).add_root_certificate(certs[-1])
+        for middle in certs[1:-1]:
+            builder = builder.add_intermediate_certificate(middle)
+        try:
+            if builder.build().verify_message(resp, signature):
+                return str(resp.tst_info.gen_time.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        except Exception:  # noqa: S112 (rfc3161-client raises its own error types: try the next TSA)
+            continue
+    raise VerificationError(f"RFC 3161 timestamp is not signed by a timestamp authority of {trust_config}, "
+                            "or is not over this signature")
+
+
+def _tsa_chains(trust_config: str) -> list[list[bytes]]:
+    """DER certificate chains (leaf first) of a trust config's ``trustedRoot.timestampAuthorities``."""
+    obj = _trust_config_json(trust_config)
+    root = obj.get("trustedRoot") if isinstance(obj.get("trustedRoot"), dict) else {}
+    out = []
+    for tsa in root.get("timestampAuthorities") or []:  # type: ignore[union-attr]
+        certs = _nested(tsa, "certChain", "certificates")
+        chain = [base64.b64decode(c["rawBytes"]) for c in certs if isinstance(c, dict) and "rawBytes" in c] \
+            if isinstance(certs, list) else []
+        if chain:
+            out.append(chain)
+    return out
+
+
+def _nested(obj: Any, *keys: str) -> Any:
+    for k in keys:
+        obj = obj.get(k) if isinstance(obj, dict) else None
+    return obj
+
+
 def upload_dsse(rekor_url: str, envelope: dsse.Envelope, public_key_pem: bytes) -> dict[str, Any]:
     """Log a key-signed DSSE envelope in Rekor (v1 API, ``dsse`` 0.0.1); the bundle's tlog entry."""
     proposed = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {"proposedContent": {
@@ -84,17 +128,26 @@ def rekor_url(trust_config: str | None) -> str:
     """The Rekor v1 log a trust config's signing config names (the public one without a config)."""
     if trust_config is None:
         return PUBLIC_REKOR
-    from pathlib import Path
-
-    from enarx_pkg._internal.bounded import json_object as load_json
     from enarx_pkg.errors import InputError
 
-    obj = load_json(Path(trust_config).read_bytes(), trust_config, MAX_ANSWER_BYTES)
+    obj = _trust_config_json(trust_config)
     logs = obj.get("signingConfig", {}).get("rekorTlogUrls", []) if isinstance(obj.get("signingConfig"), dict) else []
     urls = [s.get("url") for s in logs if isinstance(s, dict) and s.get("majorApiVersion") == 1]
     if not urls or not isinstance(urls[0], str):
         raise InputError(f"trust config {trust_config}: signingConfig.rekorTlogUrls names no Rekor v1 log")
     return urls[0]
+
+
+def _trust_config_json(trust_config: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from enarx_pkg._internal.bounded import json_object
+    from enarx_pkg.errors import NotFoundError
+
+    path = Path(trust_config)
+    if not path.is_file():
+        raise NotFoundError(f"trust config {trust_config} does not exist")
+    return json_object(path.read_bytes(), f"trust config {trust_config}", MAX_ANSWER_BYTES)
 
 
 def _post(service: str, url: str, data: bytes, content_type: str) -> bytes:

@@ -74,6 +74,8 @@ def core_info(path: Path) -> CoreInfo:
                 imports = _imports(f, path, memories)
             elif section_id == MEMORY_SECTION:
                 memories += [_limits(f, path) for _ in range(_uleb(f, path))][:1]
+            elif section_id > MEMORY_SECTION:
+                break  # sections come in order: nothing after the memory section is needed
             f.seek(start + length)
     return CoreInfo(imports, memories[0] if memories else 0)
 

@@ -2,6 +2,11 @@
 
 The agent holds no secret of any deployer: it sees the nonce, the keep's public key and evidence,
 the HPKE-sealed envelope and AES-GCM-sealed frames, all of which it passes through unread.
+
+Tenants: the agent's shared token only reports the platform and creates keeps. Each keep gets its
+own capability, a random secret returned once by create (the agent keeps only its SHA-256); only
+that capability provisions the keep, feeds its stdin and deletes it, so holders of the shared token
+cannot touch each other's keeps. A wrong capability and an unknown keep get the same 404.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import hmac
 import json
 import secrets
@@ -29,6 +35,8 @@ from enarx_pkg.errors import VerificationError
 from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
 
 CREATE_TIMEOUT_S = 10.0
+KEEP_ROUTES = "/v1/keeps/"  # a keep's own routes: its capability, checked by the handler; all else: the token
+NO_SUCH_KEEP = "no keep with this id and capability"
 MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
 
 
@@ -49,6 +57,7 @@ class HostSettings:
 @dataclass
 class Keep:
     process: KeepProcess
+    capability_hash: bytes = b""  # SHA-256 of the keep's capability (the secret itself is not kept)
     created: float = field(default_factory=time.monotonic)
     claimed: bool = False  # a provision request has begun: no other may (set once, under Agent.lock)
     provisioned: bool = False  # the envelope went to the keep
@@ -91,14 +100,23 @@ class Agent:
                 if late or age > self.settings.lifetime_s or keep.process.proc.returncode is not None:
                     self.destroy(keep_id)
 
-    def claim(self, keep_id: str) -> Keep | int:
-        """Make ``keep_id`` provisionable by this request only: the keep, or 404 / 409.
+    def keep_for(self, request: Request) -> Keep | None:
+        """The keep named in the path, if the request carries its capability; None otherwise."""
+        keep = self.keeps.get(request.path_params["keep_id"])
+        scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+        presented = hashlib.sha256(secret.encode()).digest()
+        if keep is None or scheme.lower() != "bearer" or not hmac.compare_digest(presented, keep.capability_hash):
+            return None
+        return keep
+
+    def claim(self, request: Request) -> Keep | int:
+        """Make the keep provisionable by this request only: the keep, or 404 / 409.
 
         The check and the set happen together under the lock, before the envelope is awaited, so two
         simultaneous provision requests cannot both see an unclaimed keep.
         """
         with self.lock:
-            keep = self.keeps.get(keep_id)
+            keep = self.keep_for(request)
             if keep is None:
                 return 404
             if keep.claimed:
@@ -141,8 +159,8 @@ async def create_keep(request: Request) -> Response:
         process = await agent.pool.take()
     finally:
         agent.creating -= 1
-    keep_id = secrets.token_hex(16)
-    agent.keeps[keep_id] = Keep(process)
+    keep_id, capability = secrets.token_hex(16), secrets.token_urlsafe(32)
+    agent.keeps[keep_id] = Keep(process, hashlib.sha256(capability.encode()).digest())
     try:
         await process.send(seal.R_CREATE, json.dumps({"keep_id": keep_id, "nonce": nonce}).encode())
         kind, payload = await asyncio.wait_for(process.receive(), CREATE_TIMEOUT_S)
@@ -152,7 +170,7 @@ async def create_keep(request: Request) -> Response:
     if kind != seal.R_CREATED:
         agent.destroy(keep_id)
         return _problem(500, f"the keep failed: {payload[:300].decode(errors='replace')}")
-    return JSONResponse({"keep_id": keep_id, **json.loads(payload)}, status_code=201)
+    return JSONResponse({**json.loads(payload), "keep_id": keep_id, "capability": capability}, status_code=201)
 
 
 def _nonce(body: bytes) -> str | None:
@@ -170,9 +188,9 @@ async def provision(request: Request) -> Response:
     """Hand the sealed envelope to the keep; the response streams the keep's sealed frames."""
     agent: Agent = request.app.state.agent
     keep_id = request.path_params["keep_id"]
-    keep = agent.claim(keep_id)
+    keep = agent.claim(request)
     if keep == 404:
-        return _problem(404, f"no keep {keep_id}")
+        return _problem(404, NO_SUCH_KEEP)
     if not isinstance(keep, Keep):
         return _problem(409, f"keep {keep_id} is already provisioned")
     envelope = await bounded.request_body(request, agent.settings.max_envelope_bytes)
@@ -208,9 +226,9 @@ async def stdin(request: Request) -> Response:
     (the keep in turn reads only as fast as its workload consumes stdin).
     """
     agent: Agent = request.app.state.agent
-    keep = agent.keeps.get(request.path_params["keep_id"])
+    keep = agent.keep_for(request)
     if keep is None or not keep.provisioned:
-        return _problem(404, "no such provisioned keep")
+        return _problem(404, NO_SUCH_KEEP)
     reader = seal.RecordReader(seal.MAX_FRAME_BYTES)
     async for chunk in request.stream():
         try:
@@ -231,8 +249,8 @@ async def stdin(request: Request) -> Response:
 
 async def delete_keep(request: Request) -> Response:
     agent: Agent = request.app.state.agent
-    if not agent.destroy(request.path_params["keep_id"]):
-        return _problem(404, "no such keep")
+    if agent.keep_for(request) is None or not agent.destroy(request.path_params["keep_id"]):
+        return _problem(404, NO_SUCH_KEEP)
     return Response(status_code=204)
 
 
@@ -259,14 +277,16 @@ def create_app(settings: HostSettings) -> Starlette:
 
 
 class Authenticated:
-    """ASGI wrapper: every HTTP request needs the bearer token (plain ASGI, so streaming is untouched)."""
+    """ASGI wrapper: the shared bearer token for the platform report and create-keep (plain ASGI, so
+    streaming is untouched). Routes of one keep check that keep's own capability instead."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.agent: Agent = app.state.agent
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and not self.agent.authorised(Request(scope)):
+        shared = scope["type"] == "http" and not str(scope.get("path", "")).startswith(KEEP_ROUTES)
+        if shared and not self.agent.authorised(Request(scope)):
             response = JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
                                     headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)

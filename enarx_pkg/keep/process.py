@@ -90,8 +90,11 @@ class Evidence:
             from enarx_pkg.attestation.sim import SimPlatform
 
             self._sim = SimPlatform.load_or_create(Path(opts.data_dir))
-        else:
-            from enarx_pkg.attestation import collect  # noqa: F401 (loaded now, so that it is measured)
+        else:  # loaded now, so that it is measured (collect's /dev/sev-guest path imports these lazily)
+            import ctypes  # noqa: F401
+            import fcntl  # noqa: F401
+
+            from enarx_pkg.attestation import collect  # noqa: F401
         self.measurement = measure.measurement()  # after every import: the keep measures what it loaded
         measure.seal_imports()
 

@@ -45,10 +45,8 @@ def subject_for(names: Sequence[str]) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])])
 
 
-def self_contained_certificate(key: ec.EllipticCurvePrivateKey, names: Sequence[str], evidence: KeepEvidence, *,
-                               lifetime: timedelta = SELF_CONTAINED_LIFETIME,
-                               now: datetime | None = None) -> x509.Certificate:
-    """A certificate self-signed by ``key`` carrying ``evidence`` (RA-TLS style)."""
+def _builder(key: ec.EllipticCurvePrivateKey, names: Sequence[str], lifetime: timedelta,
+             now: datetime | None) -> x509.CertificateBuilder:
     now = now or datetime.now(UTC)
     subject = subject_for(names)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
@@ -56,8 +54,23 @@ def self_contained_certificate(key: ec.EllipticCurvePrivateKey, names: Sequence[
                .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + lifetime))
     for ext, critical in leaf_extensions(names):
         builder = builder.add_extension(ext, critical=critical)
+    return builder
+
+
+def self_contained_certificate(key: ec.EllipticCurvePrivateKey, names: Sequence[str], evidence: KeepEvidence, *,
+                               lifetime: timedelta = SELF_CONTAINED_LIFETIME,
+                               now: datetime | None = None) -> x509.Certificate:
+    """A certificate self-signed by ``key`` carrying ``evidence`` (RA-TLS style)."""
+    builder = _builder(key, names, lifetime, now)
     builder = builder.add_extension(x509.UnrecognizedExtension(evidence_oid(), evidence.to_der()), critical=False)
     return builder.sign(key, hashes.SHA256())
+
+
+def self_signed_certificate(key: ec.EllipticCurvePrivateKey, names: Sequence[str], *,
+                            lifetime: timedelta = SELF_CONTAINED_LIFETIME) -> x509.Certificate:
+    """A plain self-signed certificate, proving nothing: what ``run`` serves outside a keep (as Enarx
+    does without a Steward)."""
+    return _builder(key, names, lifetime, None).sign(key, hashes.SHA256())
 
 
 def certificate_request(key: ec.EllipticCurvePrivateKey, names: Sequence[str],

@@ -27,6 +27,17 @@ def prewarm() -> None:
     keep.new_key()  # loads the EC code paths of cryptography's backend
 
 
+def local_setup(files: Sequence[SocketFile]) -> TlsSetup | None:
+    """``enarx-pkg run`` outside a keep: TLS with a fresh self-signed certificate that proves nothing
+    (no TEE, no evidence), as Enarx serves ``tls`` without a Steward. ``None`` if no file is ``tls``."""
+    if not any(is_tls(f) for f in files):
+        return None
+    from enarx_pkg.tls.keep import self_signed_certificate
+
+    names = names_for(files)
+    return TlsSetup(identity.KeepIdentity(lambda key: [self_signed_certificate(key, names)]))
+
+
 def names_for(files: Sequence[SocketFile], asked: Sequence[str] = ()) -> list[str]:
     """The certificate's names: those the deployer asked for (``--tls-name``), else ``localhost`` and
     the specific addresses the ``tls`` listen files bind."""

@@ -136,20 +136,22 @@ class TlsListener:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        """One connection: handshake (bounded), then pump; its slot is freed however it ends."""
         try:
             conn.settimeout(self.limits.handshake_timeout_s)
-            tls = self.context().wrap_socket(conn, server_side=True)
-        except (OSError, ssl.SSLError, ValueError):
-            conn.close()
-            self._slots.release()
-            return
-        try:
-            plain = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            plain.connect(self._address)
+            try:
+                tls = self.context().wrap_socket(conn, server_side=True)
+            except Exception:  # a failed handshake (or no context): this connection only, never the listener
+                conn.close()
+                return
+            try:
+                plain = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                plain.connect(self._address)
+            except OSError:
+                tls.close()
+                return
             tls.settimeout(self.limits.idle_timeout_s)
             _pump(tls, plain, self.limits.idle_timeout_s)
-        except OSError:
-            tls.close()
         finally:
             self._slots.release()
 

@@ -40,6 +40,7 @@ class Published:
     registry_root: Path
     plain_digest: str
     encrypted_digest: str
+    signer_key: Path  # the signer's private key (unencrypted PEM), for tests that publish more packages
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +69,8 @@ def published(tmp_path_factory: pytest.TempPathFactory, docker_registry: object)
     e = publish(enc_layout, Target(reg, "probe-enc", built.tag), source_ref=built.tag)
     return Published(f"{reg.host}/probe:{built.tag}", f"{reg.host}/probe-enc:{built.tag}", signer.public_path,
                      other.public_path, recipient, docker_registry.url, reg.host,  # type: ignore[attr-defined]
-                     docker_registry.root, p.reference.digest or "", e.reference.digest or "")  # type: ignore[attr-defined]
+                     docker_registry.root, p.reference.digest or "", e.reference.digest or "",  # type: ignore[attr-defined]
+                     signer.private_path)
 
 
 @pytest.fixture()

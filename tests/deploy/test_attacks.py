@@ -59,7 +59,8 @@ def test_evidence_from_another_keep_is_refused(published, sim_host, policy_for) 
     def swap(method: str, path: str, status: int, body: bytes) -> bytes:
         if method == "POST" and path == "/v1/keeps":
             other = httpx.post(sim_host.url + "/v1/keeps", headers={"Authorization": f"Bearer {sim_host.token}"},
-                               json={"nonce": json.loads(proxy.log_nonce)["nonce"]}).json()
+                               json={"nonce": json.loads(proxy.log_nonce)["nonce"]},
+                               timeout=60).json()  # the pool may have to start this keep cold
             mine = json.loads(body)
             mine["evidence"] = other["evidence"]
             return json.dumps(mine).encode()

@@ -101,12 +101,12 @@ def test_publish_encrypt_with_sign_key_deploys(plain, docker_registry, sim_host:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
     args = ["publish", str(layout), "--registry", docker_registry.host, "--repository", "enc-cli/signed",
-            "--tag", "1.0.0", "--encrypt", "--recipient", str(recipient.with_suffix(".pub")),
+            "--tag", "0.1.0", "--encrypt", "--recipient", str(recipient.with_suffix(".pub")),
             "--sign-key", str(signer_key)]
     assert main(args) == 0
     policy = tmp_path / "policy.toml"
     policy.write_text(sim_host.policy())
-    settings = d.DeploySettings(ref=f"{docker_registry.host}/enc-cli/signed:1.0.0", hosts=(sim_host.url,),
+    settings = d.DeploySettings(ref=f"{docker_registry.host}/enc-cli/signed:0.1.0", hosts=(sim_host.url,),
                                 policy_path=policy, host_token=sim_host.token,
                                 signer=verify.KeyPolicy(signer_pub.read_bytes()), insecure_sim=True,
                                 decryption_key=recipient.read_bytes())
@@ -120,12 +120,12 @@ def test_publish_encrypt_unsigned_warns_and_deploy_refuses(plain, docker_registr
     layout, _, signer_pub, recipient = plain
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     args = ["publish", str(layout), "--registry", docker_registry.host, "--repository", "enc-cli/unsigned",
-            "--tag", "1.0.0", "--encrypt", "--recipient", str(recipient.with_suffix(".pub"))]
+            "--tag", "0.1.0", "--encrypt", "--recipient", str(recipient.with_suffix(".pub"))]
     assert main(args) == 0
     assert "not signed" in capsys.readouterr().err
     policy = tmp_path / "policy.toml"
     policy.write_text(sim_host.policy())
-    settings = d.DeploySettings(ref=f"{docker_registry.host}/enc-cli/unsigned:1.0.0", hosts=(sim_host.url,),
+    settings = d.DeploySettings(ref=f"{docker_registry.host}/enc-cli/unsigned:0.1.0", hosts=(sim_host.url,),
                                 policy_path=policy, host_token=sim_host.token,
                                 signer=verify.KeyPolicy(signer_pub.read_bytes()), insecure_sim=True,
                                 decryption_key=recipient.read_bytes())
@@ -138,3 +138,22 @@ def test_sign_key_without_encrypt_is_a_usage_error(plain, docker_registry) -> No
     layout, signer_key, *_ = plain
     assert main(["publish", str(layout), "--registry", docker_registry.host, "--repository", "x/y",
                  "--sign-key", str(signer_key)]) == 2
+
+
+def test_registry_page_shows_the_real_builder_of_an_encrypted_package(plain, tmp_path, monkeypatch) -> None:
+    """What the registry's version page shows about the signature (registry.signatures.inspect)."""
+    from enarx_pkg import provenance, sign
+    from registry.signatures import Trust, inspect
+
+    layout, signer_key, signer_pub, recipient = plain
+    out = tmp_path / "enc"
+    assert main(["encrypt", str(layout), "--recipient", str(recipient.with_suffix(".pub")), "-o", str(out)]) == 0
+    enc = Layout.open(out)
+    subject = enc.resolve().digest
+    sign.sign_layout(enc, None, key=keys.load_private(signer_key, password_env=None))
+    (ref,) = enc.referrers(subject)
+    bundle = enc.read_blob(enc.manifest(ref.digest).layers[0].digest)
+    shown = inspect(ref.digest, bundle, subject, Trust.load((signer_pub.read_text(),), ()))
+    assert shown.verified and shown.subject_matches
+    assert shown.provenance["builder"].startswith("enarx-pkg@")
+    assert provenance.PLAINTEXT_URI in shown.provenance["dependencies"]

@@ -31,9 +31,9 @@ def test_example_runs_in_a_sim_keep(name: str, built_example: Callable[[str], Pa
     desc = layout.resolve()
     sign_layout(layout, desc.digest, key=keys.load_private(signer.private_path, password_env=None))
     reg = parse_registry(docker_registry.host)
-    publish(layout, Target(reg, f"examples/{name}", "1.0.0"), source_ref=desc.digest)
+    publish(layout, Target(reg, f"examples/{name}", "0.1.0"), source_ref=desc.digest)
     [r] = d.deploy(d.DeploySettings(
-        ref=f"{reg.host}/examples/{name}:1.0.0", hosts=(sim_host.url,), args=("one", "two words"),
+        ref=f"{reg.host}/examples/{name}:0.1.0", hosts=(sim_host.url,), args=("one", "two words"),
         signer=verify.KeyPolicy(signer.public_path.read_bytes()), policy_path=policy_for(sim_host),
         host_token=sim_host.token, insecure_sim=True))
     assert r.error is None, r.error and r.error.message

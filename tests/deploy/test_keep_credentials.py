@@ -111,15 +111,19 @@ def hostile_registry(pub: Published, other: Server, mode: str) -> Server:
 @pytest.fixture(autouse=True)
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
-    monkeypatch.setenv("ENARX_PKG_REGISTRY_USERNAME", USER)  # the deployer's credential, sealed to the keep
+    monkeypatch.setenv("ENARX_PKG_REGISTRY_USERNAME", USER)  # the keep registry's credential, sealed to the keep
     monkeypatch.setenv("ENARX_PKG_REGISTRY_PASSWORD", PASSWORD)
     monkeypatch.delenv("ENARX_PKG_REGISTRY_HOST", raising=False)
 
 
 def deploy_from(pub: Published, registry: Server, sim_host, policy_for, capfdbinary) -> tuple[int, bytes, bytes]:
-    code = main(["deploy", pub.plain, "--host", sim_host.url, "--host-token-file", str(sim_host.token_file),
-                 "--policy", str(policy_for(sim_host)), "--key", str(pub.signer_pub), "--insecure-sim",
-                 "--keep-registry", registry.url])
+    with pytest.MonkeyPatch.context() as mp:
+        # the credential is issued for the keep's registry (the deployer seals a credential only to the
+        # origin it belongs to: tests/deploy/test_hostile_host.py)
+        mp.setenv("ENARX_PKG_REGISTRY_HOST", registry.url.removeprefix("http://"))
+        code = main(["deploy", pub.plain, "--host", sim_host.url, "--host-token-file", str(sim_host.token_file),
+                     "--policy", str(policy_for(sim_host)), "--key", str(pub.signer_pub), "--insecure-sim",
+                     "--keep-registry", registry.url])
     out, err = capfdbinary.readouterr()
     assert PASSWORD.encode() not in out + err
     return code, out, err

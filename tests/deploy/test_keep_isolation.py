@@ -118,10 +118,29 @@ def test_host_environment_and_cwd_are_not_imported(hostile_host, published, poli
     assert "keep" not in ran
 
 
-def test_keep_starts_isolated_in_an_environment_of_its_own() -> None:
-    """What the agent runs: an isolated interpreter without bytecode caches, in /, with a fixed env."""
-    from enarx_pkg.host.pool import KEEP_CWD, KEEP_ENV, KeepCommand
+def keeps_of(agent_pid: int) -> list[Path]:
+    """/proc entries of the keep processes an agent has started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == agent_pid and b"enarx_pkg.keep" in (proc / "cmdline").read_bytes():
+                found.append(proc)
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
-    argv = KeepCommand("sim", "/data").argv()
-    assert argv[:5] == [sys.executable, "-I", "-B", "-X", "pycache_prefix=/dev/null/enarx-keep-pycache"]
-    assert KEEP_CWD == "/" and set(KEEP_ENV) == {"PATH", "LC_ALL", "LANG"}
+
+def test_keep_starts_isolated_in_an_environment_of_its_own(hostile_host) -> None:
+    """What a hostile host's agent really runs: an isolated interpreter without bytecode caches, in /,
+    with an environment of its own (none of the host's variables)."""
+    host, traps, _ = hostile_host
+    keeps = keeps_of(host.process.pid)
+    assert keeps, "the agent has no pre-started keep"
+    for proc in keeps:
+        argv = (proc / "cmdline").read_bytes().split(b"\0")
+        flags = [b"-I", b"-B", b"-X", b"pycache_prefix=/dev/null/enarx-keep-pycache"]
+        assert argv[:5] == [sys.executable.encode(), *flags]
+        env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if v)
+        assert env == {b"PATH": b"/usr/bin:/bin", b"LC_ALL": b"C.UTF-8", b"LANG": b"C.UTF-8"}
+        assert os.readlink(proc / "cwd") == "/" and str(traps).encode() not in b"".join(argv)

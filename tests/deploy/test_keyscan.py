@@ -69,7 +69,8 @@ def test_keyscan_refuses_evidence_from_another_keep(sim_host) -> None:
     def swap(method: str, path: str, status: int, body: bytes) -> bytes:
         if method == "POST" and path == "/v1/keeps":
             other = httpx.post(sim_host.url + "/v1/keeps", headers={"Authorization": f"Bearer {sim_host.token}"},
-                               json={"nonce": json.loads(nonces[-1])["nonce"]}).json()
+                               json={"nonce": json.loads(nonces[-1])["nonce"]},
+                               timeout=60).json()  # the pool may have to start this keep cold
             mine = json.loads(body)
             mine["evidence"] = other["evidence"]
             return json.dumps(mine).encode()

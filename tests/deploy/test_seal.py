@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import InputError, VerificationError
+from tests.deploy.offers import attested
 
 
 def keypair() -> tuple[X25519PrivateKey, bytes]:
@@ -24,17 +25,17 @@ def envelope() -> seal.Envelope:
 
 
 def test_envelope_round_trip_and_repr_hides_secrets() -> None:
-    key, pub = keypair()
+    keep, key = attested("keep-0k1")
     env = envelope()
-    assert seal.open_envelope(seal.seal_envelope(env, pub, "k1"), key, "k1") == env
+    assert seal.open_envelope(seal.seal_envelope(env, keep), key, "keep-0k1") == env
     assert "hunter2" not in repr(env) and "u" not in repr(env).split("(")[0]
 
 
 @pytest.mark.parametrize("attack", ["other keep id", "other key", "flip", "truncate"])
 def test_envelope_refuses(attack: str) -> None:
-    key, pub = keypair()
-    sealed = seal.seal_envelope(envelope(), pub, "k1")
-    keep_id = "k2" if attack == "other keep id" else "k1"
+    keep, key = attested("keep-0k1")
+    sealed = seal.seal_envelope(envelope(), keep)
+    keep_id = "keep-0k2" if attack == "other keep id" else "keep-0k1"
     if attack == "other key":
         key = X25519PrivateKey.generate()
     if attack == "flip":
@@ -46,11 +47,11 @@ def test_envelope_refuses(attack: str) -> None:
 
 
 def test_oversized_envelope_is_refused_before_sealing() -> None:
-    _, pub = keypair()
+    keep, _ = attested()
     big = seal.Envelope("r", "p", "sha256:" + "a" * 64, os.urandom(32),
                         secrets={"BIG": seal.SecretValue(b"x" * seal.MAX_ENVELOPE_BYTES)})
     with pytest.raises(InputError, match="limit"):
-        seal.seal_envelope(big, pub, "k")
+        seal.seal_envelope(big, keep)
 
 
 def test_channel_directions_and_order() -> None:

@@ -43,16 +43,32 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def test_tls_is_refused_never_served_plain(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+def test_tls_is_served_as_tls_never_plain(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    """Outside a keep, `run` serves prot = "tls" with a fresh self-signed certificate (as Enarx does without
+    a Steward) and says so; a plaintext client gets no HTTP answer (attested TLS in keeps: tests/tls)."""
+    from tests.network.conftest import wait_listening
+
     port = free_port()
     project = service_project(tmp_path / "p", http_module("rust"), port)
     toml = project / "Enarx.toml"
     toml.write_text(toml.read_text().replace('prot = "tcp"', 'prot = "tls"'))
-    build(project)  # the package is valid: a keep with attested TLS can run it
-    out = run_cli(project)
-    assert out.returncode == ExitCode.INVALID_INPUT, out.stderr
-    assert 'prot = "tls"' in out.stderr and "attested TLS" in out.stderr and "Traceback" not in out.stderr
-    assert port_is_free(port)  # nothing was bound, not even for a moment of plain TCP
+    build(project)
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port, proc)
+        try:
+            plain = http_get(port)
+        except ConnectionResetError:  # the TLS listener drops a client that does not speak TLS
+            plain = b""
+        assert b"HTTP/1.1" not in plain and b"hello from rust" not in plain  # never plain
+        curl = subprocess.run(["curl", "-sSk", f"https://127.0.0.1:{port}/"], capture_output=True, text=True,
+                              timeout=30)
+        assert curl.returncode == 0 and "hello from rust" in curl.stdout, curl.stderr
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+    assert b"self-signed certificate that attests nothing" in err and b"Traceback" not in err
 
 
 def test_port_in_use_is_a_clear_error_not_a_hang(http_module: Callable[[str], Path], tmp_path: Path) -> None:

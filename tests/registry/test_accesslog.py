@@ -34,7 +34,7 @@ def test_host_agent_logs_each_request_without_its_token(tmp_path):
     try:
         token = (tmp_path / "host" / "agent-token").read_text().strip()
         assert httpx.get(url + "/v1/platform", headers={"Authorization": f"Bearer {token}",
-                                                         "User-Agent": "deployer/1"}).status_code == 200
+                                                         "User-Agent": "deployer/1"}, timeout=60).status_code == 200
         time.sleep(0.3)
     finally:
         proc.terminate()
@@ -51,7 +51,7 @@ def test_host_agent_access_log_off_and_bad_format(tmp_path):
     assert main(["host", "serve", "--backend", "sim", "--data", str(tmp_path / "x"), "--access-log", "json"]) == 2
     proc, url, log = _agent(tmp_path, "--access-log", "off")
     try:
-        httpx.get(url + "/v1/platform")
+        httpx.get(url + "/v1/platform", timeout=60)
         time.sleep(0.3)
     finally:
         proc.terminate()

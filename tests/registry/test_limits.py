@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -156,3 +157,28 @@ def test_gc_keeps_a_long_upload_that_is_still_sending(running: Running) -> None:
     gc(running.settings, grace=3600)
     r = running.http.put(url, params={"digest": "sha256:" + hashlib.sha256(data).hexdigest()})
     assert r.status_code == 201, r.text
+
+
+def test_the_server_sweeps_abandoned_uploads_itself(tmp_path: Path) -> None:
+    settings = Settings(tmp_path / "sweeping", upload_grace=0.5, sweep_interval=0.0)
+    app = create_app(settings)
+    token = create_token(settings, "admin", ["admin"], None)[1]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}) as http:
+            running = Running(http, app.reg, settings)
+            abandoned = running.open_upload()
+            assert http.patch(f"/v2/demo/app/blobs/uploads/{abandoned}", content=b"half a push").status_code == 202
+            time.sleep(1.0)
+            fresh = running.open_upload()  # a new upload sweeps: no operator ran gc
+            assert running.leftovers(abandoned) == []
+            assert http.get(f"/v2/demo/app/blobs/uploads/{abandoned}").status_code == 404
+            assert http.get(f"/v2/demo/app/blobs/uploads/{fresh}").status_code == 204
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -17,8 +17,10 @@ from tests.fixtures.hosts import HostAgent, start_host, stop_host
 from tests.security.hostile import sent_before_answer
 
 pytestmark = pytest.mark.timeout(180)
-ROUTES = [("GET", "/v1/platform"), ("POST", "/v1/keeps"), ("POST", "/v1/keeps/abc/provision"),
-          ("POST", "/v1/keeps/abc/stdin"), ("DELETE", "/v1/keeps/abc"), ("GET", "/nope")]
+ROUTES = [("GET", "/v1/platform"), ("POST", "/v1/keeps"), ("GET", "/nope")]
+KEEP_ROUTES = [("POST", "/v1/keeps/{keep}/provision"), ("POST", "/v1/keeps/{keep}/stdin"),
+               ("DELETE", "/v1/keeps/{keep}")]
+AUTHS = [None, "Bearer wrong", "Basic {token}", "Bearer {token}x", "bearer"]
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +36,28 @@ def _nonce() -> dict[str, str]:
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
-@pytest.mark.parametrize("auth", [None, "Bearer wrong", "Basic {token}", "Bearer {token}x", "bearer"])
+@pytest.mark.parametrize("auth", AUTHS)
 def test_every_route_needs_the_token(agent: HostAgent, method: str, path: str, auth: str | None) -> None:
     headers = {"Authorization": auth.format(token=agent.token)} if auth else {}
     r = httpx.request(method, agent.url + path, headers=headers, json=_nonce())
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert agent.token not in r.text
+
+
+@pytest.mark.parametrize(("method", "path"), KEEP_ROUTES)
+@pytest.mark.parametrize("auth", [*AUTHS, "Bearer {token}"])
+def test_every_keep_route_needs_that_keeps_capability(agent: HostAgent, method: str, path: str,
+                                                      auth: str | None) -> None:
+    """The shared token (last case) is no more use on a keep's routes than a wrong one: 404, like no keep."""
+    keep = httpx.post(agent.url + "/v1/keeps", headers={"Authorization": f"Bearer {agent.token}"}, json=_nonce(),
+                      timeout=120).json()
+    headers = {"Authorization": auth.format(token=agent.token)} if auth else {}
+    try:
+        r = httpx.request(method, agent.url + path.format(keep=keep["keep_id"]), headers=headers, content=b"x" * 64)
+        assert r.status_code == 404 and agent.token not in r.text and keep["capability"] not in r.text
+    finally:
+        httpx.delete(f"{agent.url}/v1/keeps/{keep['keep_id']}",
+                     headers={"Authorization": f"Bearer {keep['capability']}"})
 
 
 def test_token_file_is_private(agent: HostAgent) -> None:
@@ -72,12 +90,13 @@ def test_concurrent_provisions_of_one_keep_admit_only_the_first(agent: HostAgent
     """
     import socket
 
-    headers = {"Authorization": f"Bearer {agent.token}"}
-    keep_id = httpx.post(agent.url + "/v1/keeps", headers=headers, json=_nonce(), timeout=120).json()["keep_id"]
-    path, envelope = f"/v1/keeps/{keep_id}/provision", os.urandom(4096)
+    keep = httpx.post(agent.url + "/v1/keeps", headers={"Authorization": f"Bearer {agent.token}"}, json=_nonce(),
+                      timeout=120).json()
+    headers = {"Authorization": f"Bearer {keep['capability']}"}  # the keep's own capability
+    path, envelope = f"/v1/keeps/{keep['keep_id']}/provision", os.urandom(4096)
     host, port = agent.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as first:
-        first.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {agent.token}\r\n"
+        first.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {keep['capability']}\r\n"
                       f"Content-Length: {len(envelope)}\r\n\r\n".encode() + envelope[:100])
         time.sleep(0.3)  # the first request is now inside the agent, waiting for the rest of its envelope
 

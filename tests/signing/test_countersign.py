@@ -105,3 +105,22 @@ def test_malformed_rekor_answer_is_refused(tmp_path: Path, keypairs: dict[str, P
     err = capsys.readouterr().err
     assert code == 77, err
     assert "Rekor returned a malformed log entry" in err
+
+
+def test_verify_key_checks_timestamps_against_the_trust_config(tmp_path: Path, keypairs: dict[str, Path],
+                                                               private_sigstore: PrivateSigstore,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    layout, _, _ = _sign(tmp_path, keypairs, "--timestamp-server", private_sigstore.tsa_url)
+    pub = str(keypairs["alice"].with_suffix(".pub"))
+    capsys.readouterr()
+    assert main(["verify", str(layout), "--key", pub, "--trust-config", str(private_sigstore.trust_config),
+                 "--json"]) == 0
+    (sig,) = json.loads(capsys.readouterr().out)["verified"]
+    assert sig["timeSource"] == "RFC 3161 timestamp (verified against the trust config's TSA)"
+    # a trust config whose only TSA is someone else (here: the Fulcio root) refuses the timestamp
+    other = json.loads(private_sigstore.trust_config.read_text())
+    fulcio = other["trustedRoot"]["certificateAuthorities"][0]["certChain"]["certificates"]
+    other["trustedRoot"]["timestampAuthorities"][0]["certChain"]["certificates"] = fulcio * 2
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["verify", str(layout), "--key", pub, "--trust-config", str(tmp_path / "other.json")]) == 77
+    assert "not signed by a timestamp authority" in capsys.readouterr().err

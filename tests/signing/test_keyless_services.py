@@ -39,11 +39,11 @@ def test_deploy_verifies_a_private_sigstore_signature(tmp_path: Path, docker_reg
     built = build(project, tmp_path / "oci")
     _keyless(built.layout, tmp_path, private_sigstore)
     reg = parse_registry(docker_registry.host)
-    publish(Layout.open(built.layout), Target(reg, "keyless/probe", "1.0.0"), source_ref=built.tag)
+    publish(Layout.open(built.layout), Target(reg, "keyless/probe", built.tag), source_ref=built.tag)
     monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
     (tmp_path / "policy.toml").write_text(sim_host.policy())
     (tmp_path / "token.txt").write_text(sim_host.token)
-    base = ["deploy", f"{reg.host}/keyless/probe:1.0.0", "--host", sim_host.url, "--host-token-file",
+    base = ["deploy", f"{reg.host}/keyless/probe:{built.tag}", "--host", sim_host.url, "--host-token-file",
             str(tmp_path / "token.txt"), "--policy", str(tmp_path / "policy.toml"), "--insecure-sim",
             "--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER]
     assert main([*base, "--json"]) == 77  # the public sigstore root does not vouch for the mock's CA

@@ -163,3 +163,29 @@ def test_connect_tls_verifies_the_server_and_presents_the_keep_certificate(tmp_p
                               "127.0.0.1")
     finally:
         server.close()
+
+
+def test_a_failing_handshake_frees_its_slot_and_the_listener_goes_on(deployed):
+    ctx = context.server_context(deployed.key, [deployed.leaf])
+    calls: list[int] = []
+
+    def flaky() -> ssl.SSLContext:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no certificate yet")
+        return ctx
+
+    public = socket.create_server(("127.0.0.1", 0))
+    listener = terminate.TlsListener(public, flaky, terminate.TlsLimits(max_connections=1)).start()
+    serve_workload(listener.inner)
+    try:
+        port = public.getsockname()[1]
+        first = socket.create_connection(("127.0.0.1", port))
+        first.settimeout(5)
+        assert first.recv(1) == b""  # closed, not hung
+        out = subprocess.run(["curl", "-sS", "--cacert", str(deployed.ca_file), "--resolve",
+                              f"keep.test:{port}:127.0.0.1", f"https://keep.test:{port}/"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and MARKER.decode() in out.stdout, out.stderr  # the one slot was freed
+    finally:
+        listener.close()
