@@ -229,14 +229,24 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median reported)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--s3", action="store_true", help="also the S3 row set: both servers on OpenStack Swift")
+    parser.add_argument("--s3-only", action="store_true", help="only the S3 row set")
+    parser.add_argument("--s3-size-mib", type=int, default=256, help="blob size for the S3 push/pull rows")
+    parser.add_argument("--s3-memory-mib", type=int, default=1024, help="push measured for replica memory (S3)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (scripts/install-system-deps.sh)")
     root = Path(tempfile.mkdtemp(prefix="enarx-bench-"))
-    results = {}
+    results: dict[str, dict[str, float]] = {}
+    s3_results: dict[str, dict[str, float]] = {}
     try:
+        if args.s3 or args.s3_only:
+            from registry_s3 import run_s3  # bench/registry_s3.py
+
+            s3_results = run_s3(args, root)
+        starters = (lambda: start_distribution(root), lambda: start_ours(root, args.workers))
         with httpx.Client(timeout=300) as client:
-            for start in (lambda: start_distribution(root), lambda: start_ours(root, args.workers)):
+            for start in () if args.s3_only else starters:
                 server = start()
                 try:
                     results[server.name] = measure(server, args, client)
@@ -245,7 +255,12 @@ def main() -> int:
                     server.process.wait(20)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    report(results, args)
+    if results:
+        report(results, args)
+    if s3_results:
+        from registry_s3 import report_s3
+
+        report_s3(s3_results, args)  # with --json: a second JSON document
     return 0
 
 

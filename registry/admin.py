@@ -147,8 +147,10 @@ def check_storage(settings: Settings) -> None:
 
     try:
         S3BlobStore.from_settings(settings).store.check()
-    except (StoreConfigError, StoreUnavailable) as exc:
+    except StoreConfigError as exc:
         raise AdminError(f"--storage {settings.storage}: {exc}") from None
+    except StoreUnavailable as exc:  # a peer that cannot be reached (the CLI's exit 69), not bad input
+        raise StoreUnavailable(f"--storage {settings.storage}: {exc}") from None
 
 
 def _pick(module: str, fallback: str) -> str:

@@ -35,6 +35,7 @@ def prewarm() -> None:
     to import anything else (keep/measure.py).
     """
     import wasmtime
+    import wasmtime.component  # WASI 0.2 components: the runtime imports it only for them
     from cryptography.hazmat.primitives import hpke  # noqa: F401 (opening the envelope)
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 

@@ -331,3 +331,15 @@ def test_paths_are_confined_to_the_bucket_prefix() -> None:
         with pytest.raises(Exception, match="prefix"):
             S3Location.parse(bad)
 
+
+
+def test_an_unreachable_store_stops_serve_and_migrate_with_exit_69(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+    for command in (["serve", "--port", str(free_port())], ["migrate-storage"]):
+        r = subprocess.run([sys.executable, "-m", "enarx_pkg", "registry", *command, "--data", str(tmp_path / "d"),
+                            "--storage", "s3://some-bucket/reg", "--s3-endpoint", closed], capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=120)
+        assert r.returncode == 69, (command, r.returncode, r.stderr)
+        assert "unreachable" in r.stderr and "listening" not in r.stderr + r.stdout
+        assert "Traceback" not in r.stderr and "s3cr3t-value" not in r.stderr + r.stdout
