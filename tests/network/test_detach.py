@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from enarx_pkg import keys
 from enarx_pkg.package import Layout
 from enarx_pkg.publish import Target, publish
 from enarx_pkg.sign import sign_layout
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
 
 
@@ -73,15 +74,17 @@ def range_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostA
 
 
 def _free_range(n: int) -> int:
-    for _ in range(50):
-        low = free_port()
-        if low + n < 65535 and all(_free(p) for p in range(low, low + n)):
+    """``n`` free ports in a row, below the kernel's ephemeral range (which client sockets churn through)."""
+    for _ in range(200):
+        low = random.randrange(20000, 32000)
+        if all(_free(p) for p in range(low, low + n)):
             return low
     raise RuntimeError("no free port range")
 
 
 def _free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the keep binds: TIME_WAIT does not count
         try:
             s.bind(("127.0.0.1", port))
             return True
