@@ -222,24 +222,41 @@ async def provision(request: Request) -> Response:
     keep.detached = request.query_params.get("detach") == "1"
     await keep.process.send(seal.R_PROVISION, envelope)
     if keep.detached:
-        return await _detach(agent, keep_id, keep)
+        return await _detach(request, agent, keep_id, keep)
     return StreamingResponse(_relay(agent, keep_id, keep), media_type="application/octet-stream")
 
 
-async def _detach(agent: Agent, keep_id: str, keep: Keep) -> Response:
+async def _detach(request: Request, agent: Agent, keep_id: str, keep: Keep) -> Response:
     """Once the keep reports its listen sockets (or exits): the frames so far and the endpoints record.
 
-    A keep that exits first is destroyed; its sealed frames (the error) still go to the deployer."""
+    A keep that exits first is destroyed; its sealed frames (the error) still go to the deployer. A
+    deployer that goes away before that gets nothing running either: no one would hold its state."""
     task = asyncio.create_task(_collect(keep))
     agent.tasks.add(task)
     task.add_done_callback(agent.tasks.discard)
-    await keep.settled.wait()
+    if not await _settled_unless_gone(request, keep):
+        agent.destroy(keep_id)
+        return Response(status_code=499)
     body = bytes(keep.log)
     if keep.endpoints is None:
         agent.destroy(keep_id)
     else:
         body += seal.record(seal.R_LISTENING, json.dumps({"endpoints": keep.endpoints}).encode())
     return Response(body, media_type="application/octet-stream")
+
+
+async def _settled_unless_gone(request: Request, keep: Keep) -> bool:
+    """True once the keep settled; False if the deployer disconnected first."""
+    waiter = asyncio.create_task(keep.settled.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({waiter}, timeout=0.5)
+            if done:
+                return True
+            if await request.is_disconnected():
+                return False
+    finally:
+        waiter.cancel()
 
 
 async def _collect(keep: Keep) -> None:

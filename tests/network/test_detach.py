@@ -297,3 +297,33 @@ def test_the_guest_reaches_no_undeclared_socket_and_its_exit_status_is_in_keep_l
     assert logs.returncode == 8, logs.stderr  # EBADF from both calls: the workload's own status
     assert logs.stdout == "probing undeclared sockets\n"
     cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+
+
+def test_a_deployer_killed_while_the_keep_starts_leaves_nothing_running(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, low = range_host
+    policy = tmp_path / "policy.toml"
+    policy.write_text(host.policy())
+    env = os.environ | {"XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "deploy", rust_service.ref, "--host", host.url,
+                             "--host-token-file", str(host.token_file), "--policy", str(policy), "--key",
+                             str(rust_service.signer_pub), "--insecure-sim", "--detach"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if b"waiting for the keep to bind" in line:
+            proc.kill()  # around the provision request: before it or while the keep starts
+            break
+    proc.wait(30)
+
+    def active() -> int:
+        r = httpx.get(host.url + "/v1/platform", headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
+        return int(r.json()["keeps"]["active"])
+
+    deadline = time.monotonic() + 45  # an unprovisioned keep lives until the agent's 30 s provision deadline
+    while active() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert active() == 0 and not (tmp_path / "state").exists()
+    time.sleep(3)  # had the keep lived on, it would have bound the range's first port by now
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", low), timeout=5)
