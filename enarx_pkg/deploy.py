@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg import trust
 from enarx_pkg._internal import seal
-from enarx_pkg.errors import Error, InputError, UsageError
+from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
 from enarx_pkg.oci.reference import service_url
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
@@ -51,6 +51,8 @@ class DeploySettings:
     allow_yanked: bool = False  # deploy a version its registry marks yanked
     allow_version_mismatch: bool = False  # deploy a signed package of another version/repository than asked
     limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
+    detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
+    state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -67,6 +69,9 @@ class HostResult:
     timings: dict[str, float] = field(default_factory=dict)
     stdout: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
+    detached: bool = False  # the keep runs on; its state is in ``state_file``
+    endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
+    state_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,10 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     """Deploy to every host in parallel; one result per host (a host's failure is its own row)."""
     if not settings.hosts:
         raise UsageError("deploy needs at least one --host URL")
+    if settings.detach and settings.stdin is not None:
+        raise UsageError("--detach and --stdin together: a detached keep has no deployer to read its input from")
+    if settings.state is not None and (not settings.detach or len(settings.hosts) > 1):
+        raise UsageError("--state FILE goes with --detach and one --host (each keep has its own state)")
     require_published(settings.ref, "deploy")
     settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
@@ -252,7 +261,7 @@ class HostSession:
             self._time("seal", t)
             self._stream(self.offer, sealed, envelope, stdout, stderr)
         finally:
-            if self.offer is not None and self.result.status is None:
+            if self.offer is not None and self.result.status is None and not self.result.detached:
                 self.client.delete(self.offer)
             self.client.close()
 
@@ -287,6 +296,9 @@ class HostSession:
                 stderr: Sink | None) -> None:
         channel = seal.Channel(envelope.session_key, keep_side=False)
         out, err = self._sink(self.result.stdout, stdout), self._sink(self.result.stderr, stderr)
+        if self.settings.detach:
+            self._detach(offer, sealed, envelope, channel, out, err)
+            return
         decoder = plan.OutputDecoder(channel, self.host, out, err)
         feeder = StdinFeeder(self, offer, channel) if self.settings.stdin is not None else None
         t = time.perf_counter()
@@ -302,6 +314,26 @@ class HostSession:
         self.result.status = decoder.finish()
         self._time("provision_to_exit", t)
         self.result.timings.update(decoder.keep_timings)
+
+    def _detach(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, channel: seal.Channel,
+                out: Sink, err: Sink) -> None:
+        """Until the keep reports its listen sockets bound; then save its state and leave it running."""
+        from enarx_pkg import keeps
+
+        t = time.perf_counter()
+        self.event(self.host, "waiting for the keep to bind its listen sockets")
+        body = self.client.provision_detached(offer, sealed)
+        self._time("provision_to_listening", t)
+        logs = keeps.Logs()
+        endpoints = keeps.read_frames(body, channel, self.host, out, err, logs)
+        if endpoints is None:
+            reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
+                                    else "it sent no sealed report")
+            raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
+        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
+                                  tuple(endpoints), self.settings.ref)
+        self.result.state_file = keeps.save(record, self.settings.state)
+        self.result.endpoints, self.result.detached = endpoints, True
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

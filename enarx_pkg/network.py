@@ -22,14 +22,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from enarx_pkg._internal.socktable import Limits
 from enarx_pkg.errors import InputError, TransportError
 from enarx_pkg.manifest.model import SOCKET_KINDS, Dir, File
 
-__all__ = ["Limits", "NetworkError", "check_buildable", "check_runnable", "open_sockets"]
+__all__ = ["Limits", "NetworkError", "Publish", "check_buildable", "check_runnable", "open_sockets"]
 
 TLS_CAPABILITY = "attested TLS (issue 13: TLS terminated inside the keep)"
 BACKLOG = 128
@@ -37,6 +38,21 @@ BACKLOG = 128
 
 class NetworkError(TransportError):
     """A declared socket could not be set up (port in use, host unreachable)."""
+
+
+@dataclass(frozen=True)
+class Publish:
+    """How a keep binds its ``listen`` files: on ``host`` (loopback), each on the first free port of
+    ``low``-``high`` (any free port when ``low`` is 0), whatever ``addr``/``port`` they declare; the
+    bindings go to ``report`` before the workload starts. Only declared files are ever bound."""
+
+    host: str = "127.0.0.1"
+    low: int = 0
+    high: int = 0
+    report: Callable[[list[dict[str, object]]], None] | None = None
+
+    def ports(self) -> range:
+        return range(self.low, self.high + 1) if self.low else range(0, 1)
 
 
 def sockets_of(files: Sequence[File]) -> list[tuple[int, File]]:
@@ -76,21 +92,43 @@ def check_runnable(files: Sequence[File], dirs: Sequence[Dir], kind: str, where:
 
 
 @contextlib.contextmanager
-def open_sockets(files: Sequence[File], limits: Limits) -> Iterator[list[tuple[int, str, socket.socket]]]:
-    """Bind every ``listen`` and connect every ``connect`` file; all are closed on exit or failure."""
+def open_sockets(files: Sequence[File], limits: Limits,
+                 publish: Publish | None = None) -> Iterator[list[tuple[int, str, socket.socket]]]:
+    """Bind every ``listen`` and connect every ``connect`` file; all are closed on exit or failure.
+
+    With ``publish`` (a keep), listen files are bound where it says and the bindings reported."""
     opened: list[tuple[int, str, socket.socket]] = []
+    endpoints: list[dict[str, object]] = []
     try:
         for fd, f in sockets_of(files):
-            sock = _listen(f, limits) if f.kind == "listen" else _connect(f, limits)
+            if f.kind == "listen" and publish is not None:
+                sock = _published(f, limits, publish)
+                endpoints.append({"name": f.name, "port": f.port or 443, "address": _where(*sock.getsockname()[:2])})
+            else:
+                sock = _listen(f, limits) if f.kind == "listen" else _connect(f, limits)
             opened.append((fd, f.kind, sock))
+        if publish is not None and publish.report is not None:
+            publish.report(endpoints)
         yield opened
     finally:
         for _, _, sock in opened:
             sock.close()
 
 
-def _listen(f: File, limits: Limits) -> socket.socket:
-    addr = f.addr or "::"
+def _published(f: File, limits: Limits, publish: Publish) -> socket.socket:
+    """The declared listen file bound on the keep host's loopback address, on a port of its range."""
+    for port in publish.ports():
+        try:
+            return _listen(f, limits, publish.host, port)
+        except NetworkError:
+            continue
+    raise NetworkError(f"listen file {f.name!r}: no free port in this host's publish range "
+                       f"{publish.low}-{publish.high}", hint="stop keeps you no longer need, or use another host")
+
+
+def _listen(f: File, limits: Limits, host: str | None = None, port: int | None = None) -> socket.socket:
+    addr = host or f.addr or "::"
+    port = (f.port or 443) if port is None else port
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -99,12 +137,12 @@ def _listen(f: File, limits: Limits) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # all addresses, v4 too
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):  # accepted connections inherit both
             sock.setsockopt(socket.SOL_SOCKET, opt, limits.buffer_bytes)
-        sock.bind((addr, f.port or 443))
+        sock.bind((addr, port))
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
-        raise NetworkError(f"listen file {f.name!r}: {_where(addr, f.port)} {reason}",
+        raise NetworkError(f"listen file {f.name!r}: {_where(addr, port)} {reason}",
                            hint="stop what holds the port, or declare another port in Enarx.toml") from None
     return sock
 

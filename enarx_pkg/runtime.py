@@ -62,6 +62,7 @@ class RunSpec:
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
     network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
     tls: Any = None  # enarx_pkg.tls.sockets.TlsSetup: a keep's TLS for prot = "tls" files (None: refused)
+    publish: Any = None  # enarx_pkg.network.Publish: a keep binds listen files where its host says
 
 
 def spec_for(model: EnarxToml, module: Path, *, args: tuple[str, ...] | None = None,
@@ -98,7 +99,7 @@ def run(spec: RunSpec) -> int:
     pumps = _Pumps()
     fired = threading.Event()
     try:
-        with network.open_sockets(spec.files, spec.network) as opened, _tls(opened, spec) as sockets, \
+        with network.open_sockets(spec.files, spec.network, spec.publish) as opened, _tls(opened, spec) as sockets, \
                 _wasi(spec, stdio, pumps) as wasi:
             store.set_wasi(wasi)
             net = _net_layer(sockets, spec.network, fired)

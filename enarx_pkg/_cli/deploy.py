@@ -32,6 +32,8 @@ def serve(
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
     access_log: Annotated[str, typer.Option(help="common, combined or off (one line per request on stdout)")
                           ] = "combined",
+    publish_range: Annotated[str, typer.Option(metavar="LOW-HIGH", help="loopback ports keeps' listen "
+                                               "sockets bind (default: any free port)")] = "",
     sim_debug: Annotated[bool, typer.Option(hidden=True)] = False,
     sim_svn: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
@@ -53,7 +55,7 @@ def serve(
               + f"\n  token file:  {p.token_file}", flush=True)
 
     run(ServeOptions(backend, listen, token_file, data, pool, max_keeps, provision_deadline, keep_lifetime,
-                     tuple(extra), access_log), announce)
+                     tuple(extra), access_log, publish_range), announce)
 
 
 @host_app.command("keyscan")
@@ -98,6 +100,10 @@ def deploy(
     allow_version_mismatch: Annotated[bool, typer.Option(
         "--allow-version-mismatch", help="deploy a signed package of another version/repository (unsafe)")] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="stream our stdin to the workload (sealed)")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="return once the keep's listen sockets are bound; "
+                                         "the keep runs on (see `enarx-pkg keep`)")] = False,
+    state: Annotated[Path | None, typer.Option(metavar="FILE", help="where --detach saves the keep's state "
+                                               "(0600; default: the user's state dir)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
@@ -114,7 +120,8 @@ def deploy(
         decryption_key=decryption_key.read_bytes() if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
-        keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch)
+        keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
+        detach=detach, state=state)
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -154,6 +161,8 @@ def _render(deployment: Any, json_out: bool, live: bool) -> int:
     results = deployment.hosts
     if json_out:
         print_json({"package": _package(deployment.release), "hosts": [_row(r) for r in results]})
+    elif any(r.detached for r in results):
+        _detached(results, live)
     elif not live:
         _table(results)
     if live and results[0].error is not None:
@@ -172,7 +181,22 @@ def _row(r: Any) -> dict[str, Any]:
             "status": r.status, "error": r.error.message if r.error else None,
             "exit_code": int(r.error.exit_code) if r.error else r.status,
             "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
-            "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}}
+            "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}} | (
+        {"detached": True, "endpoints": r.endpoints, "state_file": str(r.state_file)} if r.detached else {})
+
+
+def _detached(results: list[Any], live: bool) -> None:
+    """One block per host: the keep id, its state file, and where each declared listen port is reachable."""
+    from enarx_pkg._internal.text import printable
+
+    for r in results:
+        if r.error is not None:
+            if not live:  # one host: its error is raised (and shown once) by the caller
+                print(printable(f"{r.host}: refused ({int(r.error.exit_code)}): {r.error.message}"))
+            continue
+        print(f"keep {r.keep_id} on {printable(r.host)} (detached; state: {r.state_file})")
+        for e in r.endpoints:
+            print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
 
 
 def _table(results: list[Any]) -> None:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "platform": ("enarx_pkg._cli.attest", "platform_app", "Report this host's TEE interfaces."),
     "host": ("enarx_pkg._cli.deploy", "host_app", "Run the host agent that creates keeps."),
     "deploy": ("enarx_pkg._cli.deploy", "deploy_app", "Attest a keep, seal secrets to it, run the package."),
+    "keep": ("enarx_pkg._cli.keep", "keep_app", "Manage keeps left running by deploy --detach."),
     "registry": ("enarx_pkg._cli.registry", "registry_app", "Run and administer the enarx-pkg registry."),
     "ca": ("enarx_pkg._cli.tls", "ca_app", "Make the deploy CA that certifies attested keeps."),
     "steward": ("enarx_pkg._cli.tls", "steward_app", "Issue TLS certificates to attested keeps."),

@@ -62,6 +62,16 @@ class Channel:
         chunks = [payload[i:i + MAX_FRAME_PAYLOAD] for i in range(0, len(payload), MAX_FRAME_PAYLOAD)]
         return [self.seal(frame_type, c) for c in chunks or [b""]]
 
+    @property
+    def expected(self) -> int:
+        """The sequence number the next received frame must carry."""
+        return self._recv_seq
+
+    def skip_to(self, seq: int) -> None:
+        """Accept ``seq`` next: frames before it are known lost (a detached keep's bounded log, which
+        the reader reports as dropped). Never backwards, so nothing can be replayed."""
+        self._recv_seq = max(self._recv_seq, seq)
+
     def open(self, frame: bytes) -> tuple[int, bytes]:
         """Authenticate and decrypt the next frame; anything but the expected next one is refused."""
         if len(frame) < FRAME_OVERHEAD or len(frame) > MAX_FRAME_BYTES:
@@ -87,6 +97,7 @@ RECORD_HEADER = struct.Struct(">BI")  # kind, payload length
 MAX_RECORD_BYTES = MAX_ENVELOPE_BYTES + MAX_FRAME_BYTES
 # keep -> agent -> deployer
 R_READY, R_CREATED, R_FRAME, R_FAIL = 0x10, 0x11, 0x12, 0x13
+R_LISTENING = 0x14  # plain JSON list: every declared listen file and the host address it is bound on
 # agent -> keep
 R_CREATE, R_PROVISION, R_INPUT = 0x20, 0x21, 0x22
 

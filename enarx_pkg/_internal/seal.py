@@ -71,6 +71,9 @@ from enarx_pkg._internal.frames import (
     R_INPUT as R_INPUT,
 )
 from enarx_pkg._internal.frames import (
+    R_LISTENING as R_LISTENING,
+)
+from enarx_pkg._internal.frames import (
     R_PROVISION as R_PROVISION,
 )
 from enarx_pkg._internal.frames import (

@@ -7,6 +7,12 @@ Tenants: the agent's shared token only reports the platform and creates keeps. E
 own capability, a random secret returned once by create (the agent keeps only its SHA-256); only
 that capability provisions the keep, feeds its stdin and deletes it, so holders of the shared token
 cannot touch each other's keeps. A wrong capability and an unknown keep get the same 404.
+
+Detached keeps (``provision?detach=1``): the answer ends once the keep reports its listen sockets
+bound (or exits); the keep runs on, its sealed frames kept in a bounded log that only its capability
+reads (``/logs``), until it is deleted, its lifetime ends or the agent stops. Its listen sockets are
+bound by the keep process itself on loopback ports of the agent's publish range: clients connect to
+them directly, and the agent relays no byte of that traffic.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ CREATE_TIMEOUT_S = 10.0
 KEEP_ROUTES = "/v1/keeps/"  # a keep's own routes: its capability, checked by the handler; all else: the token
 NO_SUCH_KEEP = "no keep with this id and capability"
 MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
+MAX_LOG_BYTES = 8 << 20  # sealed frames kept per detached keep; past it only exit/error frames are kept
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,12 @@ class Keep:
     created: float = field(default_factory=time.monotonic)
     claimed: bool = False  # a provision request has begun: no other may (set once, under Agent.lock)
     provisioned: bool = False  # the envelope went to the keep
+    detached: bool = False  # runs on without its deployer; its frames go to ``log``
+    log: bytearray = field(default_factory=bytearray)  # records of sealed frames, in order
+    dropped: int = 0  # frames not kept because the log was full
+    endpoints: list[Any] | None = None  # what the keep reported bound (None: not yet)
+    exited: bool = False
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # endpoints reported, or the keep exited
 
 
 class Agent:
@@ -71,6 +84,7 @@ class Agent:
         self.creating = 0  # create-keep requests waiting for a pooled keep: they count against max_keeps
         self.lock = threading.Lock()
         self._reaper: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()  # detached keeps' log collectors
 
     async def startup(self) -> None:
         self.pool.fill()
@@ -80,8 +94,12 @@ class Agent:
         if self._reaper:
             self._reaper.cancel()
         self.pool.close()
+        keeps = list(self.keeps.values())
         for keep_id in list(self.keeps):
             self.destroy(keep_id)
+        for keep in keeps:  # reaped before the agent exits: no keep outlives its agent
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(keep.process.proc.wait(), 10)
 
     def destroy(self, keep_id: str) -> bool:
         keep = self.keeps.pop(keep_id, None)
@@ -97,7 +115,8 @@ class Agent:
             for keep_id, keep in list(self.keeps.items()):
                 age = now - keep.created
                 late = not keep.provisioned and age > self.settings.provision_deadline_s
-                if late or age > self.settings.lifetime_s or keep.process.proc.returncode is not None:
+                gone = keep.process.proc.returncode is not None and not keep.detached  # detached: logs stay
+                if late or age > self.settings.lifetime_s or gone:
                     self.destroy(keep_id)
 
     def keep_for(self, request: Request) -> Keep | None:
@@ -200,8 +219,61 @@ async def provision(request: Request) -> Response:
     if agent.keeps.get(keep_id) is not keep:
         return _problem(404, f"keep {keep_id} was destroyed while its envelope arrived")
     keep.provisioned = True
+    keep.detached = request.query_params.get("detach") == "1"
     await keep.process.send(seal.R_PROVISION, envelope)
+    if keep.detached:
+        return await _detach(agent, keep_id, keep)
     return StreamingResponse(_relay(agent, keep_id, keep), media_type="application/octet-stream")
+
+
+async def _detach(agent: Agent, keep_id: str, keep: Keep) -> Response:
+    """Once the keep reports its listen sockets (or exits): the frames so far and the endpoints record.
+
+    A keep that exits first is destroyed; its sealed frames (the error) still go to the deployer."""
+    task = asyncio.create_task(_collect(keep))
+    agent.tasks.add(task)
+    task.add_done_callback(agent.tasks.discard)
+    await keep.settled.wait()
+    body = bytes(keep.log)
+    if keep.endpoints is None:
+        agent.destroy(keep_id)
+    else:
+        body += seal.record(seal.R_LISTENING, json.dumps({"endpoints": keep.endpoints}).encode())
+    return Response(body, media_type="application/octet-stream")
+
+
+async def _collect(keep: Keep) -> None:
+    """Keep a detached keep's sealed frames (bounded) until it exits."""
+    try:
+        while True:
+            kind, payload = await keep.process.receive()
+            if kind == seal.R_LISTENING and keep.endpoints is None:
+                keep.endpoints = _endpoints(payload)
+                keep.settled.set()
+            elif kind in (seal.R_FRAME, seal.R_FAIL):
+                _log(keep, kind, payload)
+    except (EOFError, VerificationError):
+        pass
+    finally:
+        keep.exited = True
+        keep.settled.set()
+
+
+def _endpoints(payload: bytes) -> list[Any]:
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        endpoints = json.loads(payload)["endpoints"]
+        if isinstance(endpoints, list):
+            return endpoints[:64]
+    return []
+
+
+def _log(keep: Keep, kind: int, payload: bytes) -> None:
+    """Append one record; a full log keeps only the last word (exit/error frames, failure reports)."""
+    final = kind == seal.R_FAIL or (payload[:1] and payload[0] in (seal.EXIT, seal.ERROR))
+    if len(keep.log) + len(payload) > MAX_LOG_BYTES and not final:
+        keep.dropped += 1
+        return
+    keep.log += seal.record(kind, payload)
 
 
 async def _relay(agent: Agent, keep_id: str, keep: Keep) -> AsyncIterator[bytes]:
@@ -247,6 +319,29 @@ async def stdin(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def keep_status(request: Request) -> Response:
+    """A keep's state for its capability holder (never the frames: those are ``/logs``)."""
+    agent: Agent = request.app.state.agent
+    keep = agent.keep_for(request)
+    if keep is None:
+        return _problem(404, NO_SUCH_KEEP)
+    return JSONResponse({
+        "keep_id": request.path_params["keep_id"], "detached": keep.detached,
+        "state": "exited" if keep.exited or keep.process.proc.returncode is not None else "running",
+        "endpoints": keep.endpoints or [], "log_bytes": len(keep.log), "dropped_frames": keep.dropped,
+        "age_s": round(time.monotonic() - keep.created, 3)})
+
+
+async def keep_logs(request: Request) -> Response:
+    """A detached keep's sealed frames so far (records; readable only with the deployer's session key)."""
+    agent: Agent = request.app.state.agent
+    keep = agent.keep_for(request)
+    if keep is None or not keep.detached:
+        return _problem(404, NO_SUCH_KEEP)
+    return Response(bytes(keep.log), media_type="application/octet-stream",
+                    headers={"X-Dropped-Frames": str(keep.dropped)})
+
+
 async def delete_keep(request: Request) -> Response:
     agent: Agent = request.app.state.agent
     if agent.keep_for(request) is None or not agent.destroy(request.path_params["keep_id"]):
@@ -269,6 +364,8 @@ def create_app(settings: HostSettings) -> Starlette:
         Route("/v1/keeps", create_keep, methods=["POST"]),
         Route("/v1/keeps/{keep_id:str}/provision", provision, methods=["POST"]),
         Route("/v1/keeps/{keep_id:str}/stdin", stdin, methods=["POST"]),
+        Route("/v1/keeps/{keep_id:str}/logs", keep_logs, methods=["GET"]),
+        Route("/v1/keeps/{keep_id:str}", keep_status, methods=["GET"]),
         Route("/v1/keeps/{keep_id:str}", delete_keep, methods=["DELETE"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

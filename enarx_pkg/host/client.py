@@ -48,6 +48,8 @@ class Limits:
     output_margin_s: float = 30.0  # beyond the workload's own [keep] time_limit_s
     max_output_s: float | None = None  # caps the output deadline whatever the workload's limit
     delete_s: float = 10.0
+    detach_s: float = 300.0  # provision until a detached keep reports its listen sockets bound
+    log_bytes: int = 9 << 20  # a detached keep's sealed log (the agent keeps at most 8 MiB and the last word)
 
 
 class HostTimeout(TransportError):
@@ -164,6 +166,32 @@ class HostClient:
             self._refusal(r, path, "refused the envelope")
             yield _timed(r.iter_raw(), deadline)
 
+    def provision_detached(self, offer: Offer, sealed: bytes) -> bytes:
+        """Send the envelope for a detached keep; the records it answers with once the keep's listen
+        sockets are bound (frames so far, then the endpoints record) or the keep exited (its frames)."""
+        path = keep_path(offer.keep_id, "provision") + "?detach=1"
+        return self._raw("POST", path, offer.capability, self.limits.detach_s, "the detached provision",
+                         content=sealed)
+
+    def status(self, keep_id: str, capability: str) -> dict[str, Any]:
+        """A keep's state (running/exited, endpoints), for its capability holder."""
+        obj = self._json("GET", keep_path(keep_id), self.limits.answer_bytes, self.limits.platform_s, capability)
+        if not isinstance(obj, dict):
+            raise HostAnswerError(f"{self.url}{keep_path(keep_id)}: the host agent's answer is not a JSON object")
+        return obj
+
+    def logs(self, keep_id: str, capability: str) -> bytes:
+        """A detached keep's sealed frames so far, as records (opened with the session key only)."""
+        return self._raw("GET", keep_path(keep_id, "logs"), capability, self.limits.platform_s, "the keep's logs")
+
+    def stop(self, keep_id: str, capability: str) -> None:
+        """Destroy a keep; unlike :meth:`delete`, a refusal (wrong capability, no such keep) is an error."""
+        path = keep_path(keep_id)
+        with self._exchange(self.limits.delete_s, "stop", path) as deadline, \
+                self._http.stream("DELETE", path, headers=self._bearer(capability),
+                                  timeout=self._timeout(deadline), extensions=deadline.extensions()) as r:
+            self._refusal(r, path, "refused to stop the keep")
+
     def stdin(self, offer: Offer, records: Iterable[bytes], workload_s: float) -> None:
         """Upload sealed stdin records in one chunked request; 404/410 mean the keep already exited."""
         path = keep_path(offer.keep_id, "stdin")
@@ -217,6 +245,18 @@ class HostClient:
         if body is None:
             raise HostAnswerError(f"{self.url}{path}: the host agent's answer is over the {limit}-byte limit")
         return parse_json(body, self.url + path, self.limits.json_depth)
+
+    def _raw(self, method: str, path: str, secret: str | None, seconds: float, what: str, **kw: Any) -> bytes:
+        """One request; its body as bytes, read no further than the log limit and ``seconds``."""
+        limit = self.limits.log_bytes
+        with self._exchange(seconds, what, path) as deadline, \
+                self._http.stream(method, path, headers=self._bearer(secret), timeout=self._timeout(deadline),
+                                  extensions=deadline.extensions(), **kw) as r:
+            self._refusal(r, path, "refused")
+            body = _read(r, limit)
+        if body is None:
+            raise HostAnswerError(f"{self.url}{path}: the host agent's answer is over the {limit}-byte limit")
+        return body
 
     def _refusal(self, r: Any, path: str, what: str) -> None:
         if r.status_code < 300:

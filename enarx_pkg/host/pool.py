@@ -35,10 +35,12 @@ class KeepCommand:
     backend: str
     data_dir: str
     extra: tuple[str, ...] = ()
+    publish: tuple[int, int] = (0, 0)  # loopback ports listen files may bind ((0, 0): any free one)
 
     def argv(self) -> list[str]:
         return [sys.executable, "-I", "-B", "-X", f"pycache_prefix={NO_PYCACHE}", "-m", "enarx_pkg.keep",
-                "--backend", self.backend, "--data", self.data_dir, *self.extra]
+                "--backend", self.backend, "--data", self.data_dir,
+                "--publish-range", f"{self.publish[0]}-{self.publish[1]}", *self.extra]
 
 
 @dataclass

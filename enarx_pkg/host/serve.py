@@ -29,6 +29,7 @@ class ServeOptions:
     lifetime_s: float = 3600.0
     sim_extra: tuple[str, ...] = field(default_factory=tuple)  # test knobs, passed to sim keeps
     access_log: str = "combined"  # common | combined | off: one line per request on stdout
+    publish_range: str = ""  # LOW-HIGH: loopback ports keeps' listen files bind ("": any free port)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,16 @@ def load_token(opts: ServeOptions) -> tuple[str, Path]:
     return token, path
 
 
+def parse_range(text: str) -> tuple[int, int]:
+    """``LOW-HIGH`` (1-65535, LOW <= HIGH), or (0, 0) for "any free port" when empty."""
+    if not text:
+        return 0, 0
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high) <= 65535):
+        raise UsageError(f"--publish-range {text!r}: expected LOW-HIGH, two ports with LOW <= HIGH")
+    return int(low), int(high)
+
+
 def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     """Everything but the event loop: settings, pins, bind address."""
     from enarx_pkg.host.pool import probe_measurement
@@ -84,7 +95,7 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
 
         fingerprint = SimPlatform.load_or_create(opts.data_dir).fingerprint
     extra = opts.sim_extra if backend == "sim" else ()
-    command = KeepCommand(backend, str(opts.data_dir.resolve()), extra)
+    command = KeepCommand(backend, str(opts.data_dir.resolve()), extra, parse_range(opts.publish_range))
     settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps,
                             opts.provision_deadline_s, opts.lifetime_s)
     pins = Pins(backend, probe_measurement(command), fingerprint, f"http://{opts.listen}", token_path)

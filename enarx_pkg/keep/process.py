@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 from enarx_pkg._internal import canonical, seal
 from enarx_pkg.errors import Error, InputError, VerificationError
@@ -43,6 +43,7 @@ class KeepOptions:
     # the evidence; the measurement is always the keep's own, see keep/measure.py)
     sim_debug: bool = False
     sim_svn: int = 1
+    publish: tuple[int, int] = (0, 0)  # the host's port range for listen files ((0, 0): any free port)
 
 
 def parse_args(argv: list[str]) -> KeepOptions:
@@ -51,8 +52,10 @@ def parse_args(argv: list[str]) -> KeepOptions:
     p.add_argument("--data", required=True)
     p.add_argument("--sim-debug", action="store_true")
     p.add_argument("--sim-svn", type=int, default=1)
+    p.add_argument("--publish-range", default="0-0")
     a = p.parse_args(argv)
-    return KeepOptions(a.backend, a.data, a.sim_debug, a.sim_svn)
+    low, _, high = a.publish_range.partition("-")
+    return KeepOptions(a.backend, a.data, a.sim_debug, a.sim_svn, (int(low), int(high)))
 
 
 class Pipe:
@@ -127,10 +130,10 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
         "keep_public_key": base64.b64encode(public).decode(), "tee": opts.backend,
         "evidence": base64.b64encode(report).decode(), "aux": base64.b64encode(aux).decode()}))
     envelope = seal.open_envelope(pipe.receive(seal.R_PROVISION), key, keep_id)
-    return _provisioned(envelope, pipe)
+    return _provisioned(envelope, pipe, opts.publish)
 
 
-def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
+def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (0, 0)) -> int:
     outbox = Outbox(seal.Channel(envelope.session_key, keep_side=True), pipe)
     timings: dict[str, float] = {}
     # everything the workload leaves on disk (module, secrets, stdin FIFO) lives under one private root,
@@ -143,7 +146,10 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
             stdin = root / "stdin"
             os.mkfifo(stdin, 0o600)
             threading.Thread(target=_feed_stdin, args=(outbox, stdin, root), daemon=True).start()
-        status = execute(envelope, stdin, outbox.writer(seal.STDOUT), outbox.writer(seal.STDERR), timings)
+        else:
+            threading.Thread(target=_watch_agent, args=(outbox, root), daemon=True).start()
+        status = execute(envelope, stdin, outbox.writer(seal.STDOUT), outbox.writer(seal.STDERR), timings,
+                         _publish(pipe, ports))
     except Error as exc:
         outbox.close(seal.ERROR, _error_payload(exc))
         return 1
@@ -152,6 +158,28 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe) -> int:
     outbox.close(seal.EXIT, canonical.dumps({"status": status,
                                              "timings": {k: round(v, 6) for k, v in timings.items()}}))
     return 0
+
+
+def _publish(pipe: Pipe, ports: tuple[int, int]) -> Any:
+    """Listen files bound on loopback in the agent's port range, the bindings reported to the agent."""
+    from enarx_pkg.network import Publish
+
+    def report(endpoints: list[dict[str, object]]) -> None:
+        pipe.send(seal.R_LISTENING, canonical.dumps({"endpoints": endpoints}))
+
+    return Publish("127.0.0.1", ports[0], ports[1], report)
+
+
+def _watch_agent(outbox: Outbox, root: Path) -> None:
+    """Without stdin nothing else reads the agent's pipe: its end (the agent stopped or died) ends the
+    keep, so a long-running service never outlives its agent."""
+    try:
+        while True:
+            outbox.pipe.receive(seal.R_INPUT)
+    except EOFError:
+        outbox.abort(None, root)
+    except Error:
+        outbox.abort(VerificationError("the keep's agent sent a record it has no business sending"), root)
 
 
 def _error_payload(exc: Error) -> bytes:

@@ -39,7 +39,8 @@ def prewarm() -> None:
     from cryptography.hazmat.primitives import hpke  # noqa: F401 (opening the envelope)
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from enarx_pkg import encrypt, manifest, runtime  # noqa: F401
+    from enarx_pkg import encrypt, manifest, network, runtime  # noqa: F401
+    from enarx_pkg._internal import socktable, wasip1_net  # noqa: F401 (listen/connect files)
     from enarx_pkg.oci import auth  # noqa: F401
     from enarx_pkg.oci.client import Client
     from enarx_pkg.oci.reference import parse_registry
@@ -57,11 +58,12 @@ def prewarm() -> None:
 
 
 def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_stderr: Sink,
-            timings: dict[str, float] | None = None) -> int:
+            timings: dict[str, float] | None = None, publish: Any = None) -> int:
     """Fetch, verify and run the sealed package; returns the workload's exit status.
 
     ``stdin`` is the input itself, or a path the runtime opens as the workload's stdin (the keep's
     FIFO, fed while the workload runs). ``timings`` collects seconds per step (pull, decrypt, run).
+    ``publish`` (:class:`enarx_pkg.network.Publish`): where the host lets listen files bind.
     """
     timings = {} if timings is None else timings
     with tempfile.TemporaryDirectory(prefix="enarx-keep-") as tmp:
@@ -69,7 +71,7 @@ def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_st
         module, config = fetch(envelope, work, timings)
         t = time.perf_counter()
         try:
-            return run(envelope, module, config, stdin, work, on_stdout, on_stderr)
+            return run(envelope, module, config, stdin, work, on_stdout, on_stderr, publish)
         finally:
             timings["keep_run"] = time.perf_counter() - t
 
@@ -123,22 +125,25 @@ def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path, tim
 
 
 def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | Path, work: Path,
-        on_stdout: Sink, on_stderr: Sink) -> int:
-    """Run the module under the package's ``[keep]`` limits, with secrets as env vars or files."""
+        on_stdout: Sink, on_stderr: Sink, publish: Any = None) -> int:
+    """Run the module under the package's ``[keep]`` limits, with secrets as env vars or files.
+
+    Listen files are bound where ``publish`` says (the host's loopback, a port of its range) and
+    reported to the host before the workload starts; without ``publish`` a keep refuses them."""
     from enarx_pkg import manifest, runtime
 
     toml = manifest.loads(config_text, Path("Enarx.toml"))
-    socket_files = toml.socket_files
-    if socket_files:
-        raise InputError(f"file {socket_files[0].name!r} of kind {socket_files[0].kind!r} needs a socket, "
-                         "which this keep runtime cannot provide")
+    listen = [f for f in toml.socket_files if f.kind == "listen"]
+    if listen and publish is None:
+        raise InputError(f"file {listen[0].name!r} of kind 'listen' needs a host publish range, "
+                         "which this keep was not given")
     runtime.confine_dirs(toml.keep.dirs, work, "the keep's work directory")  # never the keep host's files
     env = dict(toml.env)
     dirs = secret_files(envelope.secrets, work / "secrets", env)
     # compiled here from the module whose digest was just checked: no compiled-code cache in a keep,
     # whose disk belongs to the host
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
-                            stdout=on_stdout, stderr=on_stderr, cache=False)
+                            stdout=on_stdout, stderr=on_stderr, cache=False, publish=publish)
     spec = replace(spec, env=env, dirs=spec.dirs + dirs)
     return int(runtime.run(spec))
 

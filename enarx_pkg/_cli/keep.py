@@ -1,0 +1,97 @@
+"""``enarx-pkg keep list|status|logs|stop``: thin option parsing around :mod:`enarx_pkg.keeps`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from enarx_pkg._cli.common import print_json
+
+keep_app = typer.Typer(help="Manage keeps left running by `deploy --detach`.",
+                       no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+HostOpt = Annotated[str, typer.Option("--host", metavar="URL", help="host agent URL the keep runs on")]
+IdArg = Annotated[str | None, typer.Argument(metavar="KEEP_ID", help="as `deploy --detach` printed it")]
+StateOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="the keep's state file (default: state dir)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@keep_app.callback()
+def keep() -> None:
+    """Manage keeps left running by ``deploy --detach`` (their state: the user's state dir or --state)."""
+
+
+@keep_app.command("list")
+def list_keeps(host: HostOpt, json_out: JsonOpt = False) -> None:
+    """The detached keeps this user deployed to the host, with their state there."""
+    from enarx_pkg import keeps
+    from enarx_pkg.errors import Error
+
+    rows: list[dict[str, Any]] = []
+    for record in keeps.records(host):
+        try:
+            state = str(keeps.status(record).get("state", "?"))
+        except Error:
+            state = "gone"
+        rows.append({"keep_id": record.keep_id, "state": state, "ref": record.ref,
+                     "endpoints": list(record.endpoints)})
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        ends = ", ".join(f"{e['port']}->{e['address']}" for e in r["endpoints"])
+        print(f"{r['keep_id']}  {r['state']:8}  {r['ref']}  {ends}")
+
+
+@keep_app.command("status")
+def status(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
+    """Whether the keep runs, and where its listen sockets are reachable."""
+    from enarx_pkg import keeps
+
+    report = keeps.status(keeps.load(keep_id, host, state))
+    if json_out:
+        print_json(report)
+        return
+    print(f"keep {report.get('keep_id')}: {report.get('state')}")
+    for e in keeps.parse_endpoints(_json_bytes({"endpoints": report.get("endpoints") or []}), host):
+        print(f"  {e['name']}: port {e['port']} -> {e['address']}")
+
+
+@keep_app.command("logs")
+def logs(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
+    """The keep's stdout and stderr so far (opened with the session key); exit code: the workload's, once exited."""
+    from enarx_pkg import keeps
+    from enarx_pkg._cli.common import warn
+    from enarx_pkg.errors import WorkloadError
+
+    result = keeps.logs(keeps.load(keep_id, host, state), _writer(sys.stdout), _writer(sys.stderr))
+    if result.dropped:
+        warn(f"{result.dropped} output frames were not kept (the agent's log limit)")
+    if result.error:
+        raise WorkloadError(f"the keep failed: {result.error}")
+    raise typer.Exit(result.status or 0)
+
+
+@keep_app.command("stop")
+def stop(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
+    """Destroy the keep (its logs go with it) and remove its state file."""
+    from enarx_pkg import keeps
+
+    record = keeps.load(keep_id, host, state)
+    keeps.stop(record, state)
+    print(f"keep {record.keep_id} stopped")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj).encode()
+
+
+def _writer(stream: Any) -> Any:
+    def write(data: bytes) -> None:
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    return write
