@@ -5,6 +5,8 @@ Same machine, same clients for both servers: ``wrk`` (32 connections) for manife
 http.client connection streaming 1 MiB chunks for blob push (POST, PATCH, PUT) and pull (GET). Peak RSS is each
 server's VmHWM (largest process), read after a small blob and again after the big one: streaming
 servers stay flat. Prints medians of ``--runs`` runs and the ratios ours / distribution.
+``--s3`` (or ``--s3-only``) adds the object-storage row set: both servers on one OpenStack Swift
+(bench/registry_s3.py).
 """
 
 from __future__ import annotations
