@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from enarx_pkg._internal import b64
+from enarx_pkg._internal import b64, bounded
 from enarx_pkg._internal.text import printable
 from enarx_pkg.errors import TransportError
 from enarx_pkg.trust import HostAnswerError, Offer
@@ -237,23 +237,18 @@ class HostClient:
 
     def _json(self, method: str, path: str, limit: int, seconds: float, secret: str | None, **kw: Any) -> Any:
         """One request; its JSON answer, read no further than ``limit`` bytes and ``seconds``."""
-        with self._exchange(seconds, f"{method} {path}", path) as deadline, \
-                self._http.stream(method, path, headers=self._bearer(secret), timeout=self._timeout(deadline),
-                                  extensions=deadline.extensions(), **kw) as r:
-            self._refusal(r, path, "refused")
-            body = _read(r, limit)
-        if body is None:
-            raise HostAnswerError(f"{self.url}{path}: the host agent's answer is over the {limit}-byte limit")
+        body = self._raw(method, path, secret, seconds, f"{method} {path}", limit, **kw)
         return parse_json(body, self.url + path, self.limits.json_depth)
 
-    def _raw(self, method: str, path: str, secret: str | None, seconds: float, what: str, **kw: Any) -> bytes:
-        """One request; its body as bytes, read no further than the log limit and ``seconds``."""
-        limit = self.limits.log_bytes
+    def _raw(self, method: str, path: str, secret: str | None, seconds: float, what: str,
+             limit: int | None = None, **kw: Any) -> bytes:
+        """One request; its body as bytes, read no further than ``limit`` (default: the log limit) and ``seconds``."""
+        limit = self.limits.log_bytes if limit is None else limit
         with self._exchange(seconds, what, path) as deadline, \
                 self._http.stream(method, path, headers=self._bearer(secret), timeout=self._timeout(deadline),
                                   extensions=deadline.extensions(), **kw) as r:
             self._refusal(r, path, "refused")
-            body = _read(r, limit)
+            body = bounded.read(r, limit)
         if body is None:
             raise HostAnswerError(f"{self.url}{path}: the host agent's answer is over the {limit}-byte limit")
         return body
@@ -261,22 +256,9 @@ class HostClient:
     def _refusal(self, r: Any, path: str, what: str) -> None:
         if r.status_code < 300:
             return
-        text = _error_text(_read(r, self.limits.refusal_bytes))
+        text = _error_text(bounded.read(r, self.limits.refusal_bytes))
         raise HostRefused(f"host agent {what}: {text or '(answer too long to show)'}", url=self.url + path,
                           status=r.status_code)
-
-
-def _read(r: Any, limit: int) -> bytes | None:
-    """A response body counted as it arrives; None once it passes ``limit``."""
-    declared = r.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    for chunk in r.iter_bytes():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
 
 
 def _timed(chunks: Iterator[bytes], deadline: Deadline) -> Iterator[bytes]:
