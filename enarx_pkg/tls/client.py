@@ -99,14 +99,18 @@ def wrap(sock: socket.socket, peer: AttestedPeer, name: str, *, context: ssl.SSL
         raise
 
 
+def _dial(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        raise TransportError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+
+
 def connect(host: str, port: int, peer: AttestedPeer, *, name: str | None = None, tls12: bool = False,
             timeout: float = CONNECT_TIMEOUT_S) -> tuple[ssl.SSLSocket, TlsAppraisal]:
     """A TLS connection to ``host:port`` whose peer passed ``peer`` for ``name`` (default: ``host``)."""
     where = f"{host}:{port}"
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+    sock = _dial(host, port, timeout)
     try:
         return wrap(sock, peer, name or host, context=_shared_context(tls12))
     except (ssl.SSLError, OSError) as exc:
@@ -130,10 +134,7 @@ def attest_issued_endpoint(host: str, port: int, cafile: Path, *, policy: Policy
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2 if tls12 else ssl.TLSVersion.TLSv1_3
     where = f"{host}:{port}"
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise TransportError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+    sock = _dial(host, port, timeout)
     try:
         with ctx.wrap_socket(sock, server_hostname=name or host) as tls:
             der = tls.getpeercert(binary_form=True)
