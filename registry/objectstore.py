@@ -228,18 +228,6 @@ class S3Store:
         for item in answer.get("Uploads", []):
             yield item["Key"], item["UploadId"], item["Initiated"].timestamp()
 
-    def hash_object(self, key: str) -> tuple[str, int]:
-        """Re-read an assembled object and hash it: the digest of the bytes actually stored."""
-        obj = self._call("get_object", Key=key)
-        h, size, body = hashlib.sha256(), 0, obj["Body"]
-        try:
-            while piece := body.read(1 << 20):
-                h.update(piece)
-                size += len(piece)
-        finally:
-            body.close()
-        return "sha256:" + h.hexdigest(), size
-
     def copy(self, source_key: str, target_key: str) -> None:
         """Server-side copy: one CopyObject up to 5 GiB, UploadPartCopy of 1 GiB ranges beyond."""
         size = self.object_size(source_key)

@@ -64,7 +64,9 @@ def test_multipart_assembly_and_rehash(store: S3Store) -> None:
     assert any(k == key for k, _, _ in store.open_multiparts())
     etags = [store.put_part(key, mp, i + 1, p) for i, p in enumerate(parts)]
     store.complete_multipart(key, mp, etags)
-    assert store.hash_object(key) == (sha(b"".join(parts)), MIN_PART + 1234)
+    read_back = bytearray()
+    assert store.concatenate([(key, MIN_PART + 1234)], read_back.extend) == sha(b"".join(parts))
+    assert bytes(read_back) == b"".join(parts)
 
 
 def test_aborted_multipart_is_gone(store: S3Store) -> None:
