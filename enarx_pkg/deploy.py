@@ -53,6 +53,7 @@ class DeploySettings:
     limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
     detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
     state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
+    tls: Any = None  # tls.deployer.TlsOptions: --tls-ca/--tls-ca-key/--tls-name (None: the keep certifies itself)
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -72,6 +73,7 @@ class HostResult:
     detached: bool = False  # the keep runs on; its state is in ``state_file``
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
     state_file: Path | None = None
+    tls: dict[str, Any] | None = None  # the certificate this deployer issued to the keep (--tls-ca)
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,7 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     require_published(settings.ref, "deploy")
     settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
+    steward = _tls_steward(settings)
     if len(settings.hosts) > 1 and settings.stdin is not None and not isinstance(settings.stdin, bytes):
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
     threading.Thread(target=_prewarm, daemon=True).start()
@@ -192,7 +195,7 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
             futures = [pool.submit(_deploy_host, h, settings, package, policy,
-                                   stdout if live else None, stderr if live else None, event)
+                                   stdout if live else None, stderr if live else None, event, steward)
                        for h in settings.hosts]
             results = [f.result() for f in futures]
     for r in results:
@@ -214,12 +217,23 @@ def _prewarm() -> None:
     manifest.loads('[package]\nname = "warm"\nversion = "0.0.0"\n', Path("warm.toml"))
 
 
+def _tls_steward(settings: DeploySettings) -> Any:
+    """The deploy CA of ``--tls-ca`` (checked before any host is contacted), or ``None``."""
+    if settings.tls is None:
+        return None
+    from enarx_pkg.tls import deployer
+
+    return deployer.load(settings.tls, settings.detach)
+
+
 def _deploy_host(host: str, settings: DeploySettings, package: Package, policy: Any,
-                 stdout: Sink | None, stderr: Sink | None, event: Event | None) -> HostResult:
+                 stdout: Sink | None, stderr: Sink | None, event: Event | None, steward: Any = None) -> HostResult:
     """One host's deploy; whatever happens to it is its own result, never the other hosts' end."""
     result = HostResult(host)
     try:
-        HostSession(host, settings, package, policy, result, event or (lambda h, s: None)).run(stdout, stderr)
+        session = HostSession(host, settings, package, policy, result, event or (lambda h, s: None))
+        session.steward = steward
+        session.run(stdout, stderr)
     except Error as exc:
         result.error = exc
     except Exception as exc:  # a host found a way to break us that no check anticipated: refuse this host only
@@ -240,6 +254,8 @@ class HostSession:
         self.client = HostClient(self.host, settings.host_token, settings.limits)
         self.offer: trust.Offer | None = None
         self.output_s = NO_TIME_LIMIT_OUTPUT_S
+        self.steward: Any = None  # tls.deployer.DeployerSteward: this deployer certifies the keep's TLS key
+        self.attested: trust.AttestedKeep | None = None
 
     def _time(self, step: str, t0: float) -> float:
         now = time.perf_counter()
@@ -272,6 +288,7 @@ class HostSession:
         collateral = _collateral(self.policy, self.settings.policy_path, tee, offer.evidence)
         keep = trust.attest(offer, nonce, self.policy, collateral, insecure_sim=self.settings.insecure_sim)
         self.result.tee, self.result.measurement = keep.tee, keep.measurement
+        self.attested = keep
         return keep
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
@@ -290,7 +307,15 @@ class HostSession:
         return plan.envelope_for(
             registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
             session_key=seal.new_session_key(), credential=credential,
-            layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
+            layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None,
+            tls=self._tls_request(config))
+
+    def _tls_request(self, config: Any) -> seal.TlsRequest | None:
+        if self.settings.tls is None:
+            return None
+        from enarx_pkg.tls import deployer
+
+        return deployer.request_for(config, self.settings.tls, self.steward)
 
     def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
                 stderr: Sink | None) -> None:
@@ -330,10 +355,24 @@ class HostSession:
             reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
+        if self.steward is not None:
+            self.result.tls = self._certify(offer, envelope, channel, logs.csr)
         record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
                                   tuple(endpoints), self.settings.ref)
         self.result.state_file = keeps.save(record, self.settings.state)
         self.result.endpoints, self.result.detached = endpoints, True
+
+    def _certify(self, offer: trust.Offer, envelope: seal.Envelope, channel: seal.Channel,
+                 csr: bytes | None) -> dict[str, Any]:
+        """The deployer as Steward: answer the keep's CSR, and wait until the keep serves the certificate."""
+        from enarx_pkg.tls import deployer
+
+        assert self.attested is not None and envelope.tls is not None
+        self.event(self.host, "issuing the keep's TLS certificate (--tls-ca)")
+        chain = deployer.certify(self.steward, csr, envelope.tls.names, tee=self.attested.tee,
+                                 measurement=self.attested.measurement, evidence=offer.evidence,
+                                 package=envelope.manifest_digest, policy=self.policy)
+        return deployer.deliver(self.client, offer, envelope.session_key, channel, chain, self.settings.limits)
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

@@ -65,6 +65,8 @@ class Logs:
     status: int | None = None  # the workload's exit status once it has exited
     error: str = ""  # the keep's sealed error report, if it failed
     dropped: int = 0  # frames the agent did not keep (its log limit)
+    csr: bytes | None = None  # the keep's TLS certificate request (deploy --tls-ca), DER
+    tls: dict[str, Any] | None = None  # the keep serves the deployer's certificate: {"sha256", "not_after"}
 
 
 def state_dir() -> Path:
@@ -167,6 +169,13 @@ def _frame(channel: seal.Channel, payload: bytes, stdout: Sink, stderr: Sink, re
     elif frame_type == seal.ERROR:
         obj = json.loads(data)
         result.error = printable(f"{obj.get('kind', 'Error')}: {obj.get('message', '')}"[:500])
+    elif frame_type == seal.TLS_CSR:
+        result.csr = data
+    elif frame_type == seal.TLS_READY:
+        obj = json.loads(data)
+        result.tls = {"sha256": str(obj["sha256"])[:64], "not_after": str(obj["not_after"])[:64]}
+    else:
+        raise VerificationError(f"the keep sent a {seal.FRAME_NAMES[frame_type]} frame")
 
 
 def parse_endpoints(payload: bytes, host: str) -> list[dict[str, Any]]:

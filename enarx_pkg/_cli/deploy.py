@@ -104,6 +104,14 @@ def deploy(
                                          "the keep runs on (see `enarx-pkg keep`)")] = False,
     state: Annotated[Path | None, typer.Option(metavar="FILE", help="where --detach saves the keep's state "
                                                "(0600; default: the user's state dir)")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(metavar="CA_CERT", help="with --detach: certify the keep's "
+                                                "prot = \"tls\" key with this deploy CA (`ca init`)")] = None,
+    tls_ca_key: Annotated[Path | None, typer.Option(metavar="CA_KEY", help="the deploy CA's key (0600)")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(metavar="DNS", help="a name the keep's TLS certificate "
+                                                       "carries (repeat; default: localhost + listen addresses)")
+                        ] = None,
+    tls_lifetime: Annotated[str, typer.Option(metavar="DURATION", help="lifetime of the certificate --tls-ca "
+                                              "issues (e.g. 30m, 24h, 7d)")] = "24h",
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
@@ -121,7 +129,7 @@ def deploy(
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
-        detach=detach, state=state)
+        detach=detach, state=state, tls=_tls_options(tls_ca, tls_ca_key, tls_name, tls_lifetime))
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -141,6 +149,15 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
                                      trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
+
+
+def _tls_options(ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str) -> Any:
+    from enarx_pkg._cli.tls import _duration
+    from enarx_pkg.tls.deployer import TlsOptions
+
+    if ca is None and key is None and not names:
+        return None
+    return TlsOptions(ca, key, tuple(names or ()), _duration(lifetime, "--tls-lifetime"))
 
 
 def _raw_stdin() -> Any:
@@ -182,7 +199,8 @@ def _row(r: Any) -> dict[str, Any]:
             "exit_code": int(r.error.exit_code) if r.error else r.status,
             "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
             "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}} | (
-        {"detached": True, "endpoints": r.endpoints, "state_file": str(r.state_file)} if r.detached else {})
+        {"detached": True, "endpoints": r.endpoints, "state_file": str(r.state_file)} if r.detached else {}) | (
+        {"tls": r.tls} if r.tls else {})
 
 
 def _detached(results: list[Any], live: bool) -> None:
@@ -197,6 +215,9 @@ def _detached(results: list[Any], live: bool) -> None:
         print(f"keep {r.keep_id} on {printable(r.host)} (detached; state: {r.state_file})")
         for e in r.endpoints:
             print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
+        if r.tls:
+            print(f"  tls: certificate sha256:{printable(r.tls['sha256'])}, valid until "
+                  f"{printable(r.tls['not_after'])} (issued by --tls-ca)")
 
 
 def _table(results: list[Any]) -> None:
