@@ -359,8 +359,13 @@ class HostSession:
             self.result.tls = self._certify(offer, envelope, channel, logs.csr)
         record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
                                   tuple(endpoints), self.settings.ref)
-        self.result.state_file = keeps.save(record, self.settings.state)
-        self.result.endpoints, self.result.detached = endpoints, True
+        state_file = keeps.save(record, self.settings.state)
+        try:
+            self.client.confirm(offer)
+        except Error:
+            state_file.unlink(missing_ok=True)  # the agent reaps an unconfirmed keep: the state would name nothing
+            raise
+        self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
 
     def _certify(self, offer: trust.Offer, envelope: seal.Envelope, channel: seal.Channel,
                  csr: bytes | None) -> dict[str, Any]:
