@@ -25,6 +25,10 @@ def prewarm() -> None:
     from enarx_pkg.tls import context, enroll, extension, keep, terminate  # noqa: F401
 
     keep.new_key()  # loads the EC code paths of cryptography's backend
+    import httpx
+
+    with httpx.Client(trust_env=False):  # as enroll makes it: the default CA bundle's loaders (steward = "URL")
+        pass
 
 
 def local_setup(files: Sequence[SocketFile]) -> TlsSetup | None:
