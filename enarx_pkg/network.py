@@ -79,8 +79,8 @@ def parse_mapping(items: Sequence[str], what: str = "--publish") -> tuple[tuple[
         out.append((listen, int(host_port)))
     if len(out) > MAX_MAPPINGS:
         raise UsageError(f"{what}: at most {MAX_MAPPINGS} mappings")
-    for label, values in (("host port", [p for _, p in out]), ("listen file", [k for k, _ in out])):
-        twice = sorted({str(v) for v in values if values.count(v) > 1})
+    for label, values in (("host port", [str(p) for _, p in out]), ("listen file", [k for k, _ in out])):
+        twice = sorted({v for v in values if values.count(v) > 1})
         if twice:
             raise UsageError(f"{what}: {label} {twice[0]} is mapped twice")
     return tuple(out)
