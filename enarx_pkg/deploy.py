@@ -26,6 +26,7 @@ from enarx_pkg import trust
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
+from enarx_pkg.network import check_mapping
 from enarx_pkg.oci.reference import service_url
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
 
@@ -53,6 +54,7 @@ class DeploySettings:
     limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
     detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
     state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
+    publish: tuple[tuple[str, int], ...] = ()  # explicit (LISTEN, host port) mapping of a detached keep
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -181,6 +183,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         raise UsageError("--detach and --stdin together: a detached keep has no deployer to read its input from")
     if settings.state is not None and (not settings.detach or len(settings.hosts) > 1):
         raise UsageError("--state FILE goes with --detach and one --host (each keep has its own state)")
+    if settings.publish and (not settings.detach or len(settings.hosts) > 1):
+        raise UsageError("--publish goes with --detach and one --host (a host port can be bound only once)")
     require_published(settings.ref, "deploy")
     settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
@@ -189,6 +193,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
         package = resolve_and_verify(settings, Path(tmp), event)
+        if package.config is not None:  # readable now: a mapping of no listen file fails before any host
+            check_mapping(package.config.files, settings.publish, f"package {settings.ref}")
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
             futures = [pool.submit(_deploy_host, h, settings, package, policy,
@@ -322,7 +328,7 @@ class HostSession:
 
         t = time.perf_counter()
         self.event(self.host, "waiting for the keep to bind its listen sockets")
-        body = self.client.provision_detached(offer, sealed)
+        body = self.client.provision_detached(offer, sealed, [f"{port}:{key}" for key, port in self.settings.publish])
         self._time("provision_to_listening", t)
         logs = keeps.Logs()
         endpoints = keeps.read_frames(body, channel, self.host, out, err, logs)

@@ -105,11 +105,15 @@ def deploy(
                                          "the keep runs on (see `enarx-pkg keep`)")] = False,
     state: Annotated[Path | None, typer.Option(metavar="FILE", help="where --detach saves the keep's state "
                                                "(0600; default: the user's state dir)")] = None,
+    publish: Annotated[list[str] | None, typer.Option(metavar="HOSTPORT:LISTEN", help="with --detach: bind the "
+                                                      "listen file LISTEN (name or port) on this host port "
+                                                      "(repeat; in the host's publish range)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
     from enarx_pkg import deploy as d
     from enarx_pkg import deploy_plan
+    from enarx_pkg.network import parse_mapping
 
     if insecure_sim:
         warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
@@ -122,7 +126,7 @@ def deploy(
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
-        detach=detach, state=state)
+        detach=detach, state=state, publish=parse_mapping(publish or ()))
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
