@@ -10,6 +10,7 @@ trust decisions are ``trust`` and ``deploy_plan``; this module only orchestrates
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -55,6 +56,8 @@ class DeploySettings:
     detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
     state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
     publish: tuple[tuple[str, int], ...] = ()  # explicit (LISTEN, host port) mapping of a detached keep
+    recipe: Any = None  # keeps.Recipe: saved with a detached keep, for `keep restart`
+    replaces: Any = None  # restart.Replacing: the detached keep this deploy takes over from
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -74,6 +77,7 @@ class HostResult:
     detached: bool = False  # the keep runs on; its state is in ``state_file``
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
     state_file: Path | None = None
+    evidence: dict[str, str] = field(default_factory=dict)  # the nonce and the SHA-256 of the evidence accepted
 
 
 @dataclass(frozen=True)
@@ -278,6 +282,7 @@ class HostSession:
         collateral = _collateral(self.policy, self.settings.policy_path, tee, offer.evidence)
         keep = trust.attest(offer, nonce, self.policy, collateral, insecure_sim=self.settings.insecure_sim)
         self.result.tee, self.result.measurement = keep.tee, keep.measurement
+        self.result.evidence = {"nonce": nonce.hex(), "evidence_sha256": hashlib.sha256(offer.evidence).hexdigest()}
         return keep
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
@@ -327,6 +332,8 @@ class HostSession:
         from enarx_pkg import keeps
 
         t = time.perf_counter()
+        if self.settings.replaces is not None:
+            self.settings.replaces.before_bind(self.event)
         self.event(self.host, "waiting for the keep to bind its listen sockets")
         body = self.client.provision_detached(offer, sealed, [f"{port}:{key}" for key, port in self.settings.publish])
         self._time("provision_to_listening", t)
@@ -337,7 +344,7 @@ class HostSession:
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
         record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
-                                  tuple(endpoints), self.settings.ref)
+                                  tuple(endpoints), self.settings.ref, self._recipe(), self._attestation())
         state_file = keeps.save(record, self.settings.state)
         try:
             self.client.confirm(offer)
@@ -345,6 +352,18 @@ class HostSession:
             state_file.unlink(missing_ok=True)  # the agent reaps an unconfirmed keep: the state would name nothing
             raise
         self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
+        if self.settings.replaces is not None:
+            self.result.state_file = self.settings.replaces.after_saved(state_file, self.event)
+
+    def _recipe(self) -> Any:
+        """The deploy's recipe, pinned to the digest deployed (what `keep restart` deploys again)."""
+        if self.settings.recipe is None:
+            return None
+        ref = self.package.reference
+        return replace(self.settings.recipe, reference=f"{ref.registry.host}/{ref.repository}@{ref.digest}")
+
+    def _attestation(self) -> dict[str, str]:
+        return {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:
