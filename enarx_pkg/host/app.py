@@ -43,6 +43,7 @@ from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
 from enarx_pkg.network import parse_mapping
 
 CREATE_TIMEOUT_S = 10.0
+STOP_WAIT_S = 5.0  # a killed keep's exit, awaited before DELETE answers (less than the client's delete_s)
 KEEP_ROUTES = "/v1/keeps/"  # a keep's own routes: its capability, checked by the handler; all else: the token
 NO_SUCH_KEEP = "no keep with this id and capability"
 MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
@@ -409,9 +410,14 @@ async def confirm_keep(request: Request) -> Response:
 
 
 async def delete_keep(request: Request) -> Response:
+    """Kill the keep and answer once its process has exited: its ports are free when the deployer hears so
+    (``keep restart`` binds them next)."""
     agent: Agent = request.app.state.agent
-    if agent.keep_for(request) is None or not agent.destroy(request.path_params["keep_id"]):
+    keep = agent.keep_for(request)
+    if keep is None or not agent.destroy(request.path_params["keep_id"]):
         return _problem(404, NO_SUCH_KEEP)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(keep.process.proc.wait(), STOP_WAIT_S)
     return Response(status_code=204)
 
 
