@@ -343,8 +343,9 @@ class HostSession:
             reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
-        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
-                                  tuple(endpoints), self.settings.ref, self._recipe(), self._attestation())
+        attested = {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
+        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key, tuple(endpoints),
+                                  self.settings.ref, keeps.pin(self.settings.recipe, self.package.reference), attested)
         state_file = keeps.save(record, self.settings.state)
         try:
             self.client.confirm(offer)
@@ -354,16 +355,6 @@ class HostSession:
         self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
         if self.settings.replaces is not None:
             self.result.state_file = self.settings.replaces.after_saved(state_file, self.event)
-
-    def _recipe(self) -> Any:
-        """The deploy's recipe, pinned to the digest deployed (what `keep restart` deploys again)."""
-        if self.settings.recipe is None:
-            return None
-        ref = self.package.reference
-        return replace(self.settings.recipe, reference=f"{ref.registry.host}/{ref.repository}@{ref.digest}")
-
-    def _attestation(self) -> dict[str, str]:
-        return {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

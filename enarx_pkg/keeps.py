@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,11 @@ class Recipe:
                    secrets=tuple(str(x) for x in obj.get("secrets") or ()),
                    args=None if args is None else tuple(str(x) for x in args),
                    publish=tuple(str(x) for x in obj.get("publish") or ()))
+
+
+def pin(recipe: Recipe | None, ref: Any) -> Recipe | None:
+    """The deploy's recipe with the reference pinned to the digest deployed (what `keep restart` deploys)."""
+    return None if recipe is None else replace(recipe, reference=f"{ref.registry.host}/{ref.repository}@{ref.digest}")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any
 from enarx_pkg import keeps
 from enarx_pkg.deploy import DeploySettings, Event, HostResult, deploy
 from enarx_pkg.deploy_plan import parse_secret_option
-from enarx_pkg.errors import InputError, TransportError, UsageError
+from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
 from enarx_pkg.network import parse_mapping
 
@@ -66,7 +66,12 @@ class Replacing:
     def after_saved(self, new_state: Path, event: Event) -> Path:
         """Stop the old keep (if still running) and replace its state by the new keep's; the state's path."""
         if not self.stopped:
-            self._stop(event, "now that the new keep runs")
+            try:
+                self._stop(event, "now that the new keep runs")
+            except Error as exc:
+                raise TransportError(f"the new keep runs (state: {new_state}), but the old keep "
+                                     f"{self.record.keep_id} could not be stopped: {exc.message}",
+                                     hint="stop the old one with `enarx-pkg keep stop` and its state file") from None
         if self.state is not None:
             os.replace(new_state, self.state)  # --state FILE: the same file now names the new keep
             return self.state
