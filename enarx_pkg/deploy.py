@@ -10,6 +10,7 @@ trust decisions are ``trust`` and ``deploy_plan``; this module only orchestrates
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -26,8 +27,10 @@ from enarx_pkg import trust
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
+from enarx_pkg.network import check_mapping
 from enarx_pkg.oci.reference import service_url
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
+from enarx_pkg.tls import deployer as tls_deployer
 
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
@@ -53,7 +56,10 @@ class DeploySettings:
     limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
     detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
     state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
-    tls: Any = None  # tls.deployer.TlsOptions: --tls-ca/--tls-ca-key/--tls-name (None: the keep certifies itself)
+    publish: tuple[tuple[str, int], ...] = ()  # explicit (LISTEN, host port) mapping of a detached keep
+    recipe: Any = None  # keeps.Recipe: saved with a detached keep, for `keep restart`
+    replaces: Any = None  # restart.Replacing: the detached keep this deploy takes over from
+    tls: Any = None  # tls.deployer.DeployTls (--tls-ca/--tls-ca-key/--tls-name, CA loaded); None: the keep's own
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -73,6 +79,7 @@ class HostResult:
     detached: bool = False  # the keep runs on; its state is in ``state_file``
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
     state_file: Path | None = None
+    evidence: dict[str, str] = field(default_factory=dict)  # the nonce and the SHA-256 of the evidence accepted
     tls: dict[str, Any] | None = None  # the certificate this deployer issued to the keep (--tls-ca)
 
 
@@ -183,19 +190,22 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         raise UsageError("--detach and --stdin together: a detached keep has no deployer to read its input from")
     if settings.state is not None and (not settings.detach or len(settings.hosts) > 1):
         raise UsageError("--state FILE goes with --detach and one --host (each keep has its own state)")
+    if settings.publish and (not settings.detach or len(settings.hosts) > 1):
+        raise UsageError("--publish goes with --detach and one --host (a host port can be bound only once)")
     require_published(settings.ref, "deploy")
     settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
-    steward = _tls_steward(settings)
     if len(settings.hosts) > 1 and settings.stdin is not None and not isinstance(settings.stdin, bytes):
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
         package = resolve_and_verify(settings, Path(tmp), event)
+        if package.config is not None:  # readable now: a mapping of no listen file fails before any host
+            check_mapping(package.config.files, settings.publish, f"package {settings.ref}")
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
             futures = [pool.submit(_deploy_host, h, settings, package, policy,
-                                   stdout if live else None, stderr if live else None, event, steward)
+                                   stdout if live else None, stderr if live else None, event)
                        for h in settings.hosts]
             results = [f.result() for f in futures]
     for r in results:
@@ -217,23 +227,12 @@ def _prewarm() -> None:
     manifest.loads('[package]\nname = "warm"\nversion = "0.0.0"\n', Path("warm.toml"))
 
 
-def _tls_steward(settings: DeploySettings) -> Any:
-    """The deploy CA of ``--tls-ca`` (checked before any host is contacted), or ``None``."""
-    if settings.tls is None:
-        return None
-    from enarx_pkg.tls import deployer
-
-    return deployer.load(settings.tls, settings.detach)
-
-
 def _deploy_host(host: str, settings: DeploySettings, package: Package, policy: Any,
-                 stdout: Sink | None, stderr: Sink | None, event: Event | None, steward: Any = None) -> HostResult:
+                 stdout: Sink | None, stderr: Sink | None, event: Event | None) -> HostResult:
     """One host's deploy; whatever happens to it is its own result, never the other hosts' end."""
     result = HostResult(host)
     try:
-        session = HostSession(host, settings, package, policy, result, event or (lambda h, s: None))
-        session.steward = steward
-        session.run(stdout, stderr)
+        HostSession(host, settings, package, policy, result, event or (lambda h, s: None)).run(stdout, stderr)
     except Error as exc:
         result.error = exc
     except Exception as exc:  # a host found a way to break us that no check anticipated: refuse this host only
@@ -254,8 +253,6 @@ class HostSession:
         self.client = HostClient(self.host, settings.host_token, settings.limits)
         self.offer: trust.Offer | None = None
         self.output_s = NO_TIME_LIMIT_OUTPUT_S
-        self.steward: Any = None  # tls.deployer.DeployerSteward: this deployer certifies the keep's TLS key
-        self.attested: trust.AttestedKeep | None = None
 
     def _time(self, step: str, t0: float) -> float:
         now = time.perf_counter()
@@ -288,7 +285,7 @@ class HostSession:
         collateral = _collateral(self.policy, self.settings.policy_path, tee, offer.evidence)
         keep = trust.attest(offer, nonce, self.policy, collateral, insecure_sim=self.settings.insecure_sim)
         self.result.tee, self.result.measurement = keep.tee, keep.measurement
-        self.attested = keep
+        self.result.evidence = {"nonce": nonce.hex(), "evidence_sha256": hashlib.sha256(offer.evidence).hexdigest()}
         return keep
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
@@ -308,14 +305,7 @@ class HostSession:
             registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
             session_key=seal.new_session_key(), credential=credential,
             layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None,
-            tls=self._tls_request(config))
-
-    def _tls_request(self, config: Any) -> seal.TlsRequest | None:
-        if self.settings.tls is None:
-            return None
-        from enarx_pkg.tls import deployer
-
-        return deployer.request_for(config, self.settings.tls, self.steward)
+            tls=tls_deployer.request_for(config, self.settings.tls))
 
     def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
                 stderr: Sink | None) -> None:
@@ -346,8 +336,10 @@ class HostSession:
         from enarx_pkg import keeps
 
         t = time.perf_counter()
+        if self.settings.replaces is not None:
+            self.settings.replaces.before_bind(self.event)
         self.event(self.host, "waiting for the keep to bind its listen sockets")
-        body = self.client.provision_detached(offer, sealed)
+        body = self.client.provision_detached(offer, sealed, [f"{port}:{key}" for key, port in self.settings.publish])
         self._time("provision_to_listening", t)
         logs = keeps.Logs()
         endpoints = keeps.read_frames(body, channel, self.host, out, err, logs)
@@ -355,10 +347,10 @@ class HostSession:
             reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
-        if self.steward is not None:
-            self.result.tls = self._certify(offer, envelope, channel, logs.csr)
-        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
-                                  tuple(endpoints), self.settings.ref)
+        self.result.tls = tls_deployer.certify_keep(self, offer, envelope, channel, logs.csr)
+        attested = {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
+        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key, tuple(endpoints),
+                                  self.settings.ref, keeps.pin(self.settings.recipe, self.package.reference), attested)
         state_file = keeps.save(record, self.settings.state)
         try:
             self.client.confirm(offer)
@@ -366,18 +358,8 @@ class HostSession:
             state_file.unlink(missing_ok=True)  # the agent reaps an unconfirmed keep: the state would name nothing
             raise
         self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
-
-    def _certify(self, offer: trust.Offer, envelope: seal.Envelope, channel: seal.Channel,
-                 csr: bytes | None) -> dict[str, Any]:
-        """The deployer as Steward: answer the keep's CSR, and wait until the keep serves the certificate."""
-        from enarx_pkg.tls import deployer
-
-        assert self.attested is not None and envelope.tls is not None
-        self.event(self.host, "issuing the keep's TLS certificate (--tls-ca)")
-        chain = deployer.certify(self.steward, csr, envelope.tls.names, tee=self.attested.tee,
-                                 measurement=self.attested.measurement, evidence=offer.evidence,
-                                 package=envelope.manifest_digest, policy=self.policy)
-        return deployer.deliver(self.client, offer, envelope.session_key, channel, chain, self.settings.limits)
+        if self.settings.replaces is not None:
+            self.result.state_file = self.settings.replaces.after_saved(state_file, self.event)
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

@@ -25,63 +25,72 @@ from enarx_pkg.tls.ca import DeployCA, load_ca
 
 
 @dataclass(frozen=True)
-class TlsOptions:
-    """What ``deploy`` was asked about the keep's TLS certificate."""
+class DeployTls:
+    """What ``deploy`` was asked about the keep's TLS certificate, the deploy CA loaded (or ``None``:
+    only ``--tls-name``, for the keep's own certificate)."""
 
-    ca_cert: Path | None = None
-    ca_key: Path | None = field(default=None, repr=False)
     names: tuple[str, ...] = ()
+    ca: DeployCA | None = field(default=None, repr=False)
     lifetime: timedelta = issue.DEFAULT_LIFETIME
 
 
-@dataclass(frozen=True)
-class DeployerSteward:
-    """A loaded deploy CA and what it certifies (``None`` from :func:`load` without ``--tls-ca``)."""
-
-    ca: DeployCA = field(repr=False)
-    lifetime: timedelta
-
-
-def load(options: TlsOptions, detach: bool) -> DeployerSteward | None:
-    """Check the TLS options before any host is contacted; load the CA if one is given."""
-    for name in options.names:
+def load(ca_cert: Path | None, ca_key: Path | None, names: Sequence[str], lifetime: timedelta,
+         detach: bool) -> DeployTls:
+    """Check the TLS options before any host is contacted; load the CA (key 0600) if one is given."""
+    for name in names:
         binding.general_names([name])
-    if (options.ca_cert is None) != (options.ca_key is None):
+    if (ca_cert is None) != (ca_key is None):
         raise UsageError("--tls-ca and --tls-ca-key go together (the CA certificate and its private key)")
-    if options.ca_cert is None or options.ca_key is None:
-        return None
+    if ca_cert is None or ca_key is None:
+        return DeployTls(tuple(names))
     if not detach:
         raise UsageError("--tls-ca goes with --detach: the certificate is for a keep that serves on after "
                          "the deployer exits")
-    if not timedelta(minutes=1) <= options.lifetime <= issue.MAX_LIFETIME:
-        raise UsageError(f"--tls-lifetime {options.lifetime} is outside 1 minute .. {issue.MAX_LIFETIME.days} days")
-    return DeployerSteward(load_ca(options.ca_cert, options.ca_key), options.lifetime)
+    if not timedelta(minutes=1) <= lifetime <= issue.MAX_LIFETIME:
+        raise UsageError(f"--tls-lifetime {lifetime} is outside 1 minute .. {issue.MAX_LIFETIME.days} days")
+    return DeployTls(tuple(names), load_ca(ca_cert, ca_key), lifetime)
 
 
-def request_for(config: Any, options: TlsOptions, steward: DeployerSteward | None) -> seal.TlsRequest | None:
-    """The envelope's TLS request for the package (``config``: its Enarx.toml), or ``None`` when the
-    package serves no ``prot = "tls"`` file (refused if the deployer was asked to certify one)."""
+def request_for(config: Any, tls: DeployTls | None) -> seal.TlsRequest | None:
+    """The envelope's TLS request for the package (``config``: its Enarx.toml): ``None`` without TLS
+    options, or when the package serves no ``prot = "tls"`` file (refused if a CA was to certify one)."""
     from enarx_pkg.tls.keepside import names_for
     from enarx_pkg.tls.sockets import is_tls
 
+    if tls is None:
+        return None
     listen = [f for f in (config.files if config is not None else ()) if f.kind == "listen" and is_tls(f)]
     if not listen:
-        if steward is not None:
+        if tls.ca is not None:
             raise UsageError("--tls-ca: the package declares no prot = \"tls\" listen file to certify")
         return None
-    return seal.TlsRequest(tuple(names_for(listen, options.names)), csr=steward is not None)
+    return seal.TlsRequest(tuple(names_for(listen, tls.names)), csr=tls.ca is not None)
 
 
-def certify(steward: DeployerSteward, csr_der: bytes | None, names: Sequence[str], *, tee: str, measurement: str,
+def certify_keep(session: Any, offer: Any, envelope: seal.Envelope, channel: seal.Channel,
+                 csr: bytes | None) -> dict[str, Any] | None:
+    """The deployer as Steward, for one detached keep of ``session`` (``deploy.HostSession``): answer
+    its CSR, and wait until it serves the certificate. ``None`` when this deploy certifies nothing."""
+    tls: DeployTls | None = session.settings.tls
+    if tls is None or tls.ca is None or envelope.tls is None:
+        return None
+    session.event(session.host, "issuing the keep's TLS certificate (--tls-ca)")
+    chain = certify(tls, csr, envelope.tls.names, tee=session.result.tee, measurement=session.result.measurement,
+                    evidence=offer.evidence, package=envelope.manifest_digest, policy=session.policy)
+    return deliver(session.client, offer, envelope.session_key, channel, chain, session.settings.limits)
+
+
+def certify(tls: DeployTls, csr_der: bytes | None, names: Sequence[str], *, tee: str, measurement: str,
             evidence: bytes, package: str, policy: Any) -> bytes:
     """The PEM chain (leaf, CA) for the keep's CSR, recording what this deployer appraised."""
     from enarx_pkg.errors import VerificationError
 
     if csr_der is None:
         raise VerificationError("the keep sent no TLS certificate request with its listening report")
+    assert tls.ca is not None
     record = issue.record_for(tee, measurement, evidence, package, policy)
-    cert = issue.issue_sealed_csr(steward.ca, csr_der, record, names, lifetime=steward.lifetime)
-    return cert.public_bytes(serialization.Encoding.PEM) + steward.ca.pem
+    cert = issue.issue_sealed_csr(tls.ca, csr_der, record, names, lifetime=tls.lifetime)
+    return cert.public_bytes(serialization.Encoding.PEM) + tls.ca.pem
 
 
 READY_S = 60.0  # the keep checks and installs the certificate in milliseconds; this is for a loaded host
