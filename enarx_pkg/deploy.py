@@ -340,8 +340,13 @@ class HostSession:
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
         record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
                                   tuple(endpoints), self.settings.ref)
-        self.result.state_file = keeps.save(record, self.settings.state)
-        self.result.endpoints, self.result.detached = endpoints, True
+        state_file = keeps.save(record, self.settings.state)
+        try:
+            self.client.confirm(offer)
+        except Error:
+            state_file.unlink(missing_ok=True)  # the agent reaps an unconfirmed keep: the state would name nothing
+            raise
+        self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

@@ -29,7 +29,9 @@ from enarx_pkg.package import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, ImageMani
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what a registry can make us download (the keep tightens these)."""
+    """Bounds on what a registry can make us download (the keep tightens these: keep/workload.py).
+
+    ``max_referrers = 0`` skips the referrers lookup altogether (the keep needs no signatures)."""
 
     max_manifest_bytes: int = 4 << 20
     max_blob_bytes: int = 8 << 30
@@ -64,7 +66,7 @@ def pull(ref: _ref.Reference | str, dest: Path, *, credentials: CredentialSource
         fetched = client.fetch_manifest(ref.repository, ref.reference)
         stats = _Puller(client, ref.repository, layout, limits, progress)
         stats.package(fetched, ref.tag)
-        refs = stats.referrers(fetched.digest)
+        refs = stats.referrers(fetched.digest) if limits.max_referrers else []
     return PullResult(ref.pinned(fetched.digest), fetched.digest, Layout(dest), stats.count, stats.total,
                       tuple(refs))
 

@@ -55,28 +55,25 @@ def inspect(
         print(inspector.render(result))
 
 
-@run_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                   "allow_interspersed_args": False})
-def run(ctx: typer.Context) -> None:
+@run_app.command(context_settings={"allow_interspersed_args": False})
+def run(
+    package: Annotated[str, typer.Argument(
+        help="A built project DIR (the build of its current version; refused if its sources changed "
+             "since), DIR:TAG, oci:LAYOUT[:TAG] or a registry reference.", show_default=True)] = ".",
+    args: Annotated[list[str] | None, typer.Argument(
+        help="After --: replace the Enarx.toml args.", show_default=False)] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Compile afresh instead of using the compiled-module cache.")] = False,
+    secret: Annotated[list[str] | None, typer.Option(
+        "--secret", metavar="NAME=SOURCE", show_default=False,
+        help="Give the workload secret NAME from env:VARIABLE or file:PATH on this machine (repeatable; "
+             "overrides the package's [secrets] by name).")] = None,
+) -> None:
     """Run the workload locally in wasmtime (no TEE) and exit with its status.
 
-    Usage: enarx-pkg run [PACKAGE] [--no-cache] [--secret NAME=SOURCE]... [-- ARGS...]
-
-    PACKAGE: a built project DIR (the build of its current version; refused if its sources
-    changed since), DIR:TAG, oci:LAYOUT[:TAG] or a registry reference (default: .).
-
-    Options (before PACKAGE or --):
-
-      --no-cache                 Compile afresh instead of using the compiled-module cache.
-
-      --secret NAME=env:VAR      Give the workload secret NAME, read from this machine's
-      --secret NAME=file:PATH    environment or a file (repeatable; overrides [secrets] by
-                                 name). The package's [secrets] are read the same way.
-
-      -- ARGS...                 Replace the Enarx.toml args.
+    Options go before PACKAGE; the workload's own arguments after --.
     """
-    # Options are parsed in _cli.run rather than declared: typer's per-parameter coercion imports
-    # pydantic (~100 ms); plain invocations do not reach typer at all (see _cli.main).
+    # `run` without options never gets here: _cli.main runs it without importing typer (_cli/run.py)
     from enarx_pkg._cli import run as run_cmd
 
-    raise typer.Exit(run_cmd.run(list(ctx.args)))
+    raise typer.Exit(run_cmd.run(package, args, cache=not no_cache, secrets=secret or ()))

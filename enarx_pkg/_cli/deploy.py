@@ -28,7 +28,8 @@ def serve(
     data: Annotated[Path, typer.Option(help="data directory (sim key, token)")] = Path(".enarx-host"),
     pool: Annotated[int, typer.Option(help="keeps kept pre-started")] = 2,
     max_keeps: Annotated[int, typer.Option(help="concurrent keeps at most")] = 16,
-    provision_deadline: Annotated[float, typer.Option(help="seconds a created keep waits for its envelope")] = 30.0,
+    provision_deadline: Annotated[float, typer.Option(
+        help="seconds a created keep waits for its envelope (a detached one: for its deployer's confirmation)")] = 30.0,
     keep_lifetime: Annotated[float, typer.Option(help="seconds after which any keep is destroyed")] = 3600.0,
     access_log: Annotated[str, typer.Option(help="common, combined or off (one line per request on stdout)")
                           ] = "combined",

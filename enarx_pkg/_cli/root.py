@@ -13,11 +13,18 @@ import typer.main
 from typer.core import TyperGroup
 
 from enarx_pkg import __version__
+from enarx_pkg._cli import coercion
 from enarx_pkg._cli.main import COMMANDS
 
 
 class LazyGroup(TyperGroup):
-    """Lists commands from ``COMMANDS`` and imports a command's module only when it is invoked."""
+    """Lists commands from ``COMMANDS`` and imports a command's module only when it is invoked.
+
+    Every command's option values are converted by :mod:`enarx_pkg._cli.coercion` (no pydantic)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        coercion.install(self, ctx)  # the root's own options (--version, --install-completion, ...)
+        return super().parse_args(ctx, args)  # type: ignore[no-any-return]
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
@@ -29,6 +36,7 @@ class LazyGroup(TyperGroup):
         app = getattr(importlib.import_module(module_name), attr)
         command = typer.main.get_command(app)
         command.name = cmd_name
+        coercion.install(command, ctx)
         return command
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:

@@ -1,87 +1,45 @@
-"""``enarx-pkg run`` without typer: the root CLI dispatches here directly for plain invocations.
+"""``enarx-pkg run``: what both ways in share, and the way in that skips typer.
 
-Running a small workload takes ~70 ms in bare wasmtime-py; typer (and the pydantic it brings for
-option coercion) would add ~150 ms to every run. So the words after ``run`` are parsed here, and
-``main`` sends ``run`` straight to :func:`run` unless the words ask for something typer must do
-(``--help``, unknown options before the target); ``_cli.build.run_app`` calls the same function.
+The options of ``run`` are declared once, on the typer command (``_cli.build.run``). An invocation
+that gives none (``run``, ``run PACKAGE``, ``run PACKAGE -- ARGS...``, the common case) holds only
+the two positional arguments, which ``main`` binds here as click would and runs without importing
+typer: typer costs about 30 ms a start, a third of what the wasmtime-py script that ``bench/run.py``
+compares against takes in all. Everything else (``--no-cache``, ``--secret``, ``--help``, an unknown
+option) goes through typer.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 NO_TEE = "running locally without a TEE: no attestation, no confidentiality"
 
 
-def plain(words: list[str]) -> bool:
-    """True when typer would hand ``words`` to :func:`run` unchanged except for a leading ``--``.
-
-    click stops option parsing at the first positional word or ``--`` (``allow_interspersed_args``
-    is off) and keeps unknown options (``--no-cache``); anything else before that point (``-h``,
-    ``--help``, other options) goes through typer so help and usage errors come out as before.
-    """
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-            continue
-        if word == "--" or word == "-" or not word.startswith("-"):
-            return True
-        if word == "--secret":
-            skip = True
-        elif word != "--no-cache" and not word.startswith("--secret="):
-            return False
-    return True
+def no_options(words: Sequence[str]) -> bool:
+    """True when click would read no option in ``words``: ``run`` parses options only before the
+    first positional word (``allow_interspersed_args`` off) and none after a leading ``--``."""
+    return not words or words[0] in ("--", "-") or not words[0].startswith("-")
 
 
-def click_args(words: list[str]) -> list[str]:
-    """What click leaves in ``ctx.args`` for ``plain`` words: the first ``--`` before any target goes."""
-    skip = False
-    for i, word in enumerate(words):
-        if skip:
-            skip = False
-            continue
-        if word == "--":
-            return words[:i] + words[i + 1:]
-        if word == "--secret":
-            skip = True
-        elif word != "--no-cache" and not word.startswith("--secret="):
-            break
-    return list(words)
+def positionals(words: Sequence[str]) -> tuple[str, list[str]]:
+    """(PACKAGE, ARGS) as click binds option-free ``words``: a leading ``--`` ends the (absent) options."""
+    rest = list(words[1:] if words[:1] == ["--"] else words)
+    return (rest[0] if rest else "."), rest[1:]
 
 
-def run(words: list[str]) -> int:
-    """Parse ``[PACKAGE] [--no-cache] [--secret NAME=env:VAR|file:PATH]... [-- ARGS...]``, say there
-    is no TEE, run, return its status."""
+def workload_args(args: Sequence[str] | None) -> tuple[str, ...] | None:
+    """ARGS as the workload gets them: None (the Enarx.toml ``args``) when none were given; the words
+    after a ``--`` otherwise (click keeps that ``--`` once a positional word ended option parsing)."""
+    if not args:
+        return None
+    return tuple(args[1:] if args[0] == "--" else args)
+
+
+def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets: Sequence[str] = ()) -> int:
+    """Say there is no TEE, run ``package`` with ``args`` (see :func:`workload_args`), return its status."""
     from enarx_pkg import runtime
 
-    target, argv, cache, secrets = options(list(words))
     print(NO_TEE, file=sys.stderr)
     sys.stderr.flush()
-    return runtime.run_path(target, argv, cache=cache, secrets=secrets)
-
-
-def options(words: list[str]) -> tuple[str, tuple[str, ...] | None, bool, tuple[str, ...]]:
-    """(target, workload args or None for the Enarx.toml ones, use the compiled cache, --secret values)."""
-    from enarx_pkg.errors import UsageError
-
-    cache, target, rest, secrets = True, ".", None, []
-    while words:
-        word = words.pop(0)
-        if word == "--":
-            rest = tuple(words)
-            break
-        if word == "--no-cache":
-            cache = False
-        elif word == "--secret" or word.startswith("--secret="):
-            if word == "--secret" and not words:
-                raise UsageError("run: --secret needs NAME=env:VARIABLE or NAME=file:PATH")
-            secrets.append(words.pop(0) if word == "--secret" else word.partition("=")[2])
-        elif word.startswith("-"):
-            raise UsageError(f"run: unknown option {word!r} (workload arguments go after --)")
-        elif target == "." and rest is None:
-            target = word
-        else:
-            rest = (word, *words)
-            break
-    return target, rest, cache, tuple(secrets)
+    return runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets))

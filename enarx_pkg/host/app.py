@@ -9,10 +9,11 @@ that capability provisions the keep, feeds its stdin and deletes it, so holders 
 cannot touch each other's keeps. A wrong capability and an unknown keep get the same 404.
 
 Detached keeps (``provision?detach=1``): the answer ends once the keep reports its listen sockets
-bound (or exits); the keep runs on, its sealed frames kept in a bounded log that only its capability
-reads (``/logs``), until it is deleted, its lifetime ends or the agent stops. Its listen sockets are
-bound by the keep process itself on loopback ports of the agent's publish range: clients connect to
-them directly, and the agent relays no byte of that traffic.
+bound (or exits); once the deployer confirms it saved the keep's state (``/confirm``, within the
+provision deadline), the keep runs on, its sealed frames kept in a bounded log that only its
+capability reads (``/logs``), until it is deleted, its lifetime ends or the agent stops. Its listen
+sockets are bound by the keep process itself on loopback ports of the agent's publish range: clients
+connect to them directly, and the agent relays no byte of that traffic.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class HostSettings:
     sim_fingerprint: str | None = None
     pool_size: int = 2
     max_keeps: int = 16
-    provision_deadline_s: float = 30.0  # a created keep must be provisioned this soon
+    provision_deadline_s: float = 30.0  # a created keep must be provisioned (a detached one: confirmed) this soon
     lifetime_s: float = 3600.0  # no keep outlives this
     max_envelope_bytes: int = seal.MAX_ENVELOPE_BYTES + 1024
 
@@ -72,6 +73,8 @@ class Keep:
     log: bytearray = field(default_factory=bytearray)  # records of sealed frames, in order
     dropped: int = 0  # frames not kept because the log was full
     endpoints: list[Any] | None = None  # what the keep reported bound (None: not yet)
+    answered: float | None = None  # when the deployer was sent the endpoints (detached keeps)
+    confirmed: bool = False  # the deployer saved the keep's state and said so: the keep may run on
     exited: bool = False
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # endpoints reported, or the keep exited
 
@@ -116,7 +119,9 @@ class Agent:
                 age = now - keep.created
                 late = not keep.provisioned and age > self.settings.provision_deadline_s
                 gone = keep.process.proc.returncode is not None and not keep.detached  # detached: logs stay
-                if late or age > self.settings.lifetime_s or gone:
+                unheld = keep.answered is not None and not keep.confirmed and \
+                    now - keep.answered > self.settings.provision_deadline_s  # its deployer died holding nothing
+                if late or unheld or age > self.settings.lifetime_s or gone:
                     self.destroy(keep_id)
 
     def keep_for(self, request: Request) -> Keep | None:
@@ -230,7 +235,9 @@ async def _detach(request: Request, agent: Agent, keep_id: str, keep: Keep) -> R
     """Once the keep reports its listen sockets (or exits): the frames so far and the endpoints record.
 
     A keep that exits first is destroyed; its sealed frames (the error) still go to the deployer. A
-    deployer that goes away before that gets nothing running either: no one would hold its state."""
+    deployer that goes away before that gets nothing running either: no one would hold its state. Nor
+    does one that goes away after the answer left but before it confirmed (``/confirm``) that it saved
+    the keep's state: an unconfirmed keep is reaped at the provision deadline, counted from the answer."""
     task = asyncio.create_task(_collect(keep))
     agent.tasks.add(task)
     task.add_done_callback(agent.tasks.discard)
@@ -242,6 +249,7 @@ async def _detach(request: Request, agent: Agent, keep_id: str, keep: Keep) -> R
         agent.destroy(keep_id)
     else:
         body += seal.record(seal.R_LISTENING, json.dumps({"endpoints": keep.endpoints}).encode())
+        keep.answered = time.monotonic()  # from now the deployer has the provision deadline to confirm
     return Response(body, media_type="application/octet-stream")
 
 
@@ -359,6 +367,16 @@ async def keep_logs(request: Request) -> Response:
                     headers={"X-Dropped-Frames": str(keep.dropped)})
 
 
+async def confirm_keep(request: Request) -> Response:
+    """The deployer saved a detached keep's state: the keep runs on past the provision deadline."""
+    agent: Agent = request.app.state.agent
+    keep = agent.keep_for(request)
+    if keep is None or keep.answered is None:
+        return _problem(404, NO_SUCH_KEEP)
+    keep.confirmed = True
+    return Response(status_code=204)
+
+
 async def delete_keep(request: Request) -> Response:
     agent: Agent = request.app.state.agent
     if agent.keep_for(request) is None or not agent.destroy(request.path_params["keep_id"]):
@@ -382,6 +400,7 @@ def create_app(settings: HostSettings) -> Starlette:
         Route("/v1/keeps/{keep_id:str}/provision", provision, methods=["POST"]),
         Route("/v1/keeps/{keep_id:str}/stdin", stdin, methods=["POST"]),
         Route("/v1/keeps/{keep_id:str}/logs", keep_logs, methods=["GET"]),
+        Route("/v1/keeps/{keep_id:str}/confirm", confirm_keep, methods=["POST"]),
         Route("/v1/keeps/{keep_id:str}", keep_status, methods=["GET"]),
         Route("/v1/keeps/{keep_id:str}", delete_keep, methods=["DELETE"]),
     ]

@@ -184,13 +184,22 @@ class HostClient:
         """A detached keep's sealed frames so far, as records (opened with the session key only)."""
         return self._raw("GET", keep_path(keep_id, "logs"), capability, self.limits.platform_s, "the keep's logs")
 
+    def confirm(self, offer: Offer) -> None:
+        """Tell the agent the deployer holds the detached keep's state: only now does it outlive the
+        agent's provision deadline (a keep whose deployer died before saving its state is reaped)."""
+        self._command("POST", keep_path(offer.keep_id, "confirm"), offer.capability, "confirm",
+                      "refused to keep the detached keep")
+
     def stop(self, keep_id: str, capability: str) -> None:
         """Destroy a keep; unlike :meth:`delete`, a refusal (wrong capability, no such keep) is an error."""
-        path = keep_path(keep_id)
-        with self._exchange(self.limits.delete_s, "stop", path) as deadline, \
-                self._http.stream("DELETE", path, headers=self._bearer(capability),
+        self._command("DELETE", keep_path(keep_id), capability, "stop", "refused to stop the keep")
+
+    def _command(self, method: str, path: str, capability: str, what: str, refused: str) -> None:
+        """A bodiless request whose refusal is an error; the answer's body is not read."""
+        with self._exchange(self.limits.delete_s, what, path) as deadline, \
+                self._http.stream(method, path, headers=self._bearer(capability),
                                   timeout=self._timeout(deadline), extensions=deadline.extensions()) as r:
-            self._refusal(r, path, "refused to stop the keep")
+            self._refusal(r, path, refused)
 
     def stdin(self, offer: Offer, records: Iterable[bytes], workload_s: float) -> None:
         """Upload sealed stdin records in one chunked request; 404/410 mean the keep already exited."""

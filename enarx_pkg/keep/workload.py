@@ -1,8 +1,9 @@
 """Inside the keep, after the envelope is open: pull by digest, decrypt, check, run.
 
-Every byte from the registry is checked before use: the manifest against the sealed digest, each
-blob against its descriptor (the OCI client does this while streaming), each decrypted layer against
-the plaintext digest in the sealed layer key and in the manifest annotation.
+The keep pulls through :func:`enarx_pkg.pull.pull`, as ``enarx-pkg pull`` does, under the tighter
+:data:`LIMITS`. Every byte from the registry is checked before use: the manifest against the sealed
+digest, each blob against its descriptor (the OCI client does this while streaming), each decrypted
+layer against the plaintext digest in the sealed layer key and in the manifest annotation.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from enarx_pkg import pull
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
-from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, ImageManifest
+from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, Layout
 
 MAX_CONFIG_BYTES = 1 << 20
+# a package is one manifest with two layers (module, Enarx.toml); its signatures were checked by the
+# deployer, so the keep fetches no referrers
+LIMITS = pull.Limits(max_manifest_bytes=1 << 20, max_blob_bytes=1 << 30, max_layers=2, max_referrers=0)
 Sink = Callable[[bytes], None]
 
 
@@ -77,50 +82,47 @@ def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_st
 
 
 def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tuple[Path, str]:
-    """Pull the manifest and both layers by digest into ``work``; returns (module path, Enarx.toml text)."""
-    from enarx_pkg.oci.auth import Credential, static
-    from enarx_pkg.oci.client import Client
-    from enarx_pkg.oci.reference import parse_registry
+    """Pull the sealed manifest digest and its blobs into a layout in ``work``, decrypt the layers
+    that are encrypted; returns (module path, Enarx.toml text)."""
+    from enarx_pkg.oci.auth import Credential, anonymous, static
+    from enarx_pkg.oci.reference import Reference, parse_registry
 
     registry = parse_registry(envelope.registry)
     # the credential is bound to the registry origin it was sealed for: never sent to a redirect target
-    # (oci/transport.py) nor to a token service on another origin (oci/auth.py)
+    # (oci/transport.py) nor to a token service on another origin (oci/auth.py); without one the keep
+    # asks anonymously, never through a credential store on the host's disk
     creds = static(registry.host, Credential(*envelope.credential, source="sealed envelope",
-                                             origin=registry.base_url)) if envelope.credential else None
+                                             origin=registry.base_url)) if envelope.credential else anonymous
     t = time.perf_counter()
-    timings["keep_decrypt"] = 0.0
-    with Client(registry, creds) as client:
-        fetched = client.fetch_manifest(envelope.repository, envelope.manifest_digest)
-        if fetched.digest != envelope.manifest_digest:
-            raise VerificationError(f"registry served manifest {fetched.digest}, not the sealed "
-                                    f"{envelope.manifest_digest}")
-        manifest = ImageManifest.from_bytes(fetched.data, f"manifest {fetched.digest}")
-        wasm, conf = manifest.layer(MEDIA_WASM), manifest.layer(MEDIA_ENARX_CONFIG)
-        module = _get(client, envelope, wasm, work / "module.wasm", timings)
-        config = _get(client, envelope, conf, work / "Enarx.toml", timings)
-    timings["keep_pull"] = time.perf_counter() - t - timings["keep_decrypt"]
+    result = pull.pull(Reference(registry, envelope.repository, digest=envelope.manifest_digest),
+                       work / "package", credentials=creds, limits=LIMITS)
+    if result.manifest_digest != envelope.manifest_digest:
+        raise VerificationError(f"registry served manifest {result.manifest_digest}, not the sealed "
+                                f"{envelope.manifest_digest}")
+    timings["keep_pull"] = time.perf_counter() - t
+    t = time.perf_counter()
+    manifest = result.layout.manifest(result.manifest_digest)
+    module = _plaintext(result.layout, envelope, manifest.layer(MEDIA_WASM), work / "module.wasm")
+    config = _plaintext(result.layout, envelope, manifest.layer(MEDIA_ENARX_CONFIG), work / "Enarx.toml")
+    timings["keep_decrypt"] = time.perf_counter() - t
     if config.stat().st_size > MAX_CONFIG_BYTES:
         raise InputError("the package's Enarx.toml is over the size limit")
     return module, config.read_text("utf-8")
 
 
-def _get(client: Any, envelope: seal.Envelope, desc: Descriptor, dest: Path, timings: dict[str, float]) -> Path:
-    """Download one layer (verified by digest), then decrypt it if it is encrypted."""
+def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> Path:
+    """The pulled layer (checked against its digest as it arrived) at ``dest``, decrypted if encrypted."""
     from enarx_pkg import encrypt
 
-    cipher = dest.with_suffix(".enc")
-    with open(cipher if encrypt.is_encrypted(desc) else dest, "wb") as out:
-        client.fetch_blob_to(envelope.repository, desc, out)
+    blob = layout.blob_path(desc.digest)
     if not encrypt.is_encrypted(desc):
+        os.link(blob, dest)  # the workload sees the name it always had (argv[0] of a package without a name)
         return dest
     key = envelope.layer_keys.get(desc.digest)
     if key is None:
         raise VerificationError(f"layer {desc.digest} is encrypted but the envelope holds no key for it")
-    t = time.perf_counter()
-    with open(cipher, "rb") as src, open(dest, "wb") as out:
+    with open(blob, "rb") as src, open(dest, "wb") as out:
         encrypt.decrypt_layer(src, desc, key, out)
-    cipher.unlink()
-    timings["keep_decrypt"] += time.perf_counter() - t
     return dest
 
 

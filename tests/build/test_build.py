@@ -49,9 +49,24 @@ def test_build_record_has_what_provenance_needs(wat_layout: Path) -> None:
     assert record["buildType"] == "https://enarx.dev/enarx-pkg/build/v1"
     assert record["builder"]["id"].startswith("enarx-pkg@")
     assert record["command"] == "wat"
-    assert "wasmtime" in record["toolchains"]
+    from importlib import metadata
+
+    assert record["toolchains"]["wasmtime"] == metadata.version("wasmtime")  # read without importlib.metadata
     assert {i["path"] for i in record["inputs"]} == {"Enarx.toml", "hello.wat"}
     assert all(i["digest"].startswith("sha256:") for i in record["inputs"])
+
+
+@pytest.mark.parametrize("dist", ["wasmtime", "componentize-py", "typer", "not-installed-anywhere"])
+def test_toolchain_versions_agree_with_importlib_metadata(dist: str) -> None:
+    from importlib import metadata
+
+    from enarx_pkg._internal.recipes import dist_version
+
+    try:
+        expected: str | None = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        expected = None
+    assert dist_version(dist) == expected
 
 
 def test_building_twice_gives_the_same_digest(tmp_path: Path) -> None:

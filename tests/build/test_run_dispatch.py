@@ -1,4 +1,4 @@
-"""``enarx-pkg run`` skips typer for plain invocations: same output and exit code as through typer."""
+"""``enarx-pkg run`` without options skips typer: same output and exit code as through typer; options go to typer."""
 
 from __future__ import annotations
 
@@ -26,38 +26,52 @@ def _both(argv: list[str], capfd: pytest.CaptureFixture[str], monkeypatch: pytes
           ) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
     fast = (main(argv), *capfd.readouterr())
     with monkeypatch.context() as m:
-        m.setattr(run_cmd, "plain", lambda words: False)  # force the typer path
+        m.setattr(run_cmd, "no_options", lambda words: False)  # force the typer path
         slow = (main(argv), *capfd.readouterr())
     return fast, slow
 
 
 @pytest.mark.parametrize("argv", [
-    ["run", "{L}"], ["run", "{L}", "--", "a", "b c"], ["run", "--no-cache", "{L}"], ["run", "--", "{L}"],
-    ["run", "--no-cache", "--", "{L}", "x"], ["run", "{L}", "--no-cache"], ["run", "{L}", "extra", "--x"],
-    ["run", "{L}", "--json"], ["run", "-"], ["run", "/nonexistent/layout"], ["run", "{P}"],
-    ["run", "{E}"], ["run", "{E}", "--", "-h"], ["run"], ["run", "--secret", "X=env:ENARX_PKG_UNSET_VAR", "{L}"],
-    ["run", "--secret=X=bad", "{L}"],
+    ["run", "{L}"], ["run", "{L}", "--", "a", "b c"], ["run", "--", "{L}"], ["run", "--", "{L}", "--", "x"],
+    ["run", "{L}", "--no-cache"], ["run", "{L}", "extra", "--x"], ["run", "{L}", "--json"], ["run", "-"],
+    ["run", "/nonexistent/layout"], ["run", "{P}"], ["run", "{E}"], ["run", "{E}", "--", "-h"], ["run"],
+    ["run", "--"], ["run", "{L}", "--"], ["run", "--", "--", "x"],
 ])
 def test_fast_path_matches_typer(argv: list[str], wat_layout: Path, exit7: Path, tmp_path: Path,
                                  capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # bare `run` looks in the working directory: nothing there
     subst = {"{L}": str(wat_layout), "{P}": str(wat_layout.parent.parent), "{E}": str(exit7)}
     argv = [subst.get(w, w) for w in argv]
-    assert run_cmd.plain(argv[1:])
+    assert run_cmd.no_options(argv[1:])
     fast, slow = _both(argv, capfd, monkeypatch)
     assert fast == slow
     assert fast[0] in (0, 2, 7, 65, 66)
 
 
-@pytest.mark.parametrize("words", [["-h"], ["--help"], ["--no-cache", "--help"], ["--frob", "x"], ["-xh"]])
-def test_help_and_unknown_leading_options_go_through_typer(words: list[str]) -> None:
-    assert not run_cmd.plain(words)
+@pytest.mark.parametrize("words", [["-h"], ["--help"], ["--no-cache", "--help"], ["--frob", "x"], ["-xh"],
+                                   ["--no-cache", "x"], ["--secret", "A=env:B", "x"], ["--secret=A=env:B"]])
+def test_options_go_through_typer(words: list[str]) -> None:
+    assert not run_cmd.no_options(words)
+
+
+@pytest.mark.parametrize("argv, status, out", [
+    (["run", "--no-cache", "{E}"], 7, ""), (["run", "--no-cache", "--", "{L}", "x"], 0, "arg: x\n"),
+    (["run", "--frob", "{L}"], 2, ""), (["run", "--secret", "X=bad", "{L}"], 2, ""),
+])
+def test_options(argv: list[str], status: int, out: str, wat_layout: Path, exit7: Path,
+                 capfd: pytest.CaptureFixture[str]) -> None:
+    argv = [{"{L}": str(wat_layout), "{E}": str(exit7)}.get(w, w) for w in argv]
+    assert main(argv) == status
+    stdout, stderr = capfd.readouterr()
+    assert out in stdout
+    assert "Traceback" not in stderr
 
 
 def test_run_help_still_works() -> None:
     out = subprocess.run([sys.executable, "-m", "enarx_pkg", "run", "-h"], capture_output=True, text=True,
                          timeout=60)
-    assert out.returncode == 0 and "Usage:" in out.stdout and "--no-cache" in out.stdout
+    assert out.returncode == 0 and "Usage:" in out.stdout
+    assert "--no-cache" in out.stdout and "--secret NAME=SOURCE" in out.stdout
 
 
 def test_plain_run_imports_neither_typer_nor_jsonschema(wat_layout: Path) -> None:

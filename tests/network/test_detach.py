@@ -64,11 +64,16 @@ def signed_and_published(layout_dir: Path, repository: str, root: Path, registry
     return Service(f"{reg.host}/{repository}:0.1.0", signer.public_path)
 
 
+PROVISION_DEADLINE_S = 10  # the range host's: a created keep waits this long for its envelope, a detached one for
+# its deployer's confirmation
+
+
 @pytest.fixture(scope="module")
 def range_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
     """A sim agent whose keeps publish on a 3-port range (the first port free, the others too)."""
     low = _free_range(3)
-    host = start_host(tmp_path_factory.mktemp("detach-host"), "--publish-range", f"{low}-{low + 2}", pool=1)
+    host = start_host(tmp_path_factory.mktemp("detach-host"), "--publish-range", f"{low}-{low + 2}",
+                      "--provision-deadline", str(PROVISION_DEADLINE_S), pool=1)
     yield host, low
     stop_host(host)
 
@@ -316,14 +321,55 @@ def test_a_deployer_killed_while_the_keep_starts_leaves_nothing_running(
             break
     proc.wait(30)
 
-    def active() -> int:
-        r = httpx.get(host.url + "/v1/platform", headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
-        return int(r.json()["keeps"]["active"])
-
-    deadline = time.monotonic() + 45  # an unprovisioned keep lives until the agent's 30 s provision deadline
-    while active() and time.monotonic() < deadline:
+    # Killed before or while the keep starts, or after the agent answered but before the state was saved
+    # and confirmed: either way no one holds the keep, and the agent reaps it at its provision deadline.
+    deadline = time.monotonic() + 120
+    while _active(host) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert active() == 0 and not (tmp_path / "state").exists()
+    assert _active(host) == 0 and not (tmp_path / "state").exists()
     time.sleep(3)  # had the keep lived on, it would have bound the range's first port by now
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", low), timeout=5)
+
+
+def test_a_keep_whose_deployer_never_confirms_is_reaped(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployer dies after the agent answered with the endpoints, before it saved and confirmed the
+    keep's state (played in process: the confirmation is never sent). The keep must not run on unheld."""
+    from enarx_pkg import deploy as d
+    from enarx_pkg import verify
+    from enarx_pkg.host.client import HostClient
+
+    host, _ = range_host
+    policy = tmp_path / "policy.toml"
+    policy.write_text(host.policy())
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr(HostClient, "confirm", lambda self, offer: None)
+    [r] = d.deploy(d.DeploySettings(ref=rust_service.ref, hosts=(host.url,), policy_path=policy,
+                                    host_token=host.token, insecure_sim=True, detach=True,
+                                    signer=verify.KeyPolicy(rust_service.signer_pub.read_bytes())))
+    assert r.error is None and r.endpoints, r.error and r.error.message
+    assert httpx.get(f"http://{r.endpoints[0]['address']}", timeout=30).status_code == 200  # bound, serving
+    gone = time.monotonic() + 120
+    while _active(host) and time.monotonic() < gone:
+        time.sleep(0.3)
+    assert _active(host) == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{r.endpoints[0]['address']}", timeout=10)
+
+
+def test_a_confirmed_keep_outlives_the_provision_deadline(
+        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = range_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    time.sleep(PROVISION_DEADLINE_S + 3)  # past the deadline and a reaper round: a lower bound, never a race
+    assert httpx.get(d.url, timeout=30).status_code == 200
+    status = cli("keep", "status", d.keep_id, "--host", host.url, "--json", env=d.env)
+    assert json.loads(status.stdout)["state"] == "running", status.stderr
+    cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
+
+
+def _active(host: HostAgent) -> int:
+    r = httpx.get(host.url + "/v1/platform", headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
+    return int(r.json()["keeps"]["active"])

@@ -16,6 +16,7 @@ from tests.fixtures.registry import RegistryServer, start_registry
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
 def sha(data: bytes) -> str:
@@ -80,6 +81,17 @@ class Client:
         r = self.push_manifest(repo, tag, body)
         assert r.status_code == 201, r.text
         return sha(body), body
+
+    def attach_bundle(self, repo: str, subject: str, subject_size: int, bundle: bytes) -> None:
+        """Push ``bundle`` as a sigstore-bundle referrer of the manifest ``subject`` (by digest)."""
+        config = self.push_blob(repo, b"{}")
+        layer = self.push_blob(repo, bundle)
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": BUNDLE,
+                    "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                    "layers": [{"mediaType": BUNDLE, "digest": layer, "size": len(bundle)}],
+                    "subject": {"mediaType": MANIFEST, "digest": subject, "size": subject_size}}
+        body = json.dumps(manifest).encode()
+        assert self.push_manifest(repo, sha(body), body).status_code == 201
 
 
 @pytest.fixture

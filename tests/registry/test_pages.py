@@ -16,7 +16,6 @@ from tests.conftest import free_port
 from tests.fixtures.registry import RegistryServer, start_registry
 from tests.registry.conftest import EMPTY, MANIFEST, Client, sha
 
-BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 TESTVECTOR = "a.dsse.staging-rekor-v2.txt.sigstore.json"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -35,17 +34,6 @@ def _package(client: Client, repo: str, tag: str, *, encrypted: bool = False, cr
     body = json.dumps(manifest).encode()
     assert client.push_manifest(repo, tag, body).status_code == 201
     return sha(body), len(body)
-
-
-def _attach(client: Client, repo: str, subject: str, size: int, bundle: bytes) -> None:
-    config = client.push_blob(repo, b"{}")
-    layer = client.push_blob(repo, bundle)
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": BUNDLE,
-                "config": {"mediaType": EMPTY, "digest": config, "size": 2},
-                "layers": [{"mediaType": BUNDLE, "digest": layer, "size": len(bundle)}],
-                "subject": {"mediaType": MANIFEST, "digest": subject, "size": size}}
-    body = json.dumps(manifest).encode()
-    assert client.push_manifest(repo, sha(body), body).status_code == 201
 
 
 def _key_signed(subject: str, key) -> bytes:  # type: ignore[no-untyped-def]
@@ -76,9 +64,9 @@ def trusting(tmp_path_factory: pytest.TempPathFactory, testvectors: Path) -> Ite
         "--trusted-issuer", "https://accounts.example.com", "--access-log", "common"])
     admin = Client(server, server.admin_token)
     digest, size = _package(admin, "pages/signed", "1.0.0", created="1970-01-01T00:00:00Z")
-    _attach(admin, "pages/signed", digest, size, _key_signed(digest, key))
-    _attach(admin, "pages/signed", digest, size, _key_signed(digest, stranger))
-    _attach(admin, "pages/signed", digest, size, (testvectors / "sigstore" / TESTVECTOR).read_bytes())
+    admin.attach_bundle("pages/signed", digest, size, _key_signed(digest, key))
+    admin.attach_bundle("pages/signed", digest, size, _key_signed(digest, stranger))
+    admin.attach_bundle("pages/signed", digest, size, (testvectors / "sigstore" / TESTVECTOR).read_bytes())
     sealed, _ = _package(admin, "pages/sealed", "2.0.0", encrypted=True)
     yield {"server": server, "digest": digest, "sealed": sealed}
     server.stop()

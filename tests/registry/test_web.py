@@ -11,9 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.registry.conftest import EMPTY, MANIFEST, Client, sha
+from tests.registry.conftest import BUNDLE, EMPTY, MANIFEST, Client, sha
 
-BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 REPOSITORY = "web/hello-keep"
 
 
@@ -26,17 +25,6 @@ def _push_layout(client: Client, repo: str, layout: Path, tag: str) -> str:
         client.push_blob(repo, (layout / "blobs" / "sha256" / desc["digest"][7:]).read_bytes())
     assert client.push_manifest(repo, tag, body).status_code == 201
     return digest
-
-
-def _attach(client: Client, repo: str, subject: str, subject_size: int, bundle: bytes) -> None:
-    config = client.push_blob(repo, b"{}")
-    layer = client.push_blob(repo, bundle)
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": BUNDLE,
-                "config": {"mediaType": EMPTY, "digest": config, "size": 2},
-                "layers": [{"mediaType": BUNDLE, "digest": layer, "size": len(bundle)}],
-                "subject": {"mediaType": MANIFEST, "digest": subject, "size": subject_size}}
-    body = json.dumps(manifest).encode()
-    assert client.push_manifest(repo, sha(body), body).status_code == 201
 
 
 def _key_bundle(subject: str) -> tuple[bytes, str]:
@@ -66,9 +54,9 @@ def published(registry_server, oci_layout, testvectors) -> dict[str, str]:
     digest = _push_layout(client, REPOSITORY, oci_layout, "1.0.0")
     size = len((oci_layout / "blobs" / "sha256" / digest[7:]).read_bytes())
     keyless = (testvectors / "sigstore" / "a.dsse.staging-rekor-v2.txt.sigstore.json").read_bytes()
-    _attach(client, REPOSITORY, digest, size, keyless)
+    client.attach_bundle(REPOSITORY, digest, size, keyless)
     key_bundle, fingerprint = _key_bundle(digest)
-    _attach(client, REPOSITORY, digest, size, key_bundle)
+    client.attach_bundle(REPOSITORY, digest, size, key_bundle)
     return {"digest": digest, "fingerprint": fingerprint}
 
 
@@ -180,7 +168,7 @@ def test_encrypted_layers_and_refused_signatures_are_shown_as_such(registry_serv
     body = json.dumps(manifest).encode()
     assert client.push_manifest("web/sealed", "1.0.0", body).status_code == 201
     forged = (testvectors / "sigstore" / "negative" / "bundle_no_log_entry.txt.sigstore").read_bytes()
-    _attach(client, "web/sealed", sha(body), len(body), forged)
+    client.attach_bundle("web/sealed", sha(body), len(body), forged)
     api = httpx.Client(base_url=registry_server.url + "/api/v1",
                        headers={"Authorization": f"Bearer {registry_server.admin_token}"})
     v = api.get("/repositories/web/sealed/-/versions/1.0.0").json()
