@@ -10,6 +10,7 @@ trust decisions are ``trust`` and ``deploy_plan``; this module only orchestrates
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -26,6 +27,7 @@ from enarx_pkg import trust
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
+from enarx_pkg.network import check_mapping
 from enarx_pkg.oci.reference import service_url
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
 
@@ -53,6 +55,9 @@ class DeploySettings:
     limits: Limits = field(default_factory=Limits)  # sizes and deadlines of every host exchange
     detach: bool = False  # return once the keep's listen sockets are bound; the keep runs on
     state: Path | None = None  # where a detached keep's state goes (default: keeps.state_dir())
+    publish: tuple[tuple[str, int], ...] = ()  # explicit (LISTEN, host port) mapping of a detached keep
+    recipe: Any = None  # keeps.Recipe: saved with a detached keep, for `keep restart`
+    replaces: Any = None  # restart.Replacing: the detached keep this deploy takes over from
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -72,6 +77,7 @@ class HostResult:
     detached: bool = False  # the keep runs on; its state is in ``state_file``
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
     state_file: Path | None = None
+    evidence: dict[str, str] = field(default_factory=dict)  # the nonce and the SHA-256 of the evidence accepted
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         raise UsageError("--detach and --stdin together: a detached keep has no deployer to read its input from")
     if settings.state is not None and (not settings.detach or len(settings.hosts) > 1):
         raise UsageError("--state FILE goes with --detach and one --host (each keep has its own state)")
+    if settings.publish and (not settings.detach or len(settings.hosts) > 1):
+        raise UsageError("--publish goes with --detach and one --host (a host port can be bound only once)")
     require_published(settings.ref, "deploy")
     settings = replace(settings, hosts=tuple(service_url(h, "--host") for h in settings.hosts))
     policy = load_policy(settings)
@@ -189,6 +197,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
         package = resolve_and_verify(settings, Path(tmp), event)
+        if package.config is not None:  # readable now: a mapping of no listen file fails before any host
+            check_mapping(package.config.files, settings.publish, f"package {settings.ref}")
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
             futures = [pool.submit(_deploy_host, h, settings, package, policy,
@@ -272,6 +282,7 @@ class HostSession:
         collateral = _collateral(self.policy, self.settings.policy_path, tee, offer.evidence)
         keep = trust.attest(offer, nonce, self.policy, collateral, insecure_sim=self.settings.insecure_sim)
         self.result.tee, self.result.measurement = keep.tee, keep.measurement
+        self.result.evidence = {"nonce": nonce.hex(), "evidence_sha256": hashlib.sha256(offer.evidence).hexdigest()}
         return keep
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
@@ -321,8 +332,10 @@ class HostSession:
         from enarx_pkg import keeps
 
         t = time.perf_counter()
+        if self.settings.replaces is not None:
+            self.settings.replaces.before_bind(self.event)
         self.event(self.host, "waiting for the keep to bind its listen sockets")
-        body = self.client.provision_detached(offer, sealed)
+        body = self.client.provision_detached(offer, sealed, [f"{port}:{key}" for key, port in self.settings.publish])
         self._time("provision_to_listening", t)
         logs = keeps.Logs()
         endpoints = keeps.read_frames(body, channel, self.host, out, err, logs)
@@ -330,8 +343,9 @@ class HostSession:
             reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
-        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key,
-                                  tuple(endpoints), self.settings.ref)
+        attested = {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
+        record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key, tuple(endpoints),
+                                  self.settings.ref, keeps.pin(self.settings.recipe, self.package.reference), attested)
         state_file = keeps.save(record, self.settings.state)
         try:
             self.client.confirm(offer)
@@ -339,6 +353,8 @@ class HostSession:
             state_file.unlink(missing_ok=True)  # the agent reaps an unconfirmed keep: the state would name nothing
             raise
         self.result.state_file, self.result.endpoints, self.result.detached = state_file, endpoints, True
+        if self.settings.replaces is not None:
+            self.result.state_file = self.settings.replaces.after_saved(state_file, self.event)
 
     @staticmethod
     def _sink(buffer: bytearray, live: Sink | None) -> Sink:

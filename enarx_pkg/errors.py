@@ -79,6 +79,7 @@ class TransportError(Error):
         super().__init__(message + where, hint=hint)
         self.url = url
         self.status = status
+        self.status = status
 
 
 class BuildError(Error):

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,44 @@ MAX_ENDPOINTS = 64
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How the keep was deployed, so that ``keep restart`` can deploy it again: references, never values.
+
+    The package is pinned by digest; the policy, host token, decryption key and ``--secret`` sources
+    are absolute paths (or env variable names) read again at restart, so a changed policy applies and
+    no secret value is stored; the signer's public key (not a secret) is kept to verify the same signer.
+    Dangerous switches (``--insecure-sim``, ``--allow-*``) are not recorded: restart asks for them again."""
+
+    reference: str = ""  # registry/repository@sha256:... (filled in by deploy once resolved)
+    policy: str = ""
+    signer_key: str = ""  # PEM public key (--key), or:
+    identity: str = ""  # keyless: --certificate-identity / --certificate-oidc-issuer / --trust-config
+    issuer: str = ""
+    trust_config: str = ""
+    host_token_file: str = ""
+    decryption_key: str = ""
+    secrets: tuple[str, ...] = ()  # NAME=env:VAR | NAME=file:/abs/path
+    keep_registry: str = ""
+    args: tuple[str, ...] | None = None
+    publish: tuple[str, ...] = ()  # HOSTPORT:LISTEN
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Recipe:
+        if not isinstance(obj, dict) or set(obj) - {f for f in cls.__dataclass_fields__}:
+            raise TypeError("recipe")
+        args = obj.get("args")
+        return cls(**{k: str(v) for k, v in obj.items() if k not in ("secrets", "args", "publish")},
+                   secrets=tuple(str(x) for x in obj.get("secrets") or ()),
+                   args=None if args is None else tuple(str(x) for x in args),
+                   publish=tuple(str(x) for x in obj.get("publish") or ()))
+
+
+def pin(recipe: Recipe | None, ref: Any) -> Recipe | None:
+    """The deploy's recipe with the reference pinned to the digest deployed (what `keep restart` deploys)."""
+    return None if recipe is None else replace(recipe, reference=f"{ref.registry.host}/{ref.repository}@{ref.digest}")
+
+
+@dataclass(frozen=True)
 class KeepRecord:
     """What a deployer keeps about one detached keep (the state file's content)."""
 
@@ -39,6 +77,8 @@ class KeepRecord:
     session_key: bytes = field(repr=False)
     endpoints: tuple[dict[str, Any], ...] = ()
     ref: str = ""
+    recipe: Recipe | None = None  # what `keep restart` needs (None: a state file from before restart existed)
+    attestation: dict[str, str] = field(default_factory=dict)  # tee, measurement, nonce, evidence_sha256
 
     def to_json(self) -> str:
         obj = asdict(self) | {"session_key": b64.encode(self.session_key), "endpoints": list(self.endpoints)}
@@ -48,10 +88,12 @@ class KeepRecord:
     def parse(cls, text: str, where: Path) -> KeepRecord:
         try:
             obj = json.loads(text)
+            recipe = obj.get("recipe")
             record = cls(str(obj["host"]), str(obj["keep_id"]), str(obj["capability"]),
                          b64.decode(obj["session_key"], str(where)), tuple(obj.get("endpoints") or ()),
-                         str(obj.get("ref") or ""))
-        except (ValueError, KeyError, TypeError):
+                         str(obj.get("ref") or ""), None if recipe is None else Recipe.from_json(recipe),
+                         {str(k): str(v) for k, v in (obj.get("attestation") or {}).items()})
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise InputError(f"{where}: not a keep state file") from None
         if not _KEEP_ID.fullmatch(record.keep_id) or len(record.session_key) != 32:
             raise InputError(f"{where}: not a keep state file (bad keep id or session key)")

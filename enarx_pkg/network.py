@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from enarx_pkg._internal.socktable import Limits
-from enarx_pkg.errors import InputError, TransportError
+from enarx_pkg.errors import InputError, TransportError, UsageError
 from enarx_pkg.manifest.model import SOCKET_KINDS, Dir, File
 
-__all__ = ["Limits", "NetworkError", "Publish", "check_buildable", "check_runnable", "open_sockets"]
+__all__ = ["Limits", "NetworkError", "Publish", "check_buildable", "check_mapping", "check_runnable", "open_sockets",
+           "parse_mapping"]
 
 TLS_CAPABILITY = "attested TLS (issue 13: TLS terminated inside the keep)"
 BACKLOG = 128
+MAX_MAPPINGS = 64
+_LISTEN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class NetworkError(TransportError):
@@ -44,15 +48,58 @@ class NetworkError(TransportError):
 class Publish:
     """How a keep binds its ``listen`` files: on ``host`` (loopback), each on the first free port of
     ``low``-``high`` (any free port when ``low`` is 0), whatever ``addr``/``port`` they declare; the
-    bindings go to ``report`` before the workload starts. Only declared files are ever bound."""
+    bindings go to ``report`` before the workload starts. Only declared files are ever bound.
+
+    ``fixed`` is the deployer's explicit mapping, ``(LISTEN, host port)`` pairs where LISTEN is a
+    listen file's name or declared port: that file binds exactly that port of the range, or fails."""
 
     host: str = "127.0.0.1"
     low: int = 0
     high: int = 0
     report: Callable[[list[dict[str, object]]], None] | None = None
+    fixed: tuple[tuple[str, int], ...] = ()
 
     def ports(self) -> range:
         return range(self.low, self.high + 1) if self.low else range(0, 1)
+
+    def free_choice(self) -> list[int]:
+        """The range's ports in order, less those the explicit mapping reserves for other files."""
+        taken = {port for _, port in self.fixed}
+        return [p for p in self.ports() if p not in taken]
+
+
+def parse_mapping(items: Sequence[str], what: str = "--publish") -> tuple[tuple[str, int], ...]:
+    """``HOSTPORT:LISTEN`` items (docker's ``-p`` order; LISTEN is a listen file's name or declared port)."""
+    out: list[tuple[str, int]] = []
+    for item in items:
+        host_port, sep, listen = item.partition(":")
+        if not sep or not host_port.isdigit() or not 0 < int(host_port) <= 65535 or not _LISTEN_KEY.fullmatch(listen):
+            raise UsageError(f"{what} {item[:80]!r}: expected HOSTPORT:LISTEN, LISTEN a listen file's name or port",
+                             hint="for example --publish 20080:web or --publish 20080:8080")
+        out.append((listen, int(host_port)))
+    if len(out) > MAX_MAPPINGS:
+        raise UsageError(f"{what}: at most {MAX_MAPPINGS} mappings")
+    for label, values in (("host port", [str(p) for _, p in out]), ("listen file", [k for k, _ in out])):
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            raise UsageError(f"{what}: {label} {twice[0]} is mapped twice")
+    return tuple(out)
+
+
+def check_mapping(files: Sequence[File], fixed: Sequence[tuple[str, int]], where: str) -> None:
+    """Every LISTEN of the mapping names exactly one declared listen file; nothing undeclared is bound."""
+    listen = [f for _, f in sockets_of(files) if f.kind == "listen"]
+    for key, port in fixed:
+        matches = [f for f in listen if _key_matches(key, f)]
+        if len(matches) != 1:
+            declared = ", ".join(f"{f.name} ({f.port or 443})" for f in listen) or "none"
+            problem = "is no listen file" if not matches else "matches several listen files (name one)"
+            raise InputError(f"{where}: the port mapping {port}:{key} {problem} of this workload "
+                             f"(declared: {declared})", hint="map a declared listen file, by name or port")
+
+
+def _key_matches(key: str, f: File) -> bool:
+    return key == f.name if not key.isdigit() else int(key) == (f.port or 443)
 
 
 def sockets_of(files: Sequence[File]) -> list[tuple[int, File]]:
@@ -99,6 +146,8 @@ def open_sockets(files: Sequence[File], limits: Limits,
     With ``publish`` (a keep), listen files are bound where it says and the bindings reported."""
     opened: list[tuple[int, str, socket.socket]] = []
     endpoints: list[dict[str, object]] = []
+    if publish is not None:
+        check_mapping(files, publish.fixed, "the deploy request")
     try:
         for fd, f in sockets_of(files):
             if f.kind == "listen" and publish is not None:
@@ -116,8 +165,15 @@ def open_sockets(files: Sequence[File], limits: Limits,
 
 
 def _published(f: File, limits: Limits, publish: Publish) -> socket.socket:
-    """The declared listen file bound on the keep host's loopback address, on a port of its range."""
-    for port in publish.ports():
+    """The declared listen file bound on the keep host's loopback address, on a port of its range
+    (the one the explicit mapping names, if it names this file)."""
+    fixed = [port for key, port in publish.fixed if _key_matches(key, f)]
+    if fixed:
+        if fixed[0] not in publish.ports():
+            raise NetworkError(f"listen file {f.name!r}: port {fixed[0]} is outside this host's publish range "
+                               f"{publish.low}-{publish.high}")
+        return _listen(f, limits, publish.host, fixed[0])
+    for port in publish.free_choice():
         try:
             return _listen(f, limits, publish.host, port)
         except NetworkError:

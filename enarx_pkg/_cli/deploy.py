@@ -105,11 +105,15 @@ def deploy(
                                          "the keep runs on (see `enarx-pkg keep`)")] = False,
     state: Annotated[Path | None, typer.Option(metavar="FILE", help="where --detach saves the keep's state "
                                                "(0600; default: the user's state dir)")] = None,
+    publish: Annotated[list[str] | None, typer.Option(metavar="HOSTPORT:LISTEN", help="with --detach: bind the "
+                                                      "listen file LISTEN (name or port) on this host port "
+                                                      "(repeat; in the host's publish range)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print a JSON report")] = False,
 ) -> None:
     """Attest a keep on each host, seal keys and secrets to it, run the package, relay its output."""
     from enarx_pkg import deploy as d
     from enarx_pkg import deploy_plan
+    from enarx_pkg.network import parse_mapping
 
     if insecure_sim:
         warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
@@ -122,7 +126,9 @@ def deploy(
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
-        detach=detach, state=state)
+        detach=detach, state=state, publish=parse_mapping(publish or ()),
+        recipe=_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config, host_token_file,
+                       decryption_key, secret or [], keep_registry, args, publish or []) if detach else None)
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -142,6 +148,24 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
                                      trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
+
+
+def _recipe(policy: Path | None, key: Path | None, identity: str | None, issuer: str | None,
+            trust_config: Path | None, token_file: Path | None, decryption_key: Path | None, secrets: list[str],
+            keep_registry: str | None, args: list[str] | None, publish: list[str]) -> Any:
+    """What `keep restart` needs to deploy this again: absolute paths and sources, never a secret value."""
+    from enarx_pkg.deploy_plan import parse_secret_option
+    from enarx_pkg.keeps import Recipe
+
+    def absolute(path: Path | None) -> str:
+        return str(path.expanduser().resolve()) if path else ""
+
+    sources = [parse_secret_option(s) for s in secrets]
+    return Recipe(policy=absolute(policy), signer_key=key.read_text() if key else "", identity=identity or "",
+                  issuer=issuer or "", trust_config=absolute(trust_config), host_token_file=absolute(token_file),
+                  decryption_key=absolute(decryption_key), keep_registry=keep_registry or "",
+                  secrets=tuple(f"{s.name}={s.source}:{absolute(Path(s.ref)) if s.source == 'file' else s.ref}"
+                                for s in sources), args=tuple(args) if args else None, publish=tuple(publish))
 
 
 def _raw_stdin() -> Any:

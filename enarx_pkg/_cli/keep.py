@@ -1,4 +1,5 @@
-"""``enarx-pkg keep list|status|logs|stop``: thin option parsing around :mod:`enarx_pkg.keeps`."""
+"""``enarx-pkg keep list|status|logs|restart|stop``: thin option parsing around :mod:`enarx_pkg.keeps` and
+:mod:`enarx_pkg.restart`."""
 
 from __future__ import annotations
 
@@ -72,6 +73,41 @@ def logs(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
     if result.error:
         raise WorkloadError(f"the keep failed: {result.error}")
     raise typer.Exit(result.status or 0)
+
+
+@keep_app.command("restart")
+def restart(
+    host: HostOpt, keep_id: IdArg = None, state: StateOpt = None,
+    policy: Annotated[Path | None, typer.Option(metavar="FILE", help="attestation policy (default: the one "
+                                                "the keep was deployed with, read again)")] = None,
+    host_token_file: Annotated[Path | None, typer.Option(metavar="FILE", help="bearer token for the host agent "
+                                                         "(default: the recorded file, read again)")] = None,
+    publish: Annotated[list[str] | None, typer.Option(metavar="HOSTPORT:LISTEN", help="a new port mapping "
+                                                      "(default: the recorded one)")] = None,
+    insecure_sim: Annotated[bool, typer.Option("--insecure-sim", help="accept SOFTWARE sim keeps (unsafe)")] = False,
+    allow_yanked: Annotated[bool, typer.Option("--allow-yanked", help="restart even a version marked yanked")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replace the keep by a NEW keep, attested again, running the same package (pinned by digest)."""
+    from enarx_pkg import keeps
+    from enarx_pkg import restart as r
+    from enarx_pkg._cli.common import info, warn
+    from enarx_pkg._internal.text import printable
+
+    if insecure_sim:
+        warn("--insecure-sim: sim keeps are SOFTWARE ONLY; the host can read everything sent to them")
+    old = keeps.load(keep_id, host, state)
+    opts = r.RestartOptions(policy, host_token_file, insecure_sim, allow_yanked,
+                            publish=tuple(publish) if publish is not None else None)
+    new = r.restart(old, state, opts, event=lambda h, s: info(f"{h}: {s}"))
+    if json_out:
+        print_json({"keep_id": new.keep_id, "replaced": old.keep_id, "host": new.host, "endpoints": new.endpoints,
+                    "state_file": str(new.state_file), "tee": new.tee, "measurement": new.measurement,
+                    "evidence": new.evidence})
+        return
+    print(f"keep {new.keep_id} on {printable(new.host)} (replaces {old.keep_id}; state: {new.state_file})")
+    for e in new.endpoints:
+        print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
 
 
 @keep_app.command("stop")

@@ -100,6 +100,7 @@ R_READY, R_CREATED, R_FRAME, R_FAIL = 0x10, 0x11, 0x12, 0x13
 R_LISTENING = 0x14  # plain JSON list: every declared listen file and the host address it is bound on
 # agent -> keep
 R_CREATE, R_PROVISION, R_INPUT = 0x20, 0x21, 0x22
+R_PUBLISH = 0x23  # plain JSON, before R_PROVISION: the deployer's explicit port mapping ("HOSTPORT:LISTEN" items)
 
 
 def record(kind: int, payload: bytes) -> bytes:

@@ -77,6 +77,9 @@ from enarx_pkg._internal.frames import (
     R_PROVISION as R_PROVISION,
 )
 from enarx_pkg._internal.frames import (
+    R_PUBLISH as R_PUBLISH,
+)
+from enarx_pkg._internal.frames import (
     R_READY as R_READY,
 )
 from enarx_pkg._internal.frames import (

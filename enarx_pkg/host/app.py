@@ -38,10 +38,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from enarx_pkg._internal import bounded, seal
-from enarx_pkg.errors import VerificationError
+from enarx_pkg.errors import UsageError, VerificationError
 from enarx_pkg.host.pool import KeepCommand, KeepProcess, Pool
+from enarx_pkg.network import parse_mapping
 
 CREATE_TIMEOUT_S = 10.0
+STOP_WAIT_S = 5.0  # a killed keep's exit, awaited before DELETE answers (less than the client's delete_s)
 KEEP_ROUTES = "/v1/keeps/"  # a keep's own routes: its capability, checked by the handler; all else: the token
 NO_SUCH_KEEP = "no keep with this id and capability"
 MAX_CREATE_BYTES = 4096  # {"nonce": base64 of 32 bytes} with room to spare
@@ -225,10 +227,40 @@ async def provision(request: Request) -> Response:
         return _problem(404, f"keep {keep_id} was destroyed while its envelope arrived")
     keep.provisioned = True
     keep.detached = request.query_params.get("detach") == "1"
+    mapping = request.query_params.getlist("publish")
+    refusal = _refuse_mapping(mapping, keep.detached, agent.settings.command.publish)
+    if refusal:
+        agent.destroy(keep_id)  # claimed, so never provisionable now: nothing is left running
+        return _problem(400, refusal)
+    if mapping:
+        await keep.process.send(seal.R_PUBLISH, json.dumps({"publish": mapping}).encode())
     await keep.process.send(seal.R_PROVISION, envelope)
     if keep.detached:
         return await _detach(request, agent, keep_id, keep)
     return StreamingResponse(_relay(agent, keep_id, keep), media_type="application/octet-stream")
+
+
+def _refuse_mapping(items: list[str], detached: bool, publish: tuple[int, int]) -> str:
+    """Why the deployer's explicit port mapping (``publish=HOSTPORT:LISTEN``) is refused ("" if it is not).
+
+    Host ports must lie in the operator's ``--publish-range``; whether LISTEN names a declared listen
+    file is checked by the keep, which alone reads the (possibly encrypted) Enarx.toml, and a port in
+    use fails the keep's bind, which ends the deploy."""
+    if not items:
+        return ""
+    low, high = publish
+    try:
+        mapping = parse_mapping(items, "publish")
+    except UsageError as exc:
+        return exc.message
+    if not detached:
+        return "a port mapping (publish) goes with a detached keep (detach=1) only"
+    if not low:
+        return "this host has no publish range (host serve --publish-range): it maps no chosen ports"
+    outside = [port for _, port in mapping if not low <= port <= high]
+    if outside:
+        return f"host port {outside[0]} is outside this host's publish range {low}-{high}"
+    return ""
 
 
 async def _detach(request: Request, agent: Agent, keep_id: str, keep: Keep) -> Response:
@@ -378,9 +410,14 @@ async def confirm_keep(request: Request) -> Response:
 
 
 async def delete_keep(request: Request) -> Response:
+    """Kill the keep and answer once its process has exited: its ports are free when the deployer hears so
+    (``keep restart`` binds them next)."""
     agent: Agent = request.app.state.agent
-    if agent.keep_for(request) is None or not agent.destroy(request.path_params["keep_id"]):
+    keep = agent.keep_for(request)
+    if keep is None or not agent.destroy(request.path_params["keep_id"]):
         return _problem(404, NO_SUCH_KEEP)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(keep.process.proc.wait(), STOP_WAIT_S)
     return Response(status_code=204)
 
 

@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -166,10 +167,12 @@ class HostClient:
             self._refusal(r, path, "refused the envelope")
             yield _timed(r.iter_raw(), deadline)
 
-    def provision_detached(self, offer: Offer, sealed: bytes) -> bytes:
+    def provision_detached(self, offer: Offer, sealed: bytes, publish: Iterable[str] = ()) -> bytes:
         """Send the envelope for a detached keep; the records it answers with once the keep's listen
-        sockets are bound (frames so far, then the endpoints record) or the keep exited (its frames)."""
-        path = keep_path(offer.keep_id, "provision") + "?detach=1"
+        sockets are bound (frames so far, then the endpoints record) or the keep exited (its frames).
+        ``publish``: the explicit port mapping, ``HOSTPORT:LISTEN`` items (the host's business: not sealed)."""
+        query = urllib.parse.urlencode([("detach", "1"), *(("publish", item) for item in publish)])
+        path = keep_path(offer.keep_id, "provision") + "?" + query
         return self._raw("POST", path, offer.capability, self.limits.detach_s, "the detached provision",
                          content=sealed)
 

@@ -73,15 +73,19 @@ class Pipe:
             self._tx.flush()
 
     def receive(self, expected: int) -> bytes:
+        return self.receive_any(expected)[1]
+
+    def receive_any(self, *expected: int) -> tuple[int, bytes]:
+        """The next record, which must be of one of the ``expected`` kinds."""
         while not self._queue:
             chunk = self._rx.read(65536)
             if not chunk:
                 raise EOFError
             self._queue += self._reader.feed(chunk)
         kind, payload = self._queue.pop(0)
-        if kind != expected:
-            raise InputError(f"keep protocol: expected record {expected:#x}, got {kind:#x}")
-        return payload
+        if kind not in expected:
+            raise InputError(f"keep protocol: expected record {expected[0]:#x}, got {kind:#x}")
+        return kind, payload
 
 
 class Evidence:
@@ -129,11 +133,19 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
     pipe.send(seal.R_CREATED, canonical.dumps({
         "keep_public_key": base64.b64encode(public).decode(), "tee": opts.backend,
         "evidence": base64.b64encode(report).decode(), "aux": base64.b64encode(aux).decode()}))
-    envelope = seal.open_envelope(pipe.receive(seal.R_PROVISION), key, keep_id)
-    return _provisioned(envelope, pipe, opts.publish)
+    kind, payload = pipe.receive_any(seal.R_PUBLISH, seal.R_PROVISION)
+    fixed: tuple[tuple[str, int], ...] = ()
+    if kind == seal.R_PUBLISH:  # the deployer's explicit port mapping, checked by the agent and again here
+        from enarx_pkg.network import parse_mapping
+
+        fixed = parse_mapping([str(i) for i in json.loads(payload)["publish"]], "the host's port mapping")
+        payload = pipe.receive(seal.R_PROVISION)
+    envelope = seal.open_envelope(payload, key, keep_id)
+    return _provisioned(envelope, pipe, opts.publish, fixed)
 
 
-def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (0, 0)) -> int:
+def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (0, 0),
+                 fixed: tuple[tuple[str, int], ...] = ()) -> int:
     outbox = Outbox(seal.Channel(envelope.session_key, keep_side=True), pipe)
     timings: dict[str, float] = {}
     # everything the workload leaves on disk (module, secrets, stdin FIFO) lives under one private root,
@@ -149,7 +161,7 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (
         else:
             threading.Thread(target=_watch_agent, args=(outbox, root), daemon=True).start()
         status = execute(envelope, stdin, outbox.writer(seal.STDOUT), outbox.writer(seal.STDERR), timings,
-                         _publish(pipe, ports))
+                         _publish(pipe, ports, fixed))
     except Error as exc:
         outbox.close(seal.ERROR, _error_payload(exc))
         return 1
@@ -160,14 +172,15 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (
     return 0
 
 
-def _publish(pipe: Pipe, ports: tuple[int, int]) -> Any:
-    """Listen files bound on loopback in the agent's port range, the bindings reported to the agent."""
+def _publish(pipe: Pipe, ports: tuple[int, int], fixed: tuple[tuple[str, int], ...] = ()) -> Any:
+    """Listen files bound on loopback in the agent's port range (where ``fixed`` says, for the files it
+    names), the bindings reported to the agent."""
     from enarx_pkg.network import Publish
 
     def report(endpoints: list[dict[str, object]]) -> None:
         pipe.send(seal.R_LISTENING, canonical.dumps({"endpoints": endpoints}))
 
-    return Publish("127.0.0.1", ports[0], ports[1], report)
+    return Publish("127.0.0.1", ports[0], ports[1], report, fixed)
 
 
 def _watch_agent(outbox: Outbox, root: Path) -> None:
