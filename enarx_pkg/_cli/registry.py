@@ -162,12 +162,15 @@ def token_list(data: str = DATA, database: str = DATABASE, as_json: bool = JSON)
 
 @token_app.command("revoke")
 def token_revoke(token_id: str = typer.Argument(..., help="Token id from `token list`."),
-                 data: str = DATA, database: str = DATABASE) -> None:
+                 data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Revoke a token; requests using it fail from the next cache refresh on (1 s by default)."""
     from registry.admin import revoke_token
 
     _admin(revoke_token, _settings(data, database), token_id)
-    info(f"revoked {token_id}")
+    if as_json:
+        print_json({"id": token_id, "revoked": True})
+    else:
+        info(f"revoked {token_id}")
 
 
 @registry_app.command()
@@ -248,12 +251,15 @@ def repo(name: str = typer.Argument(..., help="Repository name."),
 
 @registry_app.command("anonymous-pull")
 def anonymous_default(allow: bool = typer.Argument(..., help="true or false"),
-                      data: str = DATA, database: str = DATABASE) -> None:
+                      data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Set the default for repositories without their own anonymous-pull setting."""
     from registry.admin import set_default_anonymous_pull
 
     set_default_anonymous_pull(_settings(data, database), allow)
-    info(f"anonymous pull by default: {allow}")
+    if as_json:
+        print_json({"anonymous_pull": allow})
+    else:
+        info(f"anonymous pull by default: {allow}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,11 +59,15 @@ def login(
 
 
 @logout_app.command()
-def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL.")) -> None:
+def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL."),
+           as_json: bool = JSON) -> None:
     """Remove the stored credentials for REGISTRY."""
     from enarx_pkg import credentials
 
-    if credentials.logout(registry):
+    removed = credentials.logout(registry)
+    if as_json:
+        print_json({"registry": registry, "removed": removed})
+    elif removed:
         info(f"Removed credentials for {registry}")
     else:
         info(f"No stored credentials for {registry}")

@@ -62,6 +62,16 @@ def test_yank_and_undo_json(registry_server, capsys):
     assert json.loads(capsys.readouterr().out)["error"]["exit_code"] == 65
 
 
+def test_token_revoke_and_anonymous_default_json(tmp_path, capsys):
+    data = str(tmp_path / "reg")  # a store of its own: the default anonymous-pull setting is registry-wide
+    assert main(["registry", "token", "create", "--name", "x", "--scope", "pull:a/*", "--data", data, "--json"]) == 0
+    token_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["registry", "token", "revoke", token_id, "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": token_id, "revoked": True}
+    assert main(["registry", "anonymous-pull", "true", "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"anonymous_pull": True}
+
+
 def test_yank_unknown_version_is_an_input_error(registry_server, capsys):
     assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", str(registry_server.data_dir)]) == 65
     assert "does not exist" in capsys.readouterr().err
