@@ -1,7 +1,7 @@
 """`enarx-pkg run` of hello (warm cache) vs a minimal wasmtime-py script running the same module;
 and warm vs cold compile for the Go example.
 
-Targets: run ≤ 2x the peer. Medians of N runs (default 7), measured side by side in this run.
+Targets: run ≤ 1.5x the peer (issue 16). Medians of N runs (default 7), measured side by side in this run.
 Both sides run with Python's bytecode cache on (in a temporary PYTHONPYCACHEPREFIX, warmed by one
 untimed run each), as in an installed package: with PYTHONDONTWRITEBYTECODE set, an editable
 checkout recompiles every enarx_pkg module on every start (~30 ms) while wasmtime's come precompiled.
@@ -78,7 +78,7 @@ def bench_hello(tmp: Path, runs: int) -> None:
     print(f"hello (wat), {runs} runs each")
     print(f"  enarx-pkg run (warm cache)   median {median_ms(ours):7.1f} ms")
     print(f"  wasmtime-py script (peer)    median {median_ms(peer):7.1f} ms")
-    print(f"  ratio                        {median_ms(ours) / median_ms(peer):.2f}x  (target <= 2x)")
+    print(f"  ratio                        {median_ms(ours) / median_ms(peer):.2f}x  (target <= 1.5x)")
 
 
 def bench_go(tmp: Path, runs: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +195,8 @@ class Layout:
     def put_stream(self, stream: BinaryIO, media_type: str, expected: str | None = None,
                    annotations: Mapping[str, str] | None = None) -> Descriptor:
         """Copy a stream into the layout, hashing as it goes; visible only once complete (and verified)."""
+        import tempfile  # not at the top: `enarx-pkg run` only reads layouts (bench/run.py)
+
         blobs = self.path / "blobs" / "sha256"
         blobs.mkdir(parents=True, exist_ok=True)
         hasher = digest.Hasher()
@@ -415,6 +416,8 @@ def opened(text: str, ref: str | None = None) -> Iterator[LocalPackage]:
     if isinstance(found, LocalPackage):
         yield found
         return
+    import tempfile
+
     from enarx_pkg.pull import pull
 
     with tempfile.TemporaryDirectory(prefix="enarx-pkg-pull.") as tmp:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from enarx_pkg.errors import InputError, WorkloadError, WorkloadTimeout
 from enarx_pkg.manifest.model import DEFAULT_FILES, SOCKET_KINDS, Dir, EnarxToml, File
-from enarx_pkg.network import Limits
 
 if TYPE_CHECKING:
     import wasmtime
 
+    from enarx_pkg.network import Limits
     from enarx_pkg.package import LocalPackage
 
 Output = Callable[[bytes], None]
@@ -60,7 +59,7 @@ class RunSpec:
     module_digest: str | None = None  # computed from the file when not given
     cache: bool = True
     cache_dir: Path | None = None  # default: <user cache dir>/compiled
-    network: Limits = field(default_factory=Limits)  # connections, buffers and timeouts of listen/connect files
+    network: Limits | None = None  # connections, buffers and timeouts of listen/connect files (None: defaults)
     tls: Any = None  # enarx_pkg.tls.sockets.TlsSetup: a keep's TLS for prot = "tls" files (None: refused)
     publish: Any = None  # enarx_pkg.network.Publish: a keep binds listen files where its host says
 
@@ -84,12 +83,13 @@ def run(spec: RunSpec) -> int:
     """
     import wasmtime
 
-    from enarx_pkg import network
     from enarx_pkg._internal import wasmbin
 
     stdio = _stdio_plan(spec.files)
     kind = wasmbin.kind_of(spec.module)
-    network.check_runnable(spec.files, spec.dirs, kind, f"package {spec.name}", tls=spec.tls is not None)
+    network = _network(spec)
+    if network is not None:
+        network.check_runnable(spec.files, spec.dirs, kind, f"package {spec.name}", tls=spec.tls is not None)
     engine = _engine(spec.fuel is not None)
     compiled = _load(engine, spec, kind)
     store = wasmtime.Store(engine)
@@ -99,8 +99,7 @@ def run(spec: RunSpec) -> int:
     pumps = _Pumps()
     fired = threading.Event()
     try:
-        with network.open_sockets(spec.files, spec.network, spec.publish) as opened, _tls(opened, spec) as sockets, \
-                _wasi(spec, stdio, pumps) as wasi:
+        with _sockets(network, spec) as opened, _tls(opened, spec) as sockets, _wasi(spec, stdio, pumps) as wasi:
             store.set_wasi(wasi)
             net = _net_layer(sockets, spec.network, fired)
             with _deadline(engine, store, spec.time_limit_s, fired):
@@ -112,6 +111,24 @@ def run(spec: RunSpec) -> int:
     finally:
         store.close()  # closes the workload's ends of the output pipes, so the pumps see EOF
         pumps.join()
+
+
+def _network(spec: RunSpec) -> Any:
+    """:mod:`enarx_pkg.network`, for a workload with socket files or a keep's publish range; else None.
+
+    Without either it would check nothing and open nothing, and ``enarx-pkg run`` of such a workload
+    is spared importing it with ``socket`` (bench/run.py)."""
+    if spec.publish is None and not any(f.kind in SOCKET_KINDS for f in spec.files):
+        return None
+    from enarx_pkg import network
+
+    return network
+
+
+def _sockets(network: Any, spec: RunSpec) -> contextlib.AbstractContextManager[list[Any]]:
+    if network is None:
+        return contextlib.nullcontext([])
+    return network.open_sockets(spec.files, spec.network or network.Limits(), spec.publish)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -126,11 +143,13 @@ def _tls(opened: list[Any], spec: RunSpec) -> Iterator[list[Any]]:
         yield entries
 
 
-def _net_layer(sockets: list[Any], limits: Limits, fired: threading.Event) -> Any:
+def _net_layer(sockets: list[Any], limits: Limits | None, fired: threading.Event) -> Any:
     """The preview 1 socket layer over the opened sockets (None when the workload has none)."""
     if not sockets:
         return None
-    from enarx_pkg._internal.socktable import SocketTable, Stopped
+    from enarx_pkg._internal.socktable import Limits, SocketTable, Stopped
+
+    limits = limits or Limits()
     from enarx_pkg._internal.wasip1_net import Wasip1Net
 
     def check_stop() -> None:
@@ -225,6 +244,8 @@ def _stdin_path(stdin: bytes | Path | None, kind: str) -> Iterator[Path | None]:
     if kind == "null":
         yield Path(os.devnull)
     elif isinstance(stdin, bytes):
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix="enarx-stdin.")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -333,8 +354,11 @@ def _execute(store: wasmtime.Store, engine: wasmtime.Engine, compiled: Any, kind
              fired: threading.Event, net: Any) -> int:
     import wasmtime
 
-    from enarx_pkg._internal.socktable import Stopped
+    failed: tuple[type[Exception], ...] = (wasmtime.Trap, wasmtime.WasmtimeError)
+    if net is not None:  # only the socket layer raises Stopped (socktable imports socket: not for every run)
+        from enarx_pkg._internal.socktable import Stopped
 
+        failed += (Stopped,)
     memories: list[Any] = []
     try:
         if kind == "component":
@@ -342,7 +366,7 @@ def _execute(store: wasmtime.Store, engine: wasmtime.Engine, compiled: Any, kind
         return _run_module(store, engine, compiled, spec, memories, net)
     except wasmtime.ExitTrap as exc:
         return int(exc.code)
-    except (wasmtime.Trap, wasmtime.WasmtimeError, Stopped) as exc:
+    except failed as exc:
         raise _classify(exc, spec, fired, store, memories) from None
 
 
@@ -463,10 +487,11 @@ def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -
     Env secrets become environment variables; mounted ones files in a private temporary directory
     preopened read-only at the mount's directory, removed when the workload ends.
     """
+    import tempfile
     from dataclasses import replace
 
     from enarx_pkg import deploy_plan
-    from enarx_pkg.deploy import read_secrets
+    from enarx_pkg.deploy_checks import read_secrets
     from enarx_pkg.keep.workload import secret_files
 
     sources = deploy_plan.merge_secrets(model.secrets, [deploy_plan.parse_secret_option(s) for s in given])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +25,8 @@ def open_atomic(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     The temp file is created with ``mode`` from the start (0600 for secrets), so a key is never
     readable by others, not even for a moment.
     """
+    import tempfile  # not at the top: `enarx-pkg run` reads layouts and never writes one (bench/run.py)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
