@@ -50,13 +50,18 @@ class Recipe:
     keep_registry: str = ""
     args: tuple[str, ...] | None = None
     publish: tuple[str, ...] = ()  # HOSTPORT:LISTEN
+    tls_ca: str = ""  # deploy --tls-ca / --tls-ca-key: paths, read again (and the key's 0600 checked) at restart
+    tls_ca_key: str = ""
+    tls_names: tuple[str, ...] = ()  # --tls-name
+    tls_lifetime_s: str = ""  # --tls-lifetime, in seconds
 
     @classmethod
     def from_json(cls, obj: Any) -> Recipe:
         if not isinstance(obj, dict) or set(obj) - {f for f in cls.__dataclass_fields__}:
             raise TypeError("recipe")
         args = obj.get("args")
-        return cls(**{k: str(v) for k, v in obj.items() if k not in ("secrets", "args", "publish")},
+        return cls(**{k: str(v) for k, v in obj.items() if k not in ("secrets", "args", "publish", "tls_names")},
+                   tls_names=tuple(str(x) for x in obj.get("tls_names") or ()),
                    secrets=tuple(str(x) for x in obj.get("secrets") or ()),
                    args=None if args is None else tuple(str(x) for x in args),
                    publish=tuple(str(x) for x in obj.get("publish") or ()))

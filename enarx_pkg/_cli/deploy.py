@@ -136,8 +136,9 @@ def deploy(
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
         detach=detach, state=state, publish=parse_mapping(publish or ()),
         tls=_tls_options(tls_ca, tls_ca_key, tls_name, tls_lifetime, detach),
-        recipe=_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config, host_token_file,
-                       decryption_key, secret or [], keep_registry, args, publish or []) if detach else None)
+        recipe=_tls_recipe(_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config,
+                                   host_token_file, decryption_key, secret or [], keep_registry, args, publish or []),
+                           tls_ca, tls_ca_key, tls_name, tls_lifetime) if detach else None)
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -189,6 +190,17 @@ def _recipe(policy: Path | None, key: Path | None, identity: str | None, issuer:
                   decryption_key=absolute(decryption_key), keep_registry=keep_registry or "",
                   secrets=tuple(f"{s.name}={s.source}:{absolute(Path(s.ref)) if s.source == 'file' else s.ref}"
                                 for s in sources), args=tuple(args) if args else None, publish=tuple(publish))
+
+
+def _tls_recipe(recipe: Any, ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str) -> Any:
+    """The recipe with the ``--tls-*`` options (absolute paths; `keep restart` certifies the new keep alike)."""
+    from dataclasses import replace
+
+    from enarx_pkg._cli.tls import _duration
+
+    return replace(recipe, tls_ca=str(ca.resolve()) if ca else "", tls_ca_key=str(key.resolve()) if key else "",
+                   tls_names=tuple(names or ()),
+                   tls_lifetime_s=str(int(_duration(lifetime, "--tls-lifetime").total_seconds())) if ca else "")
 
 
 def _raw_stdin() -> Any:

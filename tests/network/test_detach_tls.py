@@ -93,6 +93,7 @@ def test_https_from_a_detached_keep_certified_by_the_deployer(
     service = https_service(lang)
     d = deploy_detached(service, tls_host, tmp_path, "--tls-ca", str(cert), "--tls-ca-key", str(key),
                         "--tls-name", "localhost")
+    relay: Relay | None = None
     try:
         body = f"hello from {lang}"
         row = _report(d)["hosts"][0]
@@ -118,6 +119,8 @@ def test_https_from_a_detached_keep_certified_by_the_deployer(
         assert key.read_text().strip().splitlines()[1] not in d.out  # the CA key is never printed
     finally:
         _stop(d, tls_host)
+        if relay is not None:
+            relay.sock.close()
 
 
 def _cli() -> list[str]:
@@ -233,9 +236,23 @@ def test_a_certificate_not_sealed_by_the_deployer_stops_the_keep(
     logs = _logs_until_exit(d, tls_host)
     assert logs.returncode == 134, logs.stderr  # the keep failed (WorkloadError): its sealed error says why
     assert "the keep failed" in logs.stderr and "failed authentication" in logs.stderr
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"https://127.0.0.1:{_port(d)}/", verify=False, timeout=10)
+    assert _refused_within(_port(d), 60), "the keep still serves after refusing the forged certificate"
     _stop(d, tls_host)
+
+
+def _refused_within(port: int, seconds: float) -> bool:
+    """True once nothing listens on ``port`` (the keep process has exited), waiting at most ``seconds``."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _logs_until_exit(d: Detached, host: HostAgent) -> subprocess.CompletedProcess[str]:
@@ -323,3 +340,26 @@ def test_a_detached_keep_enrols_with_its_steward_and_renews_before_expiry(
         assert _curl(_port(d), steward_ca).stdout.startswith("hello from rust")
     finally:
         _stop(d, tls_host)
+
+
+def test_keep_restart_certifies_the_new_keep_with_the_same_deploy_ca(
+        https_service: Callable[[str], Service], tls_host: HostAgent, deploy_ca: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    """`keep restart` deploys again as the first deploy did, --tls-ca included (the CA key read again,
+    never stored): the new keep answers `curl --cacert` with a certificate of its own."""
+    cert, key = deploy_ca
+    d = deploy_detached(https_service("rust"), tls_host, tmp_path, "--tls-ca", str(cert), "--tls-ca-key", str(key))
+    recipe = json.loads(d.state.read_text())["recipe"]
+    assert recipe["tls_ca"] == str(cert.resolve()) and recipe["tls_ca_key"] == str(key.resolve())
+    assert key.read_text().strip().splitlines()[1] not in d.state.read_text()  # a path, never the key
+    r = cli("keep", "restart", d.keep_id, "--host", tls_host.url, "--insecure-sim", "--json", env=d.env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    row = json.loads(r.stdout)
+    try:
+        assert row["keep_id"] != d.keep_id and set(row["tls"]) == {"sha256", "not_after"}
+        assert row["tls"]["sha256"] != _report(d)["hosts"][0]["tls"]["sha256"]  # a new key, a new certificate
+        port = int(row["endpoints"][0]["address"].rsplit(":", 1)[1])
+        out = _curl(port, cert)
+        assert out.returncode == 0 and out.stdout.startswith("hello from rust"), out.stderr
+    finally:
+        cli("keep", "stop", row["keep_id"], "--host", tls_host.url, env=d.env)
