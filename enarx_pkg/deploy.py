@@ -16,7 +16,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,11 +25,12 @@ from typing import Any, BinaryIO
 from enarx_pkg import deploy_plan as plan
 from enarx_pkg import trust
 from enarx_pkg._internal import seal
+from enarx_pkg.deploy_checks import Prepared, plain_config, prepare
 from enarx_pkg.errors import Error, InputError, TransportError, UsageError
 from enarx_pkg.host.client import HostClient, Limits
 from enarx_pkg.network import check_mapping
 from enarx_pkg.oci.reference import service_url
-from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, ImageManifest, Layout, require_published
+from enarx_pkg.package import ImageManifest, Layout, require_published
 
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
@@ -90,7 +91,8 @@ class Package:
     signers: tuple[str, ...]
     timings: dict[str, float]
     release: plan.Release
-    config: Any = None  # the normalised Enarx.toml when it is not encrypted (read once, before any host)
+    config: Any = None  # the normalised Enarx.toml (read once, before any host; decrypted by ``ready``)
+    prepared: Prepared | None = None  # layer keys and secret values, read by ``ready`` before any host
 
 
 @dataclass
@@ -132,6 +134,15 @@ def resolve_and_verify(settings: DeploySettings, workdir: Path, event: Event | N
     note(asked.registry.host, f"deploying {rel.repository}@{rel.digest}"
          + (f" (version {rel.version})" if rel.version else ""))
     return package
+
+
+def ready(settings: DeploySettings, package: Package, policy: Any, event: Event | None = None) -> Package:
+    """Unwrap the layer keys, read the (decrypted) Enarx.toml and the secrets, and check them all before
+    any host is contacted: a deploy that cannot succeed fails before a keep is created."""
+    prepared = prepare(package, settings.decryption_key, settings.secrets, policy.tees)
+    if package.config is None and prepared.config is not None:  # an encrypted Enarx.toml, read only now
+        check_release(package, settings, event or (lambda h, s: None), prepared.config)
+    return replace(package, config=prepared.config, prepared=prepared)
 
 
 def check_yanked(settings: DeploySettings, event: Event) -> tuple[Any, Any]:
@@ -196,8 +207,8 @@ def deploy(settings: DeploySettings, *, stdout: Sink | None = None, stderr: Sink
         settings = replace(settings, stdin=settings.stdin.read())  # every host gets the same whole input
     threading.Thread(target=_prewarm, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="enarx-deploy-") as tmp:
-        package = resolve_and_verify(settings, Path(tmp), event)
-        if package.config is not None:  # readable now: a mapping of no listen file fails before any host
+        package = ready(settings, resolve_and_verify(settings, Path(tmp), event), policy, event)
+        if package.config is not None:  # readable now (decrypted if need be): a mapping of no listen file fails here
             check_mapping(package.config.files, settings.publish, f"package {settings.ref}")
         live = len(settings.hosts) == 1  # one host: stream its output as it arrives
         with ThreadPoolExecutor(max_workers=len(settings.hosts)) as pool:
@@ -286,22 +297,19 @@ class HostSession:
         return keep
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
-        """Only now, after attestation: unwrap layer keys, read secrets, make the session key."""
-        self.event(self.host, "sealing keys and secrets to the attested keep")
-        ref = self.package.reference
-        layer_keys = unwrap_keys(self.package.manifest, self.settings.decryption_key)
-        config = self.package.config or package_config(self.package, layer_keys)
-        if config is not None:  # the package's own [keep] backends and publish repository, before sealing
+        """Only now, after attestation: the envelope of what ``ready`` prepared, with a fresh session key."""
+        ref, config = self.package.reference, self.package.config
+        prepared = self.package.prepared or ready(self.settings, self.package, self.policy).prepared
+        assert prepared is not None
+        if config is not None:  # the package's own [keep] backends, against the TEE the evidence shows
             trust.check_backend(keep, config.keep.backends)
-            check_release(self.package, self.settings, lambda h, s: None, config)
         self.output_s = output_deadline(config)
-        declared = config.secrets if config is not None else ()
-        secrets = read_secrets(plan.merge_secrets(declared, self.settings.secrets))
         registry, credential = keep_registry(ref, self.settings.keep_registry)
+        self.event(self.host, "sealing keys and secrets to the attested keep")  # nothing left to refuse
         return plan.envelope_for(
             registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
-            session_key=seal.new_session_key(), credential=credential,
-            layer_keys=layer_keys, secrets=secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
+            session_key=seal.new_session_key(), credential=credential, layer_keys=prepared.layer_keys,
+            secrets=prepared.secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
 
     def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
                 stderr: Sink | None) -> None:
@@ -436,59 +444,3 @@ def _collateral(policy: Any, policy_path: Path | None, tee: str, evidence: bytes
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "enarx-pkg"
-
-
-def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[str, seal.LayerKey]:
-    """Layer keys for every encrypted layer (called only after attestation succeeded)."""
-    from enarx_pkg import encrypt
-
-    encrypted = [d for d in manifest.layers if encrypt.is_encrypted(d)]
-    if encrypted and decryption_key is None:
-        raise UsageError("the package is encrypted: pass --decryption-key KEY (a recipient's private key)")
-    assert decryption_key is not None or not encrypted
-    return {d.digest: encrypt.unwrap_layer_key(d, decryption_key) for d in encrypted}  # type: ignore[arg-type]
-
-
-def _config_layer(package: Package) -> Any:
-    return package.manifest.find_layer(MEDIA_ENARX_CONFIG)
-
-
-def plain_config(package: Package) -> Any:
-    """The package's Enarx.toml if it is not encrypted (readable before any host is contacted), else None."""
-    desc = _config_layer(package)
-    return None if desc is None or desc.media_type.endswith(ENCRYPTED_SUFFIX) else package_config(package, {})
-
-
-def package_config(package: Package, layer_keys: dict[str, seal.LayerKey]) -> Any:
-    """The package's normalised Enarx.toml (decrypting the config layer if needed), or None without one."""
-    from enarx_pkg import encrypt, manifest
-
-    desc = _config_layer(package)
-    if desc is None:
-        return None
-    if encrypt.is_encrypted(desc):
-        out = io.BytesIO()
-        with package.layout.open_blob(desc.digest) as f:
-            encrypt.decrypt_layer(f, desc, layer_keys[desc.digest], out)
-        text = out.getvalue().decode("utf-8")
-    else:
-        text = package.layout.read_blob(desc.digest, 1 << 20).decode("utf-8")
-    return manifest.loads(text, Path("Enarx.toml"))
-
-
-def read_secrets(sources: Sequence[plan.SecretSource]) -> dict[str, seal.SecretValue]:
-    """Read secret values on the deployer; errors name the secret and its source, never the value."""
-    out = {}
-    for s in sources:
-        if s.source == "env":
-            value = os.environ.get(s.ref)
-            if value is None:
-                raise InputError(f"secret {s.name}: environment variable {s.ref} is not set")
-            data = value.encode()
-        else:
-            try:
-                data = Path(s.ref).expanduser().read_bytes()
-            except OSError as exc:
-                raise InputError(f"secret {s.name}: cannot read {s.ref} ({exc.strerror})") from None
-        out[s.name] = seal.SecretValue(data, s.mount)
-    return out

@@ -45,11 +45,20 @@ class ProvenanceSummary:
     source_revision: str | None
     inputs: int
     plaintext_digest: str | None = None  # an encrypted package: the manifest it was encrypted from
+    source_dirty: bool = False  # built from a checkout with uncommitted changes
 
     def to_json(self) -> dict[str, Any]:
         return {"builder": self.builder, "buildType": self.build_type, "command": self.command,
                 "sourceRepository": self.source_repository, "sourceRevision": self.source_revision,
-                "inputs": self.inputs, "plaintextDigest": self.plaintext_digest}
+                "sourceDirty": self.source_dirty, "inputs": self.inputs, "plaintextDigest": self.plaintext_digest}
+
+    def source(self) -> str:
+        """The source line ``verify`` prints: ``REPO@REVISION``, the bare revision, or "not recorded"."""
+        if not self.source_repository and not self.source_revision:
+            return "not recorded"
+        text = (f"{self.source_repository}@{self.source_revision or '?'}" if self.source_repository
+                else f"git commit {self.source_revision} (no repository URL recorded)")
+        return text + (" + uncommitted changes" if self.source_dirty else "")
 
 
 @dataclass(frozen=True)
@@ -113,14 +122,7 @@ def predicate(manifest: ImageManifest, rec: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(source, dict)
     repo = source.get("repository") or manifest.annotations.get(ANN_SOURCE)
     rev = source.get("revision") or manifest.annotations.get(ANN_REVISION)
-    deps: list[dict[str, Any]] = []
-    if repo:
-        dep: dict[str, Any] = {"uri": f"git+{repo}@{rev}" if rev else f"git+{repo}"}
-        if rev:
-            dep["digest"] = {"gitCommit": rev}
-        if source.get("dirty"):
-            dep["annotations"] = {"dirty": True}
-        deps.append(dep)
+    deps = _source_dependency(repo, rev, bool(source.get("dirty")))
     for item in rec.get("inputs") or []:
         if isinstance(item, dict) and digest.is_valid(str(item.get("digest"))):
             deps.append({"name": str(item.get("path")), "digest": {"sha256": str(item["digest"])[7:]}})
@@ -142,6 +144,19 @@ def predicate(manifest: ImageManifest, rec: dict[str, Any]) -> dict[str, Any]:
             "metadata": {},
         },
     }
+
+
+def _source_dependency(repo: Any, rev: Any, dirty: bool) -> list[dict[str, Any]]:
+    """The source checkout as an SLSA resolved dependency: ``git+REPO@REV``, or the bare commit when the
+    checkout has no origin URL (a local repository), so ``verify`` can still name the revision."""
+    if not repo and not rev:
+        return []
+    dep: dict[str, Any] = {"uri": f"git+{repo}@{rev}" if rev else f"git+{repo}"} if repo else {}
+    if rev:
+        dep["digest"] = {"gitCommit": rev}
+    if dirty:
+        dep["annotations"] = {"dirty": True}
+    return [dep]
 
 
 def _plaintext_dependency(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -181,24 +196,33 @@ def summarize(st: Statement) -> ProvenanceSummary | None:
         return None
     bd, rd = _obj(st.predicate.get("buildDefinition")), _obj(st.predicate.get("runDetails"))
     ext = _obj(bd.get("externalParameters"))
-    repo = rev = None
     deps = bd.get("resolvedDependencies") if isinstance(bd.get("resolvedDependencies"), list) else []
     assert isinstance(deps, list)
-    for dep in deps:
-        uri = _obj(dep).get("uri")
-        if isinstance(uri, str) and uri.startswith("git+"):
-            rev = _obj(_obj(dep).get("digest")).get("gitCommit")
-            repo = uri[4:].removesuffix(f"@{rev}") if isinstance(rev, str) else uri[4:]
-            break
+    repo, rev, dirty = _source_of(deps)
     command = ext.get("command")
     return ProvenanceSummary(
         builder=str(_obj(rd.get("builder")).get("id", "unknown")),
         build_type=str(bd.get("buildType", "")),
         command=_command(command),
-        source_repository=repo, source_revision=rev if isinstance(rev, str) else None,
+        source_repository=repo, source_revision=rev,
         inputs=sum(1 for d in deps if isinstance(d, dict) and "name" in d),
-        plaintext_digest=_plaintext_of(deps),
+        plaintext_digest=_plaintext_of(deps), source_dirty=dirty,
     )
+
+
+def _source_of(deps: list[Any]) -> tuple[str | None, str | None, bool]:
+    """(repository, revision, dirty) of the first git dependency: ``git+REPO[@REV]`` or a bare gitCommit."""
+    for dep in map(_obj, deps):
+        uri, rev = dep.get("uri"), _obj(dep.get("digest")).get("gitCommit")
+        rev = rev if isinstance(rev, str) else None
+        if isinstance(uri, str) and uri.startswith("git+"):
+            repo = uri[4:].removesuffix(f"@{rev}") if rev else uri[4:]
+        elif rev and uri is None and "name" not in dep:
+            repo = None
+        else:
+            continue
+        return repo, rev, _obj(dep.get("annotations")).get("dirty") is True
+    return None, None, False
 
 
 def _plaintext_of(deps: list[Any]) -> str | None:

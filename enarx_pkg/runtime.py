@@ -491,7 +491,7 @@ def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -
     from dataclasses import replace
 
     from enarx_pkg import deploy_plan
-    from enarx_pkg.deploy import read_secrets
+    from enarx_pkg.deploy_checks import read_secrets
     from enarx_pkg.keep.workload import secret_files
 
     sources = deploy_plan.merge_secrets(model.secrets, [deploy_plan.parse_secret_option(s) for s in given])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from registry import auth
 from registry.db import open_database
-from registry.meta import Metadata
+from registry.meta import Metadata, RepoRow
 from registry.names import valid_name, valid_tag
 from registry.settings import Settings
 from registry.storage import open_storage
@@ -63,11 +63,15 @@ def yank(settings: Settings, reference: str, undo: bool = False) -> str:
         return row.digest
 
 
-def set_repo(settings: Settings, repo: str, **fields: object) -> None:
+def set_repo(settings: Settings, repo: str, **fields: object) -> RepoRow:
+    """Change a repository's settings (creating its row if need be); returns the settings now in force."""
     if not valid_name(repo):
         raise AdminError(f"{repo!r} is not a valid repository name")
     with metadata(settings) as meta:
         meta.set_repo(repo, "admin-cli", **{k: v for k, v in fields.items() if v is not None})
+        row = meta.repo(repo)
+    assert row is not None  # set_repo made it
+    return row
 
 
 def set_default_anonymous_pull(settings: Settings, allowed: bool) -> None:

@@ -35,6 +35,17 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("args", [["inspect", "--json", "--no-such-flag"], ["registry", "yank", "--json"]])
+def test_usage_error_with_json_is_the_documented_error_object(args: list[str]) -> None:
+    import json
+
+    out = run_cli(*args)
+    error = json.loads(out.stdout)["error"]
+    assert out.returncode == 2 and (error["kind"], error["exit_code"]) == ("UsageError", 2)
+    assert error["message"] and error["message"] in out.stderr  # said to people too, with the usage line
+    assert "Usage:" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_help_does_not_import_command_modules() -> None:
     code = (
         "import sys\nfrom enarx_pkg._cli.main import main\n"

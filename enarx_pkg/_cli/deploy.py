@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enarx_pkg._cli.common import info, print_json, warn
+from enarx_pkg._cli.common import info, print_json, read_option_file, warn
 
 host_app = typer.Typer(help="Run the host agent that creates keeps.",
                        no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -68,7 +68,7 @@ def keyscan(
     """Attest one fresh keep on the host and print a policy (TOML) pinning what it showed (first contact)."""
     from enarx_pkg.keyscan import keyscan as scan
 
-    result = scan(url, host_token_file.read_text().strip() if host_token_file else None)
+    result = scan(url, _token(host_token_file))
     warn(result.warning)
     for note in result.notes:
         warn(note)
@@ -121,8 +121,8 @@ def deploy(
         warn("--allow-version-mismatch: a registry may now serve an older or another signed package (rollback)")
     settings = d.DeploySettings(
         ref=ref, hosts=tuple(host), signer=_signer(key, certificate_identity, certificate_oidc_issuer, trust_config),
-        policy_path=policy, host_token=host_token_file.read_text().strip() if host_token_file else None,
-        decryption_key=decryption_key.read_bytes() if decryption_key else None,
+        policy_path=policy, host_token=_token(host_token_file),
+        decryption_key=read_option_file(decryption_key, "--decryption-key") if decryption_key else None,
         secrets=tuple(deploy_plan.parse_secret_option(s) for s in secret or ()), insecure_sim=insecure_sim,
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
@@ -142,12 +142,16 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
     if key and (identity or issuer):
         raise UsageError("give --key or --certificate-identity/--certificate-oidc-issuer, not both")
     if key:
-        return verify.KeyPolicy(key.read_bytes())
+        return verify.KeyPolicy(read_option_file(key, "--key"))
     if identity or issuer:
         return verify.IdentityPolicy(identity=identity, issuer=issuer,
                                      trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
+
+
+def _token(path: Path | None) -> str | None:
+    return read_option_file(path, "--host-token-file").decode("utf-8", "replace").strip() if path else None
 
 
 def _recipe(policy: Path | None, key: Path | None, identity: str | None, issuer: str | None,
@@ -185,7 +189,7 @@ def _render(deployment: Any, json_out: bool, live: bool) -> int:
     """Print the per-host table (or JSON); return the exit code (the workload's, or the first failure's)."""
     results = deployment.hosts
     if json_out:
-        print_json({"package": _package(deployment.release), "hosts": [_row(r) for r in results]})
+        _json_report(deployment)
     elif any(r.detached for r in results):
         _detached(results, live)
     elif not live:
@@ -196,6 +200,20 @@ def _render(deployment: Any, json_out: bool, live: bool) -> int:
     return next((c for c in codes if c), 0)
 
 
+def _json_report(deployment: Any) -> None:
+    """The report; ``"error"`` is the first failed host's failure in the documented shape (with its host),
+    or null when every host ran the workload. Failures are said on stderr too, as for every ``--json``."""
+    failed = [r for r in deployment.hosts if r.error is not None]
+    print_json({"package": _package(deployment.release), "hosts": [_row(r) for r in deployment.hosts],
+                "error": _error(failed[0].error) | {"host": failed[0].host} if failed else None})
+    for r in failed:
+        info(f"{r.host}: {r.error.diagnostics()}")  # info() escapes what a host sent
+
+
+def _error(exc: Any) -> dict[str, Any]:
+    return {"kind": type(exc).__name__, "message": exc.message, "exit_code": int(exc.exit_code)}
+
+
 def _package(rel: Any) -> dict[str, Any]:
     return {"reference": rel.asked, "repository": rel.repository, "digest": rel.digest, "version": rel.version,
             "name": rel.name}
@@ -203,7 +221,7 @@ def _package(rel: Any) -> dict[str, Any]:
 
 def _row(r: Any) -> dict[str, Any]:
     return {"host": r.host, "keep_id": r.keep_id, "tee": r.tee, "measurement": r.measurement,
-            "status": r.status, "error": r.error.message if r.error else None,
+            "status": r.status, "error": _error(r.error) if r.error else None,
             "exit_code": int(r.error.exit_code) if r.error else r.status,
             "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
             "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}} | (

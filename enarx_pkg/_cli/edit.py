@@ -40,11 +40,16 @@ def add(
                                                    "instead of an environment variable.")] = None,
     directory: Dir = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Replace a secret of that name.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Declare secret NAME, read by the deployer at deploy time from --env VAR or --file PATH (never a value)."""
     from enarx_pkg.manifest import edit
 
     edited = edit.add_secret(directory, name, env=env, file=file, mount=mount, force=force)
+    if as_json:
+        print_json({"path": str(edited.path), "name": name, "source": "env" if env is not None else "file",
+                    "ref": env if env is not None else file, "mount": mount})
+        return
     source = f"env {env}" if env is not None else f"file {file}"
     info(f"{edited.path}: secret {name} <- {source}" + (f", mounted at {mount}" if mount else ""))
 
@@ -53,11 +58,15 @@ def add(
 def remove(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Secret name.")],
     directory: Dir = Path("."),
+    as_json: AsJson = False,
 ) -> None:
     """Remove secret NAME from [secrets]."""
     from enarx_pkg.manifest import edit
 
     edited = edit.remove_secret(directory, name)
+    if as_json:
+        print_json({"path": str(edited.path), "name": name, "removed": True})
+        return
     info(f"{edited.path}: removed secret {name}")
 
 

@@ -54,28 +54,28 @@ def main(argv: list[str] | None = None) -> int:
     from enarx_pkg.errors import Error
 
     args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
     interrupted = _watch_ctrl_c()
     try:
         code = _dispatch(args)
         if interrupted and code == 130:  # typer turns Ctrl-C into a silent exit 130
-            print("aborted", file=sys.stderr)
+            _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
         return code
     except Error as exc:
         to_dict = getattr(exc, "to_dict", None)  # e.g. ManifestError lists its problems
         details = to_dict() if callable(to_dict) else None
-        _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, "--json" in args,
-                details)
+        _report(exc.diagnostics(), int(exc.exit_code), type(exc).__name__, exc.message, as_json, details)
         return int(exc.exit_code)
     except _typer_exceptions() as exc:
-        return _typer_outcome(exc)
+        return _typer_outcome(exc, as_json)
     except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
+        _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
         return 130
     except Exception as exc:  # a bug in enarx-pkg, not the user's fault: say so, briefly
         if os.environ.get("ENARX_PKG_DEBUG"):
             raise
         _report(f"internal error: {type(exc).__name__}: {exc}\n  hint: set ENARX_PKG_DEBUG=1 for a traceback "
-                "and report it", 1, "InternalError", str(exc), "--json" in args)
+                "and report it", 1, "InternalError", str(exc), as_json)
         return 1
 
 
@@ -117,20 +117,25 @@ def _typer_exceptions() -> tuple[type[BaseException], ...]:
     return typer.Exit, typer.Abort, typer.TyperException  # the last: usage errors, bad parameters
 
 
-def _typer_outcome(exc: BaseException) -> int:
+def _typer_outcome(exc: BaseException, as_json: bool) -> int:
+    """typer's own exits; with ``--json`` its usage errors and aborts are ``{"error": ...}`` documents too."""
     import typer
 
     if isinstance(exc, typer.Exit):
         return int(exc.exit_code)
     if isinstance(exc, typer.Abort):
-        print("aborted", file=sys.stderr)
+        _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
         return 130
+    code = int(getattr(exc, "exit_code", 2))
+    if as_json:
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        print(json.dumps({"error": {"kind": "UsageError", "message": message, "exit_code": code}}))
     show = getattr(exc, "show", None)
     if callable(show):
         show()
     else:
         print(f"error: {exc}", file=sys.stderr)
-    return int(getattr(exc, "exit_code", 2))
+    return code
 
 
 def _report(text: str, code: int, kind: str, message: str, as_json: bool,

@@ -162,12 +162,15 @@ def token_list(data: str = DATA, database: str = DATABASE, as_json: bool = JSON)
 
 @token_app.command("revoke")
 def token_revoke(token_id: str = typer.Argument(..., help="Token id from `token list`."),
-                 data: str = DATA, database: str = DATABASE) -> None:
+                 data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Revoke a token; requests using it fail from the next cache refresh on (1 s by default)."""
     from registry.admin import revoke_token
 
     _admin(revoke_token, _settings(data, database), token_id)
-    info(f"revoked {token_id}")
+    if as_json:
+        print_json({"id": token_id, "revoked": True})
+    else:
+        info(f"revoked {token_id}")
 
 
 @registry_app.command()
@@ -212,12 +215,15 @@ def migrate_storage(data: str = DATA, database: str = DATABASE,
 @registry_app.command()
 def yank(reference: str = typer.Argument(..., help="REPOSITORY:TAG"),
          undo: bool = typer.Option(False, "--undo", help="Un-yank."),
-         data: str = DATA, database: str = DATABASE) -> None:
+         data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Hide a version from listings; it stays pullable by digest and is marked yanked in the API."""
     from registry.admin import yank as do_yank
 
     digest = _admin(do_yank, _settings(data, database), reference, undo)
-    info(f"{'un-yanked' if undo else 'yanked'} {reference} ({digest})")
+    if as_json:
+        print_json({"reference": reference, "digest": digest, "yanked": not undo})
+    else:
+        info(f"{'un-yanked' if undo else 'yanked'} {reference} ({digest})")
 
 
 @registry_app.command()
@@ -227,24 +233,33 @@ def repo(name: str = typer.Argument(..., help="Repository name."),
          anonymous_pull: bool = typer.Option(None, "--anonymous-pull/--no-anonymous-pull",
                                              help="May anyone pull without a token?"),
          description: str = typer.Option(None, help="Shown on the repository page."),
-         data: str = DATA, database: str = DATABASE) -> None:
-    """Change a repository's settings."""
+         data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
+    """Change a repository's settings (prints the settings now in force)."""
     from registry.admin import set_repo
 
     fields = {"allow_overwrite": None if allow_overwrite is None else int(allow_overwrite),
               "anonymous_pull": None if anonymous_pull is None else int(anonymous_pull), "description": description}
-    _admin(set_repo, _settings(data, database), name, **fields)
-    info(f"updated {name}")
+    row = _admin(set_repo, _settings(data, database), name, **fields)
+    if as_json:
+        print_json({"repository": row.name, "allow_overwrite": row.allow_overwrite,
+                    "anonymous_pull": row.anonymous_pull, "description": row.description})
+    else:
+        pull = "registry default" if row.anonymous_pull is None else ("yes" if row.anonymous_pull else "no")
+        info(f"updated {name}: version tags {'may move' if row.allow_overwrite else 'immutable'}, "
+             f"anonymous pull {pull}")
 
 
 @registry_app.command("anonymous-pull")
 def anonymous_default(allow: bool = typer.Argument(..., help="true or false"),
-                      data: str = DATA, database: str = DATABASE) -> None:
+                      data: str = DATA, database: str = DATABASE, as_json: bool = JSON) -> None:
     """Set the default for repositories without their own anonymous-pull setting."""
     from registry.admin import set_default_anonymous_pull
 
     set_default_anonymous_pull(_settings(data, database), allow)
-    info(f"anonymous pull by default: {allow}")
+    if as_json:
+        print_json({"anonymous_pull": allow})
+    else:
+        info(f"anonymous pull by default: {allow}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,8 +139,7 @@ def _render(report: Any, standalone: bool = False) -> None:
         p = sig.provenance
         if p:
             print(f"      builder: {p.builder}")
-            source = f"{p.source_repository}@{p.source_revision or '?'}" if p.source_repository else "not recorded"
-            print(f"      source:  {source}")
+            print(f"      source:  {p.source()}")
             print(f"      command: {p.command or '?'} ({p.inputs} input digests)")
             if p.plaintext_digest:
                 print(f"      encrypted from: {p.plaintext_digest}")

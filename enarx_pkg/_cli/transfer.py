@@ -59,11 +59,15 @@ def login(
 
 
 @logout_app.command()
-def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL.")) -> None:
+def logout(registry: str = typer.Argument(..., help="Registry host[:port] or URL."),
+           as_json: bool = JSON) -> None:
     """Remove the stored credentials for REGISTRY."""
     from enarx_pkg import credentials
 
-    if credentials.logout(registry):
+    removed = credentials.logout(registry)
+    if as_json:
+        print_json({"registry": registry, "removed": removed})
+    elif removed:
         info(f"Removed credentials for {registry}")
     else:
         info(f"No stored credentials for {registry}")
@@ -147,14 +151,26 @@ def _progress(quiet: bool) -> Iterator[ProgressFactory | None]:
     if quiet or not is_terminal():
         yield None
         return
+    from rich.console import Console
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
+    # on stderr, the terminal checked above: stdout carries data (a reference, JSON) and may be piped
     with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=True) as bars:
+                  console=Console(stderr=True), transient=True) as bars:
         def factory(label: str, total: int) -> Callable[[int], None]:
-            task = bars.add_task(label, total=total)
+            task = bars.add_task(_bar_label(label), total=total)
 
             def update(done: int, _task: Any = task) -> None:
                 bars.update(_task, completed=done)
             return update
         yield factory
+
+
+def _bar_label(label: str) -> str:
+    """A blob's title as a bar's label: a registry wrote it, so no markup, no escapes, not too long."""
+    from rich.markup import escape
+
+    from enarx_pkg._internal.text import printable
+
+    text = printable(label)
+    return escape(text if len(text) <= 40 else text[:39] + "…")

@@ -234,7 +234,9 @@ class HostClient:
         except httpx.HTTPError as exc:
             if deadline.fired or isinstance(exc, httpx.TimeoutException):
                 raise deadline.expired() from None
-            raise TransportError(f"host agent unreachable or cut off during {what}: {type(exc).__name__}",
+            from enarx_pkg._internal import neterr
+
+            raise TransportError(f"host agent unreachable or cut off during {what}: {neterr.describe(exc)}",
                                  url=self.url + path) from None
         deadline.check()
 

@@ -20,20 +20,39 @@ from enarx_pkg.errors import TransportError, VerificationError
 from enarx_pkg.oci.auth import CredentialSource, anonymous
 from enarx_pkg.oci.reference import Registry, parse_registry
 from enarx_pkg.oci.transport import Settings, Transient, Transport
-from enarx_pkg.package import ANNOTATION_TITLE, MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, load_json
+from enarx_pkg.package import (
+    ANNOTATION_TITLE,
+    ENCRYPTED_SUFFIX,
+    MEDIA_EMPTY,
+    MEDIA_INDEX,
+    MEDIA_MANIFEST,
+    MEDIA_SIGSTORE_BUNDLE,
+    MEDIA_WASM,
+    MEDIA_WASM_CONFIG,
+    Descriptor,
+    load_json,
+)
 
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 ACCEPT = ", ".join([MEDIA_MANIFEST, MEDIA_INDEX, MEDIA_DOCKER_MANIFEST, MEDIA_DOCKER_LIST])
 Progress = Callable[[int], None]
+"""Called with the number of bytes of the current blob done so far (may go back on a resume)."""
 ProgressFactory = Callable[[str, int], Progress]
 """Given a label and a total size, returns the callback a transfer reports its bytes done to."""
+_UNTITLED = {MEDIA_WASM_CONFIG: "config", MEDIA_EMPTY: "empty config", MEDIA_SIGSTORE_BUNDLE: "signature",
+             MEDIA_WASM: "module"}
 
 
 def blob_label(desc: Descriptor) -> str:
-    """What a progress bar calls a blob: its title (``app.wasm``), else its digest's first 12 digits."""
-    return desc.annotations.get(ANNOTATION_TITLE) or desc.digest.split(":", 1)[-1][:12]
-"""Called with the number of bytes of the current blob done so far (may go back on a resume)."""
+    """What a progress bar calls a blob: its title (``app.wasm``), else what it is and its digest's
+    first 12 digits (``config 3c1f0a9b2d4e``)."""
+    title = desc.annotations.get(ANNOTATION_TITLE)
+    if title:
+        return title
+    short = desc.digest.split(":", 1)[-1][:12]
+    kind = _UNTITLED.get(desc.media_type.removesuffix(ENCRYPTED_SUFFIX))
+    return f"{kind} {short}" if kind else short
 
 
 class BlobOut(Protocol):

@@ -16,11 +16,12 @@ from enarx_pkg.build import build
 from enarx_pkg.package import Layout
 from tests.fixtures.examples import NAMES, copy_example
 
-# componentize-py pre-initialises CPython inside the component and snapshots its heap (Wizer);
-# the guest interpreter seeds string hashing and its allocator from WASI random_get during that
-# run, so object addresses in the snapshot (and its size) differ on every build, even in the same
-# directory. PYTHONHASHSEED on the host does not reach the guest. Documented in docs/build.md.
-UNREPRODUCIBLE = {"python": "componentize-py snapshots a CPython heap seeded from WASI random_get"}
+# componentize-py 0.25.1 pre-initialises CPython inside the component and snapshots its heap in a WASI
+# context it builds itself: fixed environment (no PYTHONHASHSEED), the host's secure RNG and real clocks,
+# none of them settable. The guest's hash secret and wasi-libc's arc4random state come from random_get,
+# and wall-clock times of the freshly unpacked stdlib end up in the heap, so every build differs, even
+# in the same directory. Details and what was tried: docs/build.md, "Not reproducible: componentize-py".
+UNREPRODUCIBLE = {"python": "componentize-py snapshots a CPython heap seeded from WASI random_get and the clock"}
 
 
 def _manifest_and_module(layout_dir: Path) -> tuple[str, str]:

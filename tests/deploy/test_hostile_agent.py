@@ -33,14 +33,16 @@ def deploy_to(pub: Published, url: str, token: str, policy: object) -> d.HostRes
     return result
 
 
-def test_endless_create_keep_answer_is_refused(published, policy_for, sim_host) -> None:
+def test_endless_create_keep_answer_is_refused(published, policy_for, sim_host, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)  # deploy reads its secrets before any host
     with endless({"/v1/keeps": (200, {"Content-Type": "application/json"})}) as (host, sent):
         r = deploy_to(published, f"http://{host}", "t", policy_for(sim_host))
     assert isinstance(r.error, TransportError) and "over the 4194304-byte limit" in r.error.message, r.error
     assert r.status is None and max(sent) < 64  # MiB: the deployer hung up near its 4 MiB limit
 
 
-def test_endless_refusal_body_is_not_buffered(published, policy_for, sim_host) -> None:
+def test_endless_refusal_body_is_not_buffered(published, policy_for, sim_host, monkeypatch) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)  # deploy reads its secrets before any host
     with endless({"/v1/keeps": (503, {})}) as (host, sent):
         r = deploy_to(published, f"http://{host}", "t", policy_for(sim_host))
     assert isinstance(r.error, TransportError) and r.error.status == 503, r.error

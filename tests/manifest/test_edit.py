@@ -373,3 +373,15 @@ def test_mode_symlink_and_crlf_are_kept(tmp_path: Path) -> None:
     data = real.read_bytes()
     assert data.count(b"\n") == data.count(b"\r\n") and b'A = { env = "A" }\r\n' in data
     assert os.stat(real).st_mode & 0o777 == 0o600
+
+
+def test_secret_add_and_remove_json(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("secret", "add", "API_KEY", "--file", "~/.api-key", "--mount", "/run/secrets/api",
+               "--dir", str(project), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"path": str(project / "Enarx.toml"), "name": "API_KEY",
+                                                   "source": "file", "ref": "~/.api-key",
+                                                   "mount": "/run/secrets/api"}
+    assert cli("secret", "remove", "API_KEY", "--dir", str(project), "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"path": str(project / "Enarx.toml"), "name": "API_KEY",
+                                                   "removed": True}
+    assert "API_KEY" not in (project / "Enarx.toml").read_text()

@@ -102,3 +102,12 @@ def test_a_malformed_or_hostless_mapping_is_a_usage_error(service: Service, publ
     host, _ = publish_host
     r = failed_deploy(service, host, tmp_path, "--publish", "web:8080")
     assert r.returncode == 2 and "expected HOSTPORT:LISTEN" in r.stderr
+
+
+def test_an_agent_without_a_publish_range_maps_no_port(service: Service, sim_host: HostAgent, tmp_path: Path) -> None:
+    """Without ``--publish-range`` the agent chooses every port itself: a chosen one is refused, not bound."""
+    before = active_keeps(sim_host)  # a shared agent: other tests' keeps may be there
+    r = failed_deploy(service, sim_host, tmp_path, "--publish", "20080:web")
+    assert r.returncode == 69, r.stderr
+    assert "this host has no publish range (host serve --publish-range): it maps no chosen ports" in r.stderr
+    assert active_keeps(sim_host) <= before

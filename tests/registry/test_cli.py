@@ -39,6 +39,39 @@ def test_repo_settings_allow_overwrite(registry_server):
     assert admin.http.head("/v2/cli/mutable/manifests/1.0.0").headers["docker-content-digest"] == digest
 
 
+def test_repo_json_prints_the_settings_in_force(registry_server, capsys):
+    data = str(registry_server.data_dir)
+    assert main(["registry", "repo", "cli/settings", "--description", "demo", "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"repository": "cli/settings", "allow_overwrite": False,
+                                                   "anonymous_pull": None, "description": "demo"}
+    assert main(["registry", "repo", "cli/settings", "--anonymous-pull", "--data", data]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "updated cli/settings: version tags immutable, anonymous pull yes" in err
+
+
+def test_yank_and_undo_json(registry_server, capsys):
+    admin = Client(registry_server, registry_server.admin_token)
+    digest, _ = admin.push_image("cli/yankjson", "1.0.0", payload=b"yank me")
+    data = str(registry_server.data_dir)
+    assert main(["registry", "yank", "cli/yankjson:1.0.0", "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"reference": "cli/yankjson:1.0.0", "digest": digest,
+                                                   "yanked": True}
+    assert main(["registry", "yank", "cli/yankjson:1.0.0", "--undo", "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["yanked"] is False
+    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", data, "--json"]) == 65
+    assert json.loads(capsys.readouterr().out)["error"]["exit_code"] == 65
+
+
+def test_token_revoke_and_anonymous_default_json(tmp_path, capsys):
+    data = str(tmp_path / "reg")  # a store of its own: the default anonymous-pull setting is registry-wide
+    assert main(["registry", "token", "create", "--name", "x", "--scope", "pull:a/*", "--data", data, "--json"]) == 0
+    token_id = json.loads(capsys.readouterr().out)["id"]
+    assert main(["registry", "token", "revoke", token_id, "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": token_id, "revoked": True}
+    assert main(["registry", "anonymous-pull", "true", "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"anonymous_pull": True}
+
+
 def test_yank_unknown_version_is_an_input_error(registry_server, capsys):
     assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", str(registry_server.data_dir)]) == 65
     assert "does not exist" in capsys.readouterr().err

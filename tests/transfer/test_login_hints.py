@@ -48,7 +48,7 @@ class _Line:
         return False
 
 
-def test_login_json(registry_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_login_and_logout_json(registry_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
@@ -59,3 +59,7 @@ def test_login_json(registry_server: Any, tmp_path: Path, monkeypatch: pytest.Mo
     got = json.loads(out)
     assert got["registry"] == registry_server.host and Path(got["stored"]).is_file()
     assert registry_server.admin_token not in out
+    assert main(["logout", registry_server.host, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"registry": registry_server.host, "removed": True}
+    assert main(["logout", registry_server.host, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] is False
