@@ -146,6 +146,8 @@ def ready(settings: DeploySettings, package: Package, policy: Any, event: Event 
     tls_deployer.request_for(prepared.config, settings.tls)  # --tls-ca for a package with nothing to certify
     if package.config is None and prepared.config is not None:  # an encrypted Enarx.toml, read only now
         check_release(package, settings, event or (lambda h, s: None), prepared.config)
+    registry, credential = keep_registry(package.reference, settings.keep_registry)
+    prepared = replace(prepared, registry=registry, credential=credential)
     return replace(package, config=prepared.config, prepared=prepared)
 
 
@@ -308,11 +310,10 @@ class HostSession:
         if config is not None:  # the package's own [keep] backends, against the TEE the evidence shows
             trust.check_backend(keep, config.keep.backends)
         self.output_s = output_deadline(config)
-        registry, credential = keep_registry(ref, self.settings.keep_registry)
         self.event(self.host, "sealing keys and secrets to the attested keep")  # nothing left to refuse
         return plan.envelope_for(
-            registry=registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
-            session_key=seal.new_session_key(), credential=credential, layer_keys=prepared.layer_keys,
+            registry=prepared.registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
+            session_key=seal.new_session_key(), credential=prepared.credential, layer_keys=prepared.layer_keys,
             secrets=prepared.secrets, args=self.settings.args, stdin=self.settings.stdin is not None,
             tls=tls_deployer.request_for(config, self.settings.tls))
 

@@ -35,6 +35,8 @@ class Prepared:
     config: Any  # manifest.model.Manifest, or None for a package without an Enarx.toml layer
     layer_keys: dict[str, seal.LayerKey] = field(default_factory=dict, repr=False)
     secrets: dict[str, seal.SecretValue] = field(default_factory=dict, repr=False)
+    registry: Any = None  # oci.reference.Registry the keep pulls from (set by deploy.ready)
+    credential: tuple[str, str] | None = field(default=None, repr=False)  # issued for that registry
 
 
 def prepare(package: Package, decryption_key: bytes | None, given: Sequence[plan.SecretSource],

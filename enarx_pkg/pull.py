@@ -51,8 +51,12 @@ class PullResult:
 
 def pull(ref: _ref.Reference | str, dest: Path, *, credentials: CredentialSource | None = None,
          limits: Limits | None = None, settings: Settings | None = None,
-         progress: ProgressFactory | None = None, plain_http: bool | None = None) -> PullResult:
-    """Pull ``ref`` into a new OCI layout at ``dest``; returns the pinned reference and the layout."""
+         progress: ProgressFactory | None = None, plain_http: bool | None = None,
+         durable: bool = True) -> PullResult:
+    """Pull ``ref`` into a new OCI layout at ``dest``; returns the pinned reference and the layout.
+
+    ``durable=False``: blobs are not fsynced, for a layout that is removed when the process ends
+    (the keep's: an fsync there only waits for the host's disk)."""
     ref = _ref.parse(ref, plain_http=plain_http) if isinstance(ref, str) else ref
     limits = limits or Limits()
     if credentials is None:
@@ -64,7 +68,7 @@ def pull(ref: _ref.Reference | str, dest: Path, *, credentials: CredentialSource
     with Client(ref.registry, credentials, settings) as client, _staging(dest) as tmp:
         layout = Layout.create(tmp)
         fetched = client.fetch_manifest(ref.repository, ref.reference)
-        stats = _Puller(client, ref.repository, layout, limits, progress)
+        stats = _Puller(client, ref.repository, layout, limits, progress, durable)
         stats.package(fetched, ref.tag)
         refs = stats.referrers(fetched.digest) if limits.max_referrers else []
     return PullResult(ref.pinned(fetched.digest), fetched.digest, Layout(dest), stats.count, stats.total,
@@ -97,9 +101,9 @@ def _replaceable(dest: Path) -> bool:
 
 class _Puller:
     def __init__(self, client: Client, repo: str, layout: Layout, limits: Limits,
-                 progress: ProgressFactory | None) -> None:
+                 progress: ProgressFactory | None, durable: bool = True) -> None:
         self.client, self.repo, self.layout, self.limits = client, repo, layout, limits
-        self.progress = progress
+        self.progress, self.durable = progress, durable
         self.count = 0
         self.total = 0
 
@@ -129,8 +133,8 @@ class _Puller:
                              "-byte limit")
         report = self.progress(blob_label(desc), desc.size) if self.progress else None
         # visible under its digest only once fetched, verified and synced (mode as the temp file had)
-        with atomic.open_atomic(self.layout.blob_path(desc.digest), mode=0o600) as f:
-            self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f), progress=report)
+        with atomic.open_atomic(self.layout.blob_path(desc.digest), mode=0o600, sync=self.durable) as f:
+            self.client.fetch_blob_to(self.repo, desc, _WriteBehind(f) if self.durable else f, progress=report)
         self.count += 1
         self.total += desc.size
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 NO_TEE = "running locally without a TEE: no attestation, no confidentiality"
 
@@ -38,8 +39,31 @@ def workload_args(args: Sequence[str] | None) -> tuple[str, ...] | None:
 
 def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets: Sequence[str] = ()) -> int:
     """Say there is no TEE, run ``package`` with ``args`` (see :func:`workload_args`), return its status."""
-    from enarx_pkg import runtime
-
+    runtime = _runtime()
     print(NO_TEE, file=sys.stderr)
     sys.stderr.flush()
-    return runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets))
+    return int(runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets)))
+
+
+def _runtime() -> ModuleType:
+    """:mod:`enarx_pkg.runtime` and what a run needs, imported with the cyclic collector paused and
+    then left out of its later passes (``gc.freeze``).
+
+    Start-up makes tens of thousands of objects that live as long as the process (modules, classes,
+    wasmtime's ctypes bindings). With the collector on, Python walks them again and again while
+    importing and once more at exit; that was ~15 ms of a ~100 ms ``run`` of hello (bench/run.py).
+    What the workload's run allocates afterwards is collected as usual.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        import wasmtime  # noqa: F401
+
+        from enarx_pkg import manifest, package, runtime  # noqa: F401
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+    return runtime

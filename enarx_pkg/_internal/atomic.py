@@ -19,11 +19,12 @@ def write_text(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 @contextlib.contextmanager
-def open_atomic(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+def open_atomic(path: Path, mode: int = 0o644, *, sync: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only if the block finishes without error.
 
     The temp file is created with ``mode`` from the start (0600 for secrets), so a key is never
-    readable by others, not even for a moment.
+    readable by others, not even for a moment. ``sync=False`` skips the fsync, for a file that is
+    thrown away with its process (the keep's pulled package): still atomic, not durable.
     """
     import tempfile  # not at the top: `enarx-pkg run` reads layouts and never writes one (bench/run.py)
 
@@ -35,7 +36,8 @@ def open_atomic(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

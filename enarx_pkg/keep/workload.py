@@ -99,7 +99,7 @@ def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tup
                                              origin=registry.base_url)) if envelope.credential else anonymous
     t = time.perf_counter()
     result = pull.pull(Reference(registry, envelope.repository, digest=envelope.manifest_digest),
-                       work / "package", credentials=creds, limits=LIMITS)
+                       work / "package", credentials=creds, limits=LIMITS, durable=False)
     if result.manifest_digest != envelope.manifest_digest:
         raise VerificationError(f"registry served manifest {result.manifest_digest}, not the sealed "
                                 f"{envelope.manifest_digest}")

@@ -93,6 +93,14 @@ def test_encrypted_package_secret_checked_before_any_host(published, sim_host, p
     assert code == ExitCode.INVALID_INPUT and "environment variable PROBE_SECRET_SOURCE is not set" in err
 
 
+def test_malformed_keep_registry(published, sim_host, policy_for, monkeypatch, capfdbinary) -> None:
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    with running(Proxy(sim_host.url)) as proxy:
+        code = _deploy(published, sim_host, policy_for(sim_host), proxy, "--keep-registry", "ftp://mirror.internal")
+    err = _refused(capfdbinary, proxy)
+    assert code == ExitCode.USAGE and "invalid registry 'ftp://mirror.internal'" in err
+
+
 def test_one_shot_secret_source_is_read_once_for_every_host(published, sim_host, policy_for, capfdbinary) -> None:
     """`file:/dev/fd/N` of a pipe can be read once; both keeps still get the value."""
     read_end, write_end = os.pipe()
