@@ -3,7 +3,7 @@
 The options of ``run`` are declared once, on the typer command (``_cli.build.run``). An invocation
 that gives none (``run``, ``run PACKAGE``, ``run PACKAGE -- ARGS...``, the common case) holds only
 the two positional arguments, which ``main`` binds here as click would and runs without importing
-typer: typer costs about 30 ms a start, a third of what the wasmtime-py script that ``bench/run.py``
+typer: typer costs about 30 ms a start, half of what the wasmtime-py script that ``bench/run.py``
 compares against takes in all. Everything else (``--no-cache``, ``--secret``, ``--help``, an unknown
 option) goes through typer.
 """
