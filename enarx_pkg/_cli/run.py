@@ -62,6 +62,10 @@ def _runtime() -> ModuleType:
         import wasmtime  # noqa: F401
 
         from enarx_pkg import manifest, package, runtime  # noqa: F401
+
+        # what a run imports on its way (package lookup, Enarx.toml check, compiled-module cache)
+        from enarx_pkg._internal import cachedir, compiled, wasmbin  # noqa: F401
+        from enarx_pkg.manifest import _fastcheck, _normalise, _positions, _schema  # noqa: F401
     finally:
         gc.freeze()
         if enabled:
