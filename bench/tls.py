@@ -13,6 +13,10 @@ Last, the issue's own measure: the Go example's net/http server (examples/go-htt
 wasm workload under the runtime, its listen file served over TCP vs with ``prot = "tls"`` terminated
 by the runtime exactly as in a keep (``RunSpec.tls``). Goal: TLS >= 0.5x TCP requests/s.
 
+Then the same in keeps (``--keep-only`` runs just this): the Go example deployed to two detached sim
+keeps on one agent, over TCP in one and ``prot = "tls"`` (``deploy --tls-ca`` certificate) in the
+other, wrk on each keep's published port in alternating rounds. Goal: TLS >= 0.5x TCP.
+
 Before that, keep-alive requests/s (wrk -c16) of one plaintext HTTP server (a threaded Python server standing
 in for the workload) reached over TCP directly vs through ``terminate.TlsListener`` (TLS terminated
 the way a keep does it). Goal (issue 13, measured in a keep once keeps serve sockets): TLS ≥ 0.5× TCP.
@@ -189,6 +193,60 @@ def wasm_rows(seconds: int) -> None:
     print(f"goal TLS >= 0.5x TCP: {'meets' if ratio >= 0.5 else 'MISSES'}")
 
 
+def _go_variant(root: Path, prot: str) -> Path:
+    """examples/go-http with its listen file's ``prot`` set (the module is the same for both)."""
+    import shutil
+
+    project = root / f"go-{prot}"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "go-http", project,
+                    ignore=shutil.ignore_patterns("target"))
+    toml = project / "Enarx.toml"
+    toml.write_text(toml.read_text().replace('prot = "tcp"', f'prot = "{prot}"'))
+    return project
+
+
+def detached_rows(seconds: int, rounds: int) -> None:
+    """The issue's measure in keeps: the Go example deployed to two detached sim keeps on one agent, its
+    listen file over TCP in one and ``prot = "tls"`` (certified with ``deploy --tls-ca``) in the other;
+    wrk against each keep's published port, alternating, so both see the same machine load."""
+    import json
+    import subprocess
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from deploy import Rig  # bench/deploy.py: registry, sim agent, keys, policy
+
+    with tempfile.TemporaryDirectory(prefix="bench-tls-keep-") as tmp:
+        root = Path(tmp)
+        (root / "rig").mkdir()
+        rig = Rig(root / "rig")
+        try:
+            subprocess.run([sys.executable, "-m", "enarx_pkg", "ca", "init", "--cert", str(root / "ca.crt"), "--key",
+                            str(root / "ca.key")], check=True, capture_output=True)
+            ports = {}
+            certify = ["--tls-ca", str(root / "ca.crt"), "--tls-ca-key", str(root / "ca.key")]
+            for prot in ("tcp", "tls"):
+                ref = rig.package(_go_variant(root, prot), f"go-{prot}")
+                extra = certify if prot == "tls" else []
+                out = subprocess.run([*rig.deploy_cmd(ref), "--detach", "--state", str(root / f"{prot}.json"), *extra],
+                                     env=rig.env, check=True, capture_output=True, cwd=root).stdout
+                address = json.loads(out)["hosts"][0]["endpoints"][0]["address"]
+                ports[prot] = int(address.rsplit(":", 1)[1])
+            rates: dict[str, list[float]] = {"tcp": [], "tls": []}
+            for _ in range(rounds):
+                rates["tcp"].append(_wrk(f"http://127.0.0.1:{ports['tcp']}/", seconds))
+                rates["tls"].append(_wrk(f"https://127.0.0.1:{ports['tls']}/", seconds))
+        finally:
+            rig.close()
+    tcp, tls = statistics.median(rates["tcp"]), statistics.median(rates["tls"])
+    ratio = tls / tcp if tcp else 0.0
+    print(f"Go net/http wasm server in detached sim keeps, keep-alive (wrk -t2 -c16 -d{seconds}s, "
+          f"median of {rounds}, alternating)")
+    print(f"  {'listen over TCP':32s} {tcp:8.0f}/s  1.00x   rounds: {', '.join(f'{r:.0f}' for r in rates['tcp'])}")
+    print(f"  {'prot = tls, --tls-ca cert':32s} {tls:8.0f}/s  {ratio:5.2f}x TCP   rounds: "
+          f"{', '.join(f'{r:.0f}' for r in rates['tls'])}")
+    print(f"goal TLS >= 0.5x TCP: {'meets' if ratio >= 0.5 else 'MISSES'}")
+
+
 def _material(d: Path) -> tuple[list[tuple[str, str]], Path, Path, SimKeep]:
     sim = SimKeep()
     authority = ca.make_ca("bench CA")
@@ -216,7 +274,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--keepalive-seconds", type=int, default=5)
+    ap.add_argument("--keep-only", action="store_true", help="only the detached-keep row (TLS vs TCP in keeps)")
     args = ap.parse_args(argv)
+    if args.keep_only:
+        detached_rows(args.keepalive_seconds, 3)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         pairs, ca_file, policy_file, _ = _material(Path(tmp))
         ports: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
@@ -262,6 +324,7 @@ def main(argv: list[str]) -> int:
         pairs, *_ = _material(Path(tmp))
         keepalive(pairs[0], args.keepalive_seconds)
     wasm_rows(args.keepalive_seconds)
+    detached_rows(args.keepalive_seconds, 3)
     return 0
 
 

@@ -31,6 +31,7 @@ from enarx_pkg.host.client import HostClient, Limits
 from enarx_pkg.network import check_mapping
 from enarx_pkg.oci.reference import service_url
 from enarx_pkg.package import ImageManifest, Layout, require_published
+from enarx_pkg.tls import deployer as tls_deployer
 
 Sink = Callable[[bytes], None]
 Event = Callable[[str, str], None]  # (host, step) progress notes for people
@@ -59,6 +60,7 @@ class DeploySettings:
     publish: tuple[tuple[str, int], ...] = ()  # explicit (LISTEN, host port) mapping of a detached keep
     recipe: Any = None  # keeps.Recipe: saved with a detached keep, for `keep restart`
     replaces: Any = None  # restart.Replacing: the detached keep this deploy takes over from
+    tls: Any = None  # tls.deployer.DeployTls (--tls-ca/--tls-ca-key/--tls-name, CA loaded); None: the keep's own
 
     def __repr__(self) -> str:
         return f"DeploySettings({self.ref}, hosts={self.hosts})"
@@ -79,6 +81,7 @@ class HostResult:
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # declared listen port -> host address
     state_file: Path | None = None
     evidence: dict[str, str] = field(default_factory=dict)  # the nonce and the SHA-256 of the evidence accepted
+    tls: dict[str, Any] | None = None  # the certificate this deployer issued to the keep (--tls-ca)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ def ready(settings: DeploySettings, package: Package, policy: Any, event: Event 
     """Unwrap the layer keys, read the (decrypted) Enarx.toml and the secrets, and check them all before
     any host is contacted: a deploy that cannot succeed fails before a keep is created."""
     prepared = prepare(package, settings.decryption_key, settings.secrets, policy.tees)
+    tls_deployer.request_for(prepared.config, settings.tls)  # --tls-ca for a package with nothing to certify
     if package.config is None and prepared.config is not None:  # an encrypted Enarx.toml, read only now
         check_release(package, settings, event or (lambda h, s: None), prepared.config)
     registry, credential = keep_registry(package.reference, settings.keep_registry)
@@ -310,7 +314,8 @@ class HostSession:
         return plan.envelope_for(
             registry=prepared.registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
             session_key=seal.new_session_key(), credential=prepared.credential, layer_keys=prepared.layer_keys,
-            secrets=prepared.secrets, args=self.settings.args, stdin=self.settings.stdin is not None)
+            secrets=prepared.secrets, args=self.settings.args, stdin=self.settings.stdin is not None,
+            tls=tls_deployer.request_for(config, self.settings.tls))
 
     def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
                 stderr: Sink | None) -> None:
@@ -352,6 +357,7 @@ class HostSession:
             reason = logs.error or (f"the workload exited with status {logs.status}" if logs.status is not None
                                     else "it sent no sealed report")
             raise TransportError(f"the keep on {self.host} stopped before its listen sockets were bound: {reason}")
+        self.result.tls = tls_deployer.certify_keep(self, offer, envelope, channel, logs.csr)
         attested = {"tee": self.result.tee, "measurement": self.result.measurement, **self.result.evidence}
         record = keeps.KeepRecord(self.host, offer.keep_id, offer.capability, envelope.session_key, tuple(endpoints),
                                   self.settings.ref, keeps.pin(self.settings.recipe, self.package.reference), attested)

@@ -112,9 +112,9 @@ def mismatch_refusal(rel: Release, problems: Sequence[str]) -> VerificationError
 def envelope_for(*, registry: str, repository: str, manifest_digest: str, session_key: bytes,
                  credential: tuple[str, str] | None, layer_keys: Mapping[str, seal.LayerKey],
                  secrets: Mapping[str, seal.SecretValue], args: Sequence[str] | None,
-                 stdin: bool) -> seal.Envelope:
+                 stdin: bool, tls: seal.TlsRequest | None = None) -> seal.Envelope:
     return seal.Envelope(registry, repository, manifest_digest, session_key, credential, dict(layer_keys),
-                         dict(secrets), tuple(args) if args is not None else None, stdin)
+                         dict(secrets), tuple(args) if args is not None else None, stdin, tls)
 
 
 def stdin_stream(channel: seal.Channel, read: Callable[[int], bytes]) -> Iterator[bytes]:

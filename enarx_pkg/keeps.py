@@ -50,13 +50,18 @@ class Recipe:
     keep_registry: str = ""
     args: tuple[str, ...] | None = None
     publish: tuple[str, ...] = ()  # HOSTPORT:LISTEN
+    tls_ca: str = ""  # deploy --tls-ca / --tls-ca-key: paths, read again (and the key's 0600 checked) at restart
+    tls_ca_key: str = ""
+    tls_names: tuple[str, ...] = ()  # --tls-name
+    tls_lifetime_s: str = ""  # --tls-lifetime, in seconds
 
     @classmethod
     def from_json(cls, obj: Any) -> Recipe:
         if not isinstance(obj, dict) or set(obj) - {f for f in cls.__dataclass_fields__}:
             raise TypeError("recipe")
         args = obj.get("args")
-        return cls(**{k: str(v) for k, v in obj.items() if k not in ("secrets", "args", "publish")},
+        return cls(**{k: str(v) for k, v in obj.items() if k not in ("secrets", "args", "publish", "tls_names")},
+                   tls_names=tuple(str(x) for x in obj.get("tls_names") or ()),
                    secrets=tuple(str(x) for x in obj.get("secrets") or ()),
                    args=None if args is None else tuple(str(x) for x in args),
                    publish=tuple(str(x) for x in obj.get("publish") or ()))
@@ -107,6 +112,8 @@ class Logs:
     status: int | None = None  # the workload's exit status once it has exited
     error: str = ""  # the keep's sealed error report, if it failed
     dropped: int = 0  # frames the agent did not keep (its log limit)
+    csr: bytes | None = None  # the keep's TLS certificate request (deploy --tls-ca), DER
+    tls: dict[str, Any] | None = None  # the keep serves the deployer's certificate: {"sha256", "not_after"}
 
 
 def state_dir() -> Path:
@@ -209,6 +216,13 @@ def _frame(channel: seal.Channel, payload: bytes, stdout: Sink, stderr: Sink, re
     elif frame_type == seal.ERROR:
         obj = json.loads(data)
         result.error = printable(f"{obj.get('kind', 'Error')}: {obj.get('message', '')}"[:500])
+    elif frame_type == seal.TLS_CSR:
+        result.csr = data
+    elif frame_type == seal.TLS_READY:
+        obj = json.loads(data)
+        result.tls = {"sha256": str(obj["sha256"])[:64], "not_after": str(obj["not_after"])[:64]}
+    else:
+        raise VerificationError(f"the keep sent a {seal.FRAME_NAMES[frame_type]} frame")
 
 
 def parse_endpoints(payload: bytes, host: str) -> list[dict[str, Any]]:

@@ -122,7 +122,21 @@ def settings_for(record: keeps.KeepRecord, opts: RestartOptions, mapping: tuple[
         args=recipe.args, keep_registry=recipe.keep_registry or None, allow_yanked=opts.allow_yanked,
         allow_version_mismatch=opts.allow_version_mismatch, limits=opts.limits, detach=True,
         state=None if replacing.state is None else replacing.state.with_name(replacing.state.name + ".new"),
-        publish=mapping, recipe=_recipe_with(recipe, opts, mapping), replaces=replacing)
+        publish=mapping, recipe=_recipe_with(recipe, opts, mapping), replaces=replacing, tls=_tls(recipe))
+
+
+def _tls(recipe: keeps.Recipe) -> Any:
+    """The deploy's ``--tls-*`` again: the CA read (and its key's mode checked) now, as at deploy."""
+    if not (recipe.tls_ca or recipe.tls_names):
+        return None
+    from datetime import timedelta
+
+    from enarx_pkg.tls import deployer, issue
+
+    seconds = int(recipe.tls_lifetime_s) if recipe.tls_lifetime_s.isdigit() else None
+    lifetime = issue.DEFAULT_LIFETIME if seconds is None else timedelta(seconds=seconds)
+    return deployer.load(Path(recipe.tls_ca) if recipe.tls_ca else None,
+                         Path(recipe.tls_ca_key) if recipe.tls_ca_key else None, recipe.tls_names, lifetime, True)
 
 
 def _recipe_with(recipe: keeps.Recipe, opts: RestartOptions, mapping: tuple[tuple[str, int], ...]) -> keeps.Recipe:

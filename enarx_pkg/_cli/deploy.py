@@ -105,6 +105,14 @@ def deploy(
                                          "the keep runs on (see `enarx-pkg keep`)")] = False,
     state: Annotated[Path | None, typer.Option(metavar="FILE", help="where --detach saves the keep's state "
                                                "(0600; default: the user's state dir)")] = None,
+    tls_ca: Annotated[Path | None, typer.Option(metavar="CA_CERT", help="with --detach: certify the keep's "
+                                                "prot = \"tls\" key with this deploy CA (`ca init`)")] = None,
+    tls_ca_key: Annotated[Path | None, typer.Option(metavar="CA_KEY", help="the deploy CA's key (0600)")] = None,
+    tls_name: Annotated[list[str] | None, typer.Option(metavar="DNS", help="a name the keep's TLS certificate "
+                                                       "carries (repeat; default: localhost + listen addresses)")
+                        ] = None,
+    tls_lifetime: Annotated[str, typer.Option(metavar="DURATION", help="lifetime of the certificate --tls-ca "
+                                              "issues (e.g. 30m, 24h, 7d)")] = "24h",
     publish: Annotated[list[str] | None, typer.Option(metavar="HOSTPORT:LISTEN", help="with --detach: bind the "
                                                       "listen file LISTEN (name or port) on this host port "
                                                       "(repeat; in the host's publish range)")] = None,
@@ -127,8 +135,10 @@ def deploy(
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
         detach=detach, state=state, publish=parse_mapping(publish or ()),
-        recipe=_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config, host_token_file,
-                       decryption_key, secret or [], keep_registry, args, publish or []) if detach else None)
+        tls=_tls_options(tls_ca, tls_ca_key, tls_name, tls_lifetime, detach),
+        recipe=_tls_recipe(_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config,
+                                   host_token_file, decryption_key, secret or [], keep_registry, args, publish or []),
+                           tls_ca, tls_ca_key, tls_name, tls_lifetime) if detach else None)
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -148,6 +158,16 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
                                      trust_config=str(trust_config) if trust_config else None)
     raise UsageError("deploy verifies the package's signature first: pass --key PUB or "
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
+
+
+def _tls_options(ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str, detach: bool) -> Any:
+    """``--tls-*`` checked, and the deploy CA loaded, before any host is contacted (None without them)."""
+    from enarx_pkg._cli.tls import _duration
+    from enarx_pkg.tls.deployer import load
+
+    if ca is None and key is None and not names:
+        return None
+    return load(ca, key, names or (), _duration(lifetime, "--tls-lifetime"), detach)
 
 
 def _token(path: Path | None) -> str | None:
@@ -170,6 +190,17 @@ def _recipe(policy: Path | None, key: Path | None, identity: str | None, issuer:
                   decryption_key=absolute(decryption_key), keep_registry=keep_registry or "",
                   secrets=tuple(f"{s.name}={s.source}:{absolute(Path(s.ref)) if s.source == 'file' else s.ref}"
                                 for s in sources), args=tuple(args) if args else None, publish=tuple(publish))
+
+
+def _tls_recipe(recipe: Any, ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str) -> Any:
+    """The recipe with the ``--tls-*`` options (absolute paths; `keep restart` certifies the new keep alike)."""
+    from dataclasses import replace
+
+    from enarx_pkg._cli.tls import _duration
+
+    return replace(recipe, tls_ca=str(ca.resolve()) if ca else "", tls_ca_key=str(key.resolve()) if key else "",
+                   tls_names=tuple(names or ()),
+                   tls_lifetime_s=str(int(_duration(lifetime, "--tls-lifetime").total_seconds())) if ca else "")
 
 
 def _raw_stdin() -> Any:
@@ -225,7 +256,8 @@ def _row(r: Any) -> dict[str, Any]:
             "exit_code": int(r.error.exit_code) if r.error else r.status,
             "stdout": r.stdout.decode("utf-8", "replace"), "stderr": r.stderr.decode("utf-8", "replace"),
             "timings_ms": {k: round(v * 1000, 1) for k, v in r.timings.items()}} | (
-        {"detached": True, "endpoints": r.endpoints, "state_file": str(r.state_file)} if r.detached else {})
+        {"detached": True, "endpoints": r.endpoints, "state_file": str(r.state_file)} if r.detached else {}) | (
+        {"tls": r.tls} if r.tls else {})
 
 
 def _detached(results: list[Any], live: bool) -> None:
@@ -240,6 +272,9 @@ def _detached(results: list[Any], live: bool) -> None:
         print(f"keep {r.keep_id} on {printable(r.host)} (detached; state: {r.state_file})")
         for e in r.endpoints:
             print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
+        if r.tls:
+            print(f"  tls: certificate sha256:{printable(r.tls['sha256'])}, valid until "
+                  f"{printable(r.tls['not_after'])} (issued by --tls-ca)")
 
 
 def _table(results: list[Any]) -> None:

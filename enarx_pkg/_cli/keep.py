@@ -103,11 +103,14 @@ def restart(
     if json_out:
         print_json({"keep_id": new.keep_id, "replaced": old.keep_id, "host": new.host, "endpoints": new.endpoints,
                     "state_file": str(new.state_file), "tee": new.tee, "measurement": new.measurement,
-                    "evidence": new.evidence})
+                    "evidence": new.evidence} | ({"tls": new.tls} if new.tls else {}))
         return
     print(f"keep {new.keep_id} on {printable(new.host)} (replaces {old.keep_id}; state: {new.state_file})")
     for e in new.endpoints:
         print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
+    if new.tls:
+        print(f"  tls: certificate sha256:{printable(new.tls['sha256'])}, "
+              f"valid until {printable(new.tls['not_after'])}")
 
 
 @keep_app.command("stop")

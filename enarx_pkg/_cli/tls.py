@@ -177,10 +177,10 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _duration(text: str) -> timedelta:
+def _duration(text: str, option: str = "--lifetime") -> timedelta:
     from enarx_pkg.errors import UsageError
 
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise UsageError(f"--lifetime {text!r}: expected a number and a unit (s, m, h, d), e.g. 24h")
+        raise UsageError(f"{option} {text!r}: expected a number and a unit (s, m, h, d), e.g. 24h")
     return timedelta(seconds=int(text[:-1]) * units[text[-1]])

@@ -26,7 +26,11 @@ MAX_FRAME_BYTES = MAX_FRAME_PAYLOAD + FRAME_OVERHEAD
 
 # frame types
 STDIN, STDOUT, STDERR, EXIT, ERROR = 1, 2, 3, 4, 5
-FRAME_NAMES = {STDIN: "stdin", STDOUT: "stdout", STDERR: "stderr", EXIT: "exit", ERROR: "error"}
+# attested TLS with the deployer as Steward (deploy --tls-ca): the keep's CSR (DER) to the deployer, the
+# issued chain (PEM) back, and the keep's word that it serves it ({"sha256", "not_after"})
+TLS_CSR, TLS_CERT, TLS_READY = 6, 7, 8
+FRAME_NAMES = {STDIN: "stdin", STDOUT: "stdout", STDERR: "stderr", EXIT: "exit", ERROR: "error",
+               TLS_CSR: "tls-csr", TLS_CERT: "tls-cert", TLS_READY: "tls-ready"}
 # directions: the nonce's first byte, so the two directions never share a (key, nonce) pair
 TO_KEEP, TO_DEPLOYER = 0x01, 0x02
 

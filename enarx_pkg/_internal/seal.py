@@ -95,6 +95,15 @@ from enarx_pkg._internal.frames import (
     STDOUT as STDOUT,
 )
 from enarx_pkg._internal.frames import (
+    TLS_CERT as TLS_CERT,
+)
+from enarx_pkg._internal.frames import (
+    TLS_CSR as TLS_CSR,
+)
+from enarx_pkg._internal.frames import (
+    TLS_READY as TLS_READY,
+)
+from enarx_pkg._internal.frames import (
     TO_DEPLOYER as TO_DEPLOYER,
 )
 from enarx_pkg._internal.frames import (
@@ -118,6 +127,7 @@ SEAL_INFO = b"enarx-pkg/seal/v1"
 BINDING_PREFIX = b"enarx-pkg/keep/v1"
 NONCE_BYTES = 32
 KEY_BYTES = 32
+MAX_TLS_NAMES = 32
 
 
 def report_data(nonce: bytes, keep_public_key: bytes) -> bytes:
@@ -168,6 +178,25 @@ class SecretValue:
 
 
 @dataclass(frozen=True)
+class TlsRequest:
+    """The deployer's say on the keep's TLS certificate: the names it certifies, and whether the keep
+    sends it a CSR over the sealed channel (``deploy --tls-ca``) instead of certifying itself."""
+
+    names: tuple[str, ...] = ()  # empty: the keep's default names (localhost and its listen addresses)
+    csr: bool = False
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> TlsRequest | None:
+        if value is None:
+            return None
+        names = value.get("names") if isinstance(value, dict) else None
+        if not (isinstance(names, list) and len(names) <= MAX_TLS_NAMES
+                and all(isinstance(n, str) and 0 < len(n) <= 253 for n in names)):
+            raise InputError(f"{where}: expected {{names: [at most {MAX_TLS_NAMES} names], csr: bool}}")
+        return cls(tuple(names), value.get("csr") is True)
+
+
+@dataclass(frozen=True)
 class Envelope:
     """What the deployer seals to the keep. Exists only in the deployer and inside the keep."""
 
@@ -180,12 +209,14 @@ class Envelope:
     secrets: Mapping[str, SecretValue] = field(default_factory=dict)
     args: tuple[str, ...] | None = None  # None: the package's own args
     stdin: bool = False  # whether stdin frames follow
+    tls: TlsRequest | None = None  # how the keep's prot = "tls" certificate is made (None: the package decides)
 
     def __repr__(self) -> str:  # never print keys or secrets, even in a traceback
         return f"Envelope({self.registry}/{self.repository}@{self.manifest_digest})"
 
     def to_bytes(self) -> bytes:
-        return canonical.dumps({
+        tls = {} if self.tls is None else {"tls": {"names": list(self.tls.names), "csr": self.tls.csr}}
+        return canonical.dumps(tls | {
             "v": 1, "registry": self.registry, "repository": self.repository,
             "manifest": self.manifest_digest, "session_key": b64.encode(self.session_key),
             "credential": list(self.credential) if self.credential else None,
@@ -223,6 +254,7 @@ class Envelope:
                         for d, k in _mapping(obj.get("layer_keys"), f"{where}.layer_keys").items()},
             secrets=_parse_secrets(_mapping(obj.get("secrets"), f"{where}.secrets")),
             args=tuple(args) if args is not None else None, stdin=bool(obj.get("stdin")),
+            tls=TlsRequest.parse(obj.get("tls"), f"{where}.tls"),
         )
 
 

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, NoReturn
 from enarx_pkg._internal import canonical, seal
 from enarx_pkg.errors import Error, InputError, VerificationError
 from enarx_pkg.keep import measure
+from enarx_pkg.keep.tls import KeepTls
 from enarx_pkg.keep.workload import execute, prewarm
 
 
@@ -141,12 +142,15 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
         fixed = parse_mapping([str(i) for i in json.loads(payload)["publish"]], "the host's port mapping")
         payload = pipe.receive(seal.R_PROVISION)
     envelope = seal.open_envelope(payload, key, keep_id)
-    return _provisioned(envelope, pipe, opts.publish, fixed)
+    return _provisioned(envelope, pipe, opts.publish, evidence, fixed)
 
 
-def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (0, 0),
+def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int], evidence: Evidence,
                  fixed: tuple[tuple[str, int], ...] = ()) -> int:
     outbox = Outbox(seal.Channel(envelope.session_key, keep_side=True), pipe)
+    stderr = outbox.writer(seal.STDERR)
+    tls = KeepTls(envelope, evidence.opts.backend, evidence.issue, outbox.send,
+                  lambda line: stderr(line.encode("utf-8", "replace")))
     timings: dict[str, float] = {}
     # everything the workload leaves on disk (module, secrets, stdin FIFO) lives under one private root,
     # so an abort can remove it before the process ends
@@ -159,9 +163,9 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int] = (
             os.mkfifo(stdin, 0o600)
             threading.Thread(target=_feed_stdin, args=(outbox, stdin, root), daemon=True).start()
         else:
-            threading.Thread(target=_watch_agent, args=(outbox, root), daemon=True).start()
-        status = execute(envelope, stdin, outbox.writer(seal.STDOUT), outbox.writer(seal.STDERR), timings,
-                         _publish(pipe, ports, fixed))
+            threading.Thread(target=_watch_agent, args=(outbox, root, tls), daemon=True).start()
+        status = execute(envelope, stdin, outbox.writer(seal.STDOUT), stderr, timings, _publish(pipe, ports, fixed),
+                         tls.setup)
     except Error as exc:
         outbox.close(seal.ERROR, _error_payload(exc))
         return 1
@@ -183,16 +187,18 @@ def _publish(pipe: Pipe, ports: tuple[int, int], fixed: tuple[tuple[str, int], .
     return Publish("127.0.0.1", ports[0], ports[1], report, fixed)
 
 
-def _watch_agent(outbox: Outbox, root: Path) -> None:
+def _watch_agent(outbox: Outbox, root: Path, tls: KeepTls) -> None:
     """Without stdin nothing else reads the agent's pipe: its end (the agent stopped or died) ends the
-    keep, so a long-running service never outlives its agent."""
+    keep, so a long-running service never outlives its agent. What comes on it must be a sealed frame
+    from the deployer the keep waits for (its TLS certificate); anything else ends the keep."""
     try:
         while True:
-            outbox.pipe.receive(seal.R_INPUT)
+            tls.deliver(*outbox.channel.open(outbox.pipe.receive(seal.R_INPUT)))
     except EOFError:
         outbox.abort(None, root)
-    except Error:
-        outbox.abort(VerificationError("the keep's agent sent a record it has no business sending"), root)
+    except Error as exc:
+        outbox.abort(VerificationError(f"the keep's agent sent a record it has no business sending ({exc.message})"),
+                     root)
 
 
 def _error_payload(exc: Error) -> bytes:
@@ -213,11 +219,12 @@ class Outbox:
         for frame in self.channel.seal_all(frame_type, data):
             self.pipe.send(seal.R_FRAME, frame)
 
+    def send(self, frame_type: int, data: bytes) -> None:
+        with self.lock:
+            self._send(frame_type, data)
+
     def writer(self, frame_type: int) -> Callable[[bytes], None]:
-        def send(data: bytes) -> None:
-            with self.lock:
-                self._send(frame_type, data)
-        return send
+        return lambda data: self.send(frame_type, data)
 
     def close(self, frame_type: int, payload: bytes) -> None:
         with self.lock:

@@ -21,12 +21,14 @@ from enarx_pkg._internal import seal
 from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
 from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, Layout
+from enarx_pkg.tls import keepside
 
 MAX_CONFIG_BYTES = 1 << 20
 # a package is one manifest with two layers (module, Enarx.toml); its signatures were checked by the
 # deployer, so the keep fetches no referrers
 LIMITS = pull.Limits(max_manifest_bytes=1 << 20, max_blob_bytes=1 << 30, max_layers=2, max_referrers=0)
 Sink = Callable[[bytes], None]
+Tls = Callable[[Any], Any]  # the package's Enarx.toml -> its RunSpec.tls (None: no prot = "tls" file)
 
 
 WARM_TOML = '[package]\nname = "warm"\nversion = "0.0.0"\n'
@@ -51,6 +53,7 @@ def prewarm() -> None:
     from enarx_pkg.oci.reference import parse_registry
 
     X25519PrivateKey.generate()  # loads cryptography's OpenSSL backend
+    keepside.prewarm()  # prot = "tls": ssl, the TLS termination and certificate code
     with Client(parse_registry("127.0.0.1:1"), None):  # builds httpx's transports (no request is sent)
         "registry.invalid".encode("idna")
 
@@ -63,12 +66,13 @@ def prewarm() -> None:
 
 
 def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_stderr: Sink,
-            timings: dict[str, float] | None = None, publish: Any = None) -> int:
+            timings: dict[str, float] | None = None, publish: Any = None, tls: Tls | None = None) -> int:
     """Fetch, verify and run the sealed package; returns the workload's exit status.
 
     ``stdin`` is the input itself, or a path the runtime opens as the workload's stdin (the keep's
     FIFO, fed while the workload runs). ``timings`` collects seconds per step (pull, decrypt, run).
     ``publish`` (:class:`enarx_pkg.network.Publish`): where the host lets listen files bind.
+    ``tls``: the keep's TLS for the package's ``prot = "tls"`` files (``keep.tls.KeepTls.setup``).
     """
     timings = {} if timings is None else timings
     with tempfile.TemporaryDirectory(prefix="enarx-keep-") as tmp:
@@ -76,7 +80,7 @@ def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_st
         module, config = fetch(envelope, work, timings)
         t = time.perf_counter()
         try:
-            return run(envelope, module, config, stdin, work, on_stdout, on_stderr, publish)
+            return run(envelope, module, config, stdin, work, on_stdout, on_stderr, publish, tls)
         finally:
             timings["keep_run"] = time.perf_counter() - t
 
@@ -127,7 +131,7 @@ def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, dest: 
 
 
 def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | Path, work: Path,
-        on_stdout: Sink, on_stderr: Sink, publish: Any = None) -> int:
+        on_stdout: Sink, on_stderr: Sink, publish: Any = None, tls: Tls | None = None) -> int:
     """Run the module under the package's ``[keep]`` limits, with secrets as env vars or files.
 
     Listen files are bound where ``publish`` says (the host's loopback, a port of its range) and
@@ -145,7 +149,8 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     # compiled here from the module whose digest was just checked: no compiled-code cache in a keep,
     # whose disk belongs to the host
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
-                            stdout=on_stdout, stderr=on_stderr, cache=False, publish=publish)
+                            stdout=on_stdout, stderr=on_stderr, cache=False, publish=publish,
+                            tls=tls(toml) if tls is not None else None)
     spec = replace(spec, env=env, dirs=spec.dirs + dirs)
     return int(runtime.run(spec))
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enarx_pkg.errors import Error
+from enarx_pkg.errors import Error, UsageError
 from enarx_pkg.tls import context, keep
 
 # key -> certificate chain (leaf first) for that key
@@ -29,14 +29,27 @@ MIN_RENEWAL = timedelta(seconds=RETRY_S)
 class KeepIdentity:
     """The key, the current chain and its server context; safe to read from any thread."""
 
-    def __init__(self, obtain: Obtain, *, tls12: bool = False, client_ca: bytes | None = None) -> None:
+    def __init__(self, obtain: Obtain, *, tls12: bool = False, client_ca: bytes | None = None,
+                 deferred: bool = False) -> None:
+        """``deferred``: obtain the first certificate only at :meth:`ensure` (when the keep's sockets
+        are bound and reported, so a deployer waiting for that report can answer the keep's CSR)."""
         self.key = keep.new_key()
         self._obtain, self._tls12, self._client_ca = obtain, tls12, client_ca
         self._lock = threading.Lock()
         self._chain: tuple[x509.Certificate, ...] = ()
         self._context: ssl.SSLContext | None = None
         self._obtained = datetime.now(UTC)
-        self.renew()
+        self._ready = threading.Event()
+        if not deferred:
+            self.renew()
+
+    def ensure(self) -> None:
+        """Obtain the first certificate now unless there is one (a deferred identity)."""
+        if not self._ready.is_set():
+            self.renew()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -60,6 +73,7 @@ class KeepIdentity:
         ctx = context.server_context(self.key, chain, tls12=self._tls12, client_ca=self._client_ca)
         with self._lock:
             self._chain, self._context, self._obtained = chain, ctx, obtained
+        self._ready.set()
 
     def renewal_due(self) -> datetime:
         """When the current certificate should be replaced: 2/3 of the way from when it was obtained
@@ -93,6 +107,9 @@ class Renewer:
         self._stop.set()
 
     def _run(self) -> None:
+        while not self.identity.wait_ready(1.0):  # a deferred identity: its first certificate comes first
+            if self._stop.is_set():
+                return
         while not self._stop.is_set():
             wait = (self.identity.renewal_due() - datetime.now(UTC)).total_seconds()
             if wait > 0 and self._stop.wait(min(wait, 3600.0)):
@@ -134,3 +151,18 @@ def for_keep(names: Sequence[str], package: str, source: keep.EvidenceSource, *,
     if steward:
         return from_steward(steward, names, package, source, ca=steward_ca)
     return self_contained(names, package, source)
+
+
+def first_then(first: Obtain, later: Obtain | None) -> Obtain:
+    """``first`` for the first certificate, ``later`` for every renewal (``None``: the certificate is
+    not renewed; asking again is an error the :class:`Renewer` reports)."""
+    calls = [0]
+
+    def obtain(key: ec.EllipticCurvePrivateKey) -> Sequence[x509.Certificate]:
+        calls[0] += 1
+        if calls[0] == 1:
+            return first(key)
+        if later is None:
+            raise UsageError("this certificate has no renewal source (name a steward in Enarx.toml)")
+        return later(key)
+    return obtain

@@ -74,11 +74,14 @@ def self_signed_certificate(key: ec.EllipticCurvePrivateKey, names: Sequence[str
 
 
 def certificate_request(key: ec.EllipticCurvePrivateKey, names: Sequence[str],
-                        evidence: KeepEvidence) -> x509.CertificateSigningRequest:
-    """A CSR for ``names`` carrying ``evidence`` (bound to a Steward's challenge) as a requested extension."""
+                        evidence: KeepEvidence | None) -> x509.CertificateSigningRequest:
+    """A CSR for ``names`` carrying ``evidence`` (bound to a Steward's challenge) as a requested extension;
+    ``None`` for a CSR sent over the deployer's sealed channel, which the keep's attestation already binds."""
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject_for(names))
     builder = builder.add_extension(x509.SubjectAlternativeName(binding.general_names(names)), critical=False)
-    builder = builder.add_extension(x509.UnrecognizedExtension(evidence_oid(), evidence.to_der()), critical=False)
+    if evidence is not None:
+        builder = builder.add_extension(x509.UnrecognizedExtension(evidence_oid(), evidence.to_der()),
+                                        critical=False)
     return builder.sign(key, hashes.SHA256())
 
 

@@ -25,6 +25,10 @@ def prewarm() -> None:
     from enarx_pkg.tls import context, enroll, extension, keep, terminate  # noqa: F401
 
     keep.new_key()  # loads the EC code paths of cryptography's backend
+    import httpx
+
+    with httpx.Client(trust_env=False):  # as enroll makes it: the default CA bundle's loaders (steward = "URL")
+        pass
 
 
 def local_setup(files: Sequence[SocketFile]) -> TlsSetup | None:
@@ -48,8 +52,15 @@ def names_for(files: Sequence[SocketFile], asked: Sequence[str] = ()) -> list[st
 
 
 def setup_for(files: Sequence[SocketFile], package: str, tee: str, evidence: Callable[[bytes], tuple[bytes, bytes]],
-              *, steward: str | None = None, names: Sequence[str] = ()) -> TlsSetup | None:
-    """The keep's TLS for ``files`` (``None`` if none is ``tls``); ``evidence`` is the keep's backend."""
+              *, steward: str | None = None, names: Sequence[str] = (),
+              deployer: identity.Obtain | None = None) -> TlsSetup | None:
+    """The keep's TLS for ``files`` (``None`` if none is ``tls``); ``evidence`` is the keep's backend.
+
+    ``deployer``: the first certificate comes from the deployer (``deploy --tls-ca``, over the sealed
+    channel), obtained only once the sockets are bound and reported (the deployer answers the CSR
+    after that report); renewals then go to the ``steward``, if any. Otherwise the Steward issues it,
+    or it is self-contained, obtained at once (a failure fails the deploy before anything is bound).
+    """
     if not any(is_tls(f) for f in files):
         return None
 
@@ -57,5 +68,7 @@ def setup_for(files: Sequence[SocketFile], package: str, tee: str, evidence: Cal
         report, aux = evidence(report_data)
         return tee, report, aux
 
-    return TlsSetup(identity.KeepIdentity(identity.for_keep(names_for(files, names), package, source,
-                                                            steward=steward)))
+    own = identity.for_keep(names_for(files, names), package, source, steward=steward)
+    if deployer is None:
+        return TlsSetup(identity.KeepIdentity(own))
+    return TlsSetup(identity.KeepIdentity(identity.first_then(deployer, own if steward else None), deferred=True))

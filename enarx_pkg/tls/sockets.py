@@ -68,6 +68,7 @@ def terminated(entries: Sequence[Entry], files: Sequence[SocketFile], setup: Tls
     listeners: list[terminate.TlsListener] = []
     out: list[Entry] = []
     contexts: dict[str | None, ssl.SSLContext] = {}
+    setup.identity.ensure()  # a deferred identity gets its certificate now: the sockets are bound and reported
     try:
         for fd, kind, sock in entries:
             f = files[fd]

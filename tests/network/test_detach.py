@@ -108,7 +108,7 @@ def deploy_detached(service: Service, host: HostAgent, tmp: Path, *extra: str) -
     env = os.environ | {"XDG_STATE_HOME": str(tmp / "state")}
     r = cli("deploy", service.ref, "--host", host.url, "--host-token-file", str(host.token_file), "--policy",
             str(policy), "--key", str(service.signer_pub), "--insecure-sim", "--detach", "--json", *extra, env=env)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 0, r.stderr + r.stdout
     [row] = json.loads(r.stdout)["hosts"]
     return Detached(row["keep_id"], row["endpoints"], Path(row["state_file"]), env, r.stdout + r.stderr)
 
