@@ -80,3 +80,15 @@ def test_shell_completion_completes_commands_and_options() -> None:
     script = subprocess.run([sys.executable, "-m", "enarx_pkg", "--show-completion", "bash"], capture_output=True,
                             text=True, timeout=60, check=False)
     assert script.returncode == 0 and "_ENARX_PKG_COMPLETE" in script.stdout
+
+
+def test_a_command_runs_with_the_collector_on_and_its_start_up_frozen() -> None:
+    """enarx_pkg/_cli/startup.py: imports load with the collector paused, commands run with it on."""
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parent.parent / "examples" / "wat"
+    code = ("import gc, sys\nfrom enarx_pkg._cli.main import main\n"
+            "sys.argv = ['enarx-pkg', 'validate', sys.argv[1], '--json']\nrc = main()\n"
+            "print('RC=%d FROZEN=%s ENABLED=%s' % (rc, gc.get_freeze_count() > 10000, gc.isenabled()))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(project)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().splitlines()[-1] == "RC=0 FROZEN=True ENABLED=True", out.stderr

@@ -20,8 +20,14 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Build the workload and package it as a reproducible OCI image layout."""
-    from enarx_pkg import build as builder
     from enarx_pkg._cli.common import info, is_terminal, print_json
+    from enarx_pkg._cli.startup import loading
+
+    with loading():  # and what building imports on its way (validation, the Enarx.toml layer)
+        import tomlkit  # noqa: F401
+        import wasmtime  # noqa: F401
+
+        from enarx_pkg import build as builder
 
     if is_terminal():
         from rich.console import Console

@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every enarx-pkg error into its diagnostic and exit code."""
     from enarx_pkg.errors import Error
 
+    if argv is None:  # the console script: a process of enarx-pkg's own
+        from enarx_pkg._cli import startup
+
+        startup.own_process()
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
     interrupted = _watch_ctrl_c()
@@ -100,9 +104,12 @@ def _dispatch(args: list[str]) -> int:
 
     if args[:1] == ["run"] and run.no_options(args[1:]):
         return run.run(*run.positionals(args[1:]))
-    import typer.main
+    from enarx_pkg._cli.startup import loading
 
-    from enarx_pkg._cli.root import app
+    with loading():
+        import typer.main
+
+        from enarx_pkg._cli.root import app
 
     rv = typer.main.get_command(app).main(args=args, prog_name="enarx-pkg", standalone_mode=False)
     return rv if isinstance(rv, int) else 0

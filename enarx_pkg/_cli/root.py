@@ -13,7 +13,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from enarx_pkg import __version__
-from enarx_pkg._cli import coercion
+from enarx_pkg._cli import coercion, startup
 from enarx_pkg._cli.main import COMMANDS
 
 
@@ -33,7 +33,8 @@ class LazyGroup(TyperGroup):
         if cmd_name not in COMMANDS:
             return None
         module_name, attr, _ = COMMANDS[cmd_name]
-        app = getattr(importlib.import_module(module_name), attr)
+        with startup.loading():
+            app = getattr(importlib.import_module(module_name), attr)
         command = typer.main.get_command(app)
         command.name = cmd_name
         coercion.install(command, ctx)

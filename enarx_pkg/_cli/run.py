@@ -46,24 +46,16 @@ def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets
 
 
 def _runtime() -> ModuleType:
-    """:mod:`enarx_pkg.runtime` and what a run needs, imported with the cyclic collector paused and
-    then left out of its later passes (``gc.freeze``).
+    """:mod:`enarx_pkg.runtime` and what a run needs, loaded as :mod:`enarx_pkg._cli.startup` says
+    (~20 ms of a ~75 ms ``run`` of hello, bench/run.py)."""
+    from enarx_pkg._cli.startup import loading
 
-    Start-up makes tens of thousands of objects that live as long as the process (modules, classes,
-    wasmtime's ctypes bindings). With the collector on, Python walks them again and again while
-    importing and once more at exit; that was ~15 ms of a ~100 ms ``run`` of hello (bench/run.py).
-    What the workload's run allocates afterwards is collected as usual.
-    """
-    import gc
-
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with loading():
         import wasmtime  # noqa: F401
 
         from enarx_pkg import manifest, package, runtime  # noqa: F401
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+
+        # what a run imports on its way (package lookup, Enarx.toml check, compiled-module cache)
+        from enarx_pkg._internal import cachedir, compiled, wasmbin  # noqa: F401
+        from enarx_pkg.manifest import _fastcheck, _normalise, _positions, _schema  # noqa: F401
     return runtime

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import TransportError, VerificationError
 from enarx_pkg.tls import enroll, identity, keepside
+from enarx_pkg.tls.keep import certificate_request
 from enarx_pkg.tls.sockets import TlsSetup
 
 CERT_TIMEOUT_S = 120.0  # how long the keep waits for its deployer's certificate
@@ -49,8 +50,6 @@ class SealedIssuer:
 
     def request(self, key: ec.EllipticCurvePrivateKey) -> None:
         """Send the CSR for ``key`` (the keep's TLS key) and our names."""
-        from enarx_pkg.tls.keep import certificate_request
-
         self._asked = True
         self._send(seal.TLS_CSR, certificate_request(key, self.names, None).public_bytes(serialization.Encoding.DER))
 

@@ -142,7 +142,8 @@ def _digest(service: Service, d: Detached) -> str:
 def test_self_contained_certificate_of_a_detached_keep_passes_attest_tls(
         https_service: Callable[[str], Service], tls_host: HostAgent, tmp_path: Path) -> None:
     """Without --tls-ca the keep certifies its own key with its evidence; `attest tls` accepts it under
-    the deployer's policy and package digest, and refuses another package digest."""
+    the deployer's policy and package digest, and refuses another package digest or name (77) and a
+    policy its measurement does not pass (78)."""
     service = https_service("rust")
     d = deploy_detached(service, tls_host, tmp_path)
     try:
@@ -156,6 +157,14 @@ def test_self_contained_certificate_of_a_detached_keep_passes_attest_tls(
         bad = subprocess.run([*_cli(), "attest", "tls", f"127.0.0.1:{_port(d)}", "--policy", policy, "--package",
                               other], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert bad.returncode == 77 and "tls.package" in bad.stderr
+        name = subprocess.run([*_cli(), "attest", "tls", f"127.0.0.1:{_port(d)}", "--policy", policy, "--name",
+                               "bank.example"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert name.returncode == 77 and "tls.name" in name.stderr
+        other_policy = tmp_path / "other-policy.toml"
+        other_policy.write_text(tls_host.policy(measurements=["00" * 48]))
+        pol = subprocess.run([*_cli(), "attest", "tls", f"127.0.0.1:{_port(d)}", "--policy", str(other_policy)],
+                             cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert pol.returncode == 78 and "sim.measurements" in pol.stdout + pol.stderr
     finally:
         _stop(d, tls_host)
 
