@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.network.detached import Service, signed_and_published
 
 STDIO = [{"kind": "stdin", "name": "stdin"}, {"kind": "stdout", "name": "stdout"}, {"kind": "stderr", "name": "stderr"}]
 
@@ -88,3 +89,11 @@ def http_get(port: int, path: str = "/", timeout: float = 10.0) -> bytes:
         while chunk := s.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+@pytest.fixture(scope="session")
+def rust_service(tmp_path_factory: pytest.TempPathFactory, built_example: Callable[[str], Path],
+                 docker_registry: object) -> Service:
+    """The Rust HTTP example, signed and published to a real registry once per run (read only by tests)."""
+    return signed_and_published(built_example("rust-http"), "net/rust-http", tmp_path_factory.mktemp("detach-pkg"),
+                                docker_registry)

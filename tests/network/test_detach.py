@@ -5,131 +5,43 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from enarx_pkg import keys
-from enarx_pkg.package import Layout
-from enarx_pkg.publish import Target, publish
-from enarx_pkg.sign import sign_layout
 from tests.conftest import REPO
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
-
-
-@dataclass(frozen=True)
-class Service:
-    ref: str
-    signer_pub: Path
-
-
-@dataclass(frozen=True)
-class Detached:
-    keep_id: str
-    endpoints: list[dict[str, object]]
-    state: Path
-    env: dict[str, str]
-    out: str
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.endpoints[0]['address']}"
-
-
-@pytest.fixture(scope="module")
-def rust_service(tmp_path_factory: pytest.TempPathFactory, built_example: Callable[[str], Path],
-                 docker_registry: object) -> Service:
-    """The Rust HTTP example, signed and published to a real registry."""
-    return signed_and_published(built_example("rust-http"), "net/rust-http", tmp_path_factory.mktemp("detach-pkg"),
-                                docker_registry)
-
-
-def signed_and_published(layout_dir: Path, repository: str, root: Path, registry: object) -> Service:
-    from enarx_pkg.oci.reference import parse_registry
-
-    signer = keys.generate(root / "signer", password_env=None)
-    layout = Layout.open(layout_dir)
-    sign_layout(layout, "0.1.0", key=keys.load_private(signer.private_path, password_env=None))
-    reg = parse_registry(registry.host)  # type: ignore[attr-defined]
-    publish(layout, Target(reg, repository, "0.1.0"), source_ref="0.1.0")
-    return Service(f"{reg.host}/{repository}:0.1.0", signer.public_path)
-
+from tests.network.detached import (
+    Service,
+    active,
+    cli,
+    deploy_detached,
+    free_range,
+    keep_pids,
+    range_host,
+    signed_and_published,
+)
 
 PROVISION_DEADLINE_S = 10  # the range host's: a created keep waits this long for its envelope, a detached one for
 # its deployer's confirmation
 
 
 @pytest.fixture(scope="module")
-def range_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
+def detach_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
     """A sim agent whose keeps publish on a 3-port range (the first port free, the others too)."""
-    low = _free_range(3)
-    host = start_host(tmp_path_factory.mktemp("detach-host"), "--publish-range", f"{low}-{low + 2}",
-                      "--provision-deadline", str(PROVISION_DEADLINE_S), pool=1)
-    yield host, low
-    stop_host(host)
-
-
-def _free_range(n: int) -> int:
-    """``n`` free ports in a row, below the kernel's ephemeral range (which client sockets churn through)."""
-    for _ in range(200):
-        low = random.randrange(20000, 32000)
-        if all(_free(p) for p in range(low, low + n)):
-            return low
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the keep binds: TIME_WAIT does not count
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "enarx_pkg", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def deploy_detached(service: Service, host: HostAgent, tmp: Path, *extra: str) -> Detached:
-    policy = tmp / "policy.toml"
-    policy.write_text(host.policy())
-    env = os.environ | {"XDG_STATE_HOME": str(tmp / "state")}
-    r = cli("deploy", service.ref, "--host", host.url, "--host-token-file", str(host.token_file), "--policy",
-            str(policy), "--key", str(service.signer_pub), "--insecure-sim", "--detach", "--json", *extra, env=env)
-    assert r.returncode == 0, r.stderr + r.stdout
-    [row] = json.loads(r.stdout)["hosts"]
-    return Detached(row["keep_id"], row["endpoints"], Path(row["state_file"]), env, r.stdout + r.stderr)
-
-
-def keep_pids(host: HostAgent) -> list[int]:
-    """Keep processes started by ``host`` (their argv names its data directory)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"enarx_pkg.keep" in argv and str(host.data_dir.resolve()).encode() in argv:
-                pids.append(int(entry.name))
-    return pids
+    yield from range_host(tmp_path_factory.mktemp("detach-host"), 3, "--provision-deadline", str(PROVISION_DEADLINE_S))
 
 
 def test_rust_server_answers_through_a_detached_keep_after_the_deployer_exited(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
-    host, low = range_host
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, low = detach_host
     d = deploy_detached(rust_service, host, tmp_path)
     # the deployer process has exited; the keep serves on the first port of the agent's range
     assert d.endpoints == [{"name": "web", "port": 8080, "address": f"127.0.0.1:{low}"}]
@@ -146,8 +58,8 @@ def test_rust_server_answers_through_a_detached_keep_after_the_deployer_exited(
 
 
 def test_keep_status_logs_and_stop_from_a_second_process(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
-    host, _ = range_host
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = detach_host
     d = deploy_detached(rust_service, host, tmp_path)
     status = cli("keep", "status", d.keep_id, "--host", host.url, "--json", env=d.env)
     assert status.returncode == 0, status.stderr
@@ -166,9 +78,9 @@ def test_keep_status_logs_and_stop_from_a_second_process(
 
 
 def test_undeclared_ports_of_the_range_are_never_bound(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     """The workload declares one listen port: the keep binds exactly one port; the rest refuse anyone."""
-    host, low = range_host
+    host, low = detach_host
     d = deploy_detached(rust_service, host, tmp_path)
     assert len(d.endpoints) == 1
     bound = int(str(d.endpoints[0]["address"]).rsplit(":", 1)[1])
@@ -181,8 +93,8 @@ def test_undeclared_ports_of_the_range_are_never_bound(
 
 
 def test_keep_logs_by_another_token_holder_is_refused(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
-    host, _ = range_host
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = detach_host
     d = deploy_detached(rust_service, host, tmp_path)
     secret = json.loads(d.state.read_text())
     # the agent's shared token is not the keep's capability: same 404 as an unknown keep
@@ -222,7 +134,7 @@ def test_stopping_or_killing_the_agent_leaves_no_orphan_keep(
 
 def test_a_taken_publish_range_fails_the_deploy_and_leaves_nothing_running(
         rust_service: Service, tmp_path: Path) -> None:
-    low = _free_range(1)
+    low = free_range(1)
     host = start_host(tmp_path / "agent", "--publish-range", f"{low}-{low}", pool=1)
     try:
         with socket.socket() as squatter:
@@ -280,13 +192,13 @@ backends = ["sim"]
 
 
 def test_the_guest_reaches_no_undeclared_socket_and_its_exit_status_is_in_keep_logs(
-        range_host: tuple[HostAgent, int], tmp_path: Path, docker_registry: object) -> None:
+        detach_host: tuple[HostAgent, int], tmp_path: Path, docker_registry: object) -> None:
     """In the keep, fds past the declared ones are no sockets (EBADF, 8): preview 1 has no call that opens
     one, so the guest can reach no undeclared host. The workload then exits 8; `keep logs` from another
     process shows its output and exits with that status, opened with the saved session key."""
     from enarx_pkg.build import build
 
-    host, _ = range_host
+    host, _ = detach_host
     project = tmp_path / "guest-probe"
     project.mkdir()
     (project / "probe.wat").write_text(GUEST_WAT)
@@ -305,8 +217,8 @@ def test_the_guest_reaches_no_undeclared_socket_and_its_exit_status_is_in_keep_l
 
 
 def test_a_deployer_killed_while_the_keep_starts_leaves_nothing_running(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
-    host, low = range_host
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, low = detach_host
     policy = tmp_path / "policy.toml"
     policy.write_text(host.policy())
     env = os.environ | {"XDG_STATE_HOME": str(tmp_path / "state")}
@@ -324,16 +236,16 @@ def test_a_deployer_killed_while_the_keep_starts_leaves_nothing_running(
     # Killed before or while the keep starts, or after the agent answered but before the state was saved
     # and confirmed: either way no one holds the keep, and the agent reaps it at its provision deadline.
     deadline = time.monotonic() + 120
-    while _active(host) and time.monotonic() < deadline:
+    while active(host) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert _active(host) == 0 and not (tmp_path / "state").exists()
+    assert active(host) == 0 and not (tmp_path / "state").exists()
     time.sleep(3)  # had the keep lived on, it would have bound the range's first port by now
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", low), timeout=5)
 
 
 def test_a_keep_whose_deployer_never_confirms_is_reaped(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path,
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The deployer dies after the agent answered with the endpoints, before it saved and confirmed the
     keep's state (played in process: the confirmation is never sent). The keep must not run on unheld."""
@@ -341,7 +253,7 @@ def test_a_keep_whose_deployer_never_confirms_is_reaped(
     from enarx_pkg import verify
     from enarx_pkg.host.client import HostClient
 
-    host, _ = range_host
+    host, _ = detach_host
     policy = tmp_path / "policy.toml"
     policy.write_text(host.policy())
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -352,24 +264,19 @@ def test_a_keep_whose_deployer_never_confirms_is_reaped(
     assert r.error is None and r.endpoints, r.error and r.error.message
     assert httpx.get(f"http://{r.endpoints[0]['address']}", timeout=30).status_code == 200  # bound, serving
     gone = time.monotonic() + 120
-    while _active(host) and time.monotonic() < gone:
+    while active(host) and time.monotonic() < gone:
         time.sleep(0.3)
-    assert _active(host) == 0
+    assert active(host) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{r.endpoints[0]['address']}", timeout=10)
 
 
 def test_a_confirmed_keep_outlives_the_provision_deadline(
-        rust_service: Service, range_host: tuple[HostAgent, int], tmp_path: Path) -> None:
-    host, _ = range_host
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    host, _ = detach_host
     d = deploy_detached(rust_service, host, tmp_path)
     time.sleep(PROVISION_DEADLINE_S + 3)  # past the deadline and a reaper round: a lower bound, never a race
     assert httpx.get(d.url, timeout=30).status_code == 200
     status = cli("keep", "status", d.keep_id, "--host", host.url, "--json", env=d.env)
     assert json.loads(status.stdout)["state"] == "running", status.stderr
     cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
-
-
-def _active(host: HostAgent) -> int:
-    r = httpx.get(host.url + "/v1/platform", headers={"Authorization": f"Bearer {host.token}"}, timeout=30)
-    return int(r.json()["keeps"]["active"])

@@ -16,27 +16,25 @@ import httpx
 import pytest
 
 from enarx_pkg._internal.socktable import Limits
-from tests.fixtures.hosts import HostAgent, start_host, stop_host
-from tests.network.test_attacks import IDLE_FLOOD, idle_connections, open_fds
-from tests.network.test_detach import (
+from tests.fixtures.hosts import HostAgent
+from tests.network.detached import (
     Detached,
     Service,
-    _free_range,
     cli,
     deploy_detached,
     keep_pids,
+    range_host,
     signed_and_published,
 )
+from tests.network.test_attacks import IDLE_FLOOD, idle_connections, open_fds
 
 DEFAULTS = Limits()  # a detached keep runs under the default network limits
 
 
 @pytest.fixture(scope="module")
 def attack_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostAgent]:
-    low = _free_range(2)
-    host = start_host(tmp_path_factory.mktemp("attack-host"), "--publish-range", f"{low}-{low + 1}", pool=1)
-    yield host
-    stop_host(host)
+    for host, _ in range_host(tmp_path_factory.mktemp("attack-host"), 2):
+        yield host
 
 
 def published(lang: str, built_example: Callable[[str], Path], registry: object, root: Path) -> Service:

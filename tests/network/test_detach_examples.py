@@ -10,18 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.hosts import HostAgent, start_host, stop_host
-from tests.network.test_detach import Detached, _free_range, cli, deploy_detached, signed_and_published
+from tests.fixtures.hosts import HostAgent
+from tests.network.detached import Detached, cli, deploy_detached, range_host, signed_and_published
 
 GREETING = {"c": "hello from c\n", "go": "hello from go\n"}
 
 
 @pytest.fixture(scope="module")
 def example_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
-    low = _free_range(2)
-    host = start_host(tmp_path_factory.mktemp("examples-host"), "--publish-range", f"{low}-{low + 1}", pool=1)
-    yield host, low
-    stop_host(host)
+    yield from range_host(tmp_path_factory.mktemp("examples-host"), 2)
 
 
 @pytest.fixture(scope="module", params=["c", "go"])

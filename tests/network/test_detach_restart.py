@@ -7,31 +7,21 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures.hosts import HostAgent, start_host, stop_host
-from tests.network.test_detach import Detached, Service, _free_range, cli, deploy_detached, signed_and_published
+from tests.fixtures.hosts import HostAgent
+from tests.network.detached import Detached, Service, cli, deploy_detached, range_host
 
 GREETING = "hello from rust\n"
 
 
 @pytest.fixture(scope="module")
 def restart_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HostAgent, int]]:
-    low = _free_range(4)
-    host = start_host(tmp_path_factory.mktemp("restart-host"), "--publish-range", f"{low}-{low + 3}", pool=1)
-    yield host, low
-    stop_host(host)
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory, built_example: Callable[[str], Path],
-            docker_registry: object) -> Service:
-    return signed_and_published(built_example("rust-http"), "net/restart-rust", tmp_path_factory.mktemp("pkg"),
-                                docker_registry)
+    yield from range_host(tmp_path_factory.mktemp("restart-host"), 4)
 
 
 def restart(d: Detached, host: HostAgent, *extra: str) -> tuple[int, dict[str, object], str]:
@@ -46,11 +36,11 @@ def keep_answers(host: HostAgent, keep_id: str, capability: str) -> int:
 
 
 def test_restart_is_a_new_attested_keep_and_the_service_answers(
-        service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     host, _ = restart_host
     secret = tmp_path / "db-password"
     secret.write_text("s3cret-value-never-stored")
-    d = deploy_detached(service, host, tmp_path, "--secret", f"DB_PASSWORD=file:{secret}")
+    d = deploy_detached(rust_service, host, tmp_path, "--secret", f"DB_PASSWORD=file:{secret}")
     old = json.loads(d.state.read_text())
     assert "s3cret-value-never-stored" not in d.state.read_text()  # the source, never the value
     assert "@sha256:" in old["recipe"]["reference"]  # pinned by the digest deploy resolved
@@ -72,9 +62,9 @@ def test_restart_is_a_new_attested_keep_and_the_service_answers(
 
 
 def test_a_policy_that_no_longer_accepts_the_host_fails_closed(
-        service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     host, _ = restart_host
-    d = deploy_detached(service, host, tmp_path)
+    d = deploy_detached(rust_service, host, tmp_path)
     before = d.state.read_bytes()
     capability = json.loads(before)["capability"]
     (tmp_path / "policy.toml").write_text(host.policy(measurements=["00" * 48]))  # the host's runtime changed
@@ -90,12 +80,12 @@ def test_a_policy_that_no_longer_accepts_the_host_fails_closed(
 
 
 def test_a_mapped_port_is_kept_across_restart_with_state_file(
-        service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     """``--publish`` ports stay the same: the old keep is stopped first (the documented downtime), and the
     same ``--state`` file then names the new keep."""
     host, low = restart_host
     state = tmp_path / "web.keep"
-    d = deploy_detached(service, host, tmp_path, "--publish", f"{low + 3}:web", "--state", str(state))
+    d = deploy_detached(rust_service, host, tmp_path, "--publish", f"{low + 3}:web", "--state", str(state))
     assert d.url == f"http://127.0.0.1:{low + 3}"
     code, new, err = restart(d, host, "--state", str(state))
     assert code == 0, err
@@ -108,13 +98,13 @@ def test_a_mapped_port_is_kept_across_restart_with_state_file(
 
 
 def test_secrets_are_read_again_from_their_source(
-        service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     """The state holds the secret's source; a source that is gone at restart refuses, before anything
     is sealed, and the old keep runs on."""
     host, _ = restart_host
     secret = tmp_path / "token"
     secret.write_text("value")
-    d = deploy_detached(service, host, tmp_path, "--secret", f"API_TOKEN=file:{secret}")
+    d = deploy_detached(rust_service, host, tmp_path, "--secret", f"API_TOKEN=file:{secret}")
     before = d.state.read_bytes()
     os.unlink(secret)
     code, _, err = restart(d, host)
@@ -125,9 +115,9 @@ def test_secrets_are_read_again_from_their_source(
 
 
 def test_restart_of_a_keep_that_is_already_gone_starts_a_new_one(
-        service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+        rust_service: Service, restart_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     host, _ = restart_host
-    d = deploy_detached(service, host, tmp_path)
+    d = deploy_detached(rust_service, host, tmp_path)
     capability = json.loads(d.state.read_text())["capability"]
     httpx.delete(f"{host.url}/v1/keeps/{d.keep_id}", headers={"Authorization": f"Bearer {capability}"}, timeout=30)
     code, new, err = restart(d, host)

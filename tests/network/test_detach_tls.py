@@ -21,7 +21,7 @@ from enarx_pkg.tls import ca as ca_mod
 from tests.conftest import REPO
 from tests.fixtures.examples import copy_example
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
-from tests.network.test_detach import Detached, Service, cli, deploy_detached, signed_and_published
+from tests.network.detached import Detached, Service, cli, deploy_detached, signed_and_published
 from tests.tls.peers import Relay
 
 LANGS = ("rust", "c", "go")

@@ -10,7 +10,7 @@ import pytest
 from enarx_pkg.errors import InputError, UsageError
 from enarx_pkg.manifest.model import File
 from enarx_pkg.network import Limits, NetworkError, Publish, open_sockets, parse_mapping
-from tests.network.test_detach import _free_range
+from tests.network.detached import free_range
 
 STDIO = (File("stdin", "stdin"), File("stdout", "stdout"), File("stderr", "stderr"))
 WEB = File("listen", "web", addr="127.0.0.1", port=8080, prot="tcp")
@@ -44,7 +44,7 @@ def bound(publish: Publish, *files: File) -> list[dict[str, object]]:
 
 
 def test_mapped_files_bind_their_port_and_the_others_skip_it() -> None:
-    low = _free_range(3)
+    low = free_range(3)
     got = bound(Publish(low=low, high=low + 2, fixed=(("web", low + 1),)), WEB, ADMIN)
     assert got == [{"name": "web", "port": 8080, "address": f"127.0.0.1:{low + 1}"},
                    {"name": "admin", "port": 9090, "address": f"127.0.0.1:{low}"}]
@@ -53,7 +53,7 @@ def test_mapped_files_bind_their_port_and_the_others_skip_it() -> None:
 
 
 def test_a_mapping_of_an_undeclared_listen_file_binds_nothing() -> None:
-    low = _free_range(2)
+    low = free_range(2)
     with pytest.raises(InputError, match=r"the port mapping \d+:db is no listen file of this workload "
                                          r"\(declared: web \(8080\)\)"):
         bound(Publish(low=low, high=low + 1, fixed=(("db", low),)), WEB)
@@ -62,7 +62,7 @@ def test_a_mapping_of_an_undeclared_listen_file_binds_nothing() -> None:
 
 
 def test_a_mapped_port_outside_the_range_or_in_use_is_refused() -> None:
-    low = _free_range(2)
+    low = free_range(2)
     with pytest.raises(NetworkError, match=f"port {low + 5} is outside this host's publish range {low}-{low + 1}"):
         bound(Publish(low=low, high=low + 1, fixed=(("web", low + 5),)), WEB)
     with socket.socket() as squatter:
