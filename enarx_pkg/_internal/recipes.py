@@ -78,8 +78,8 @@ def recipe_argv(build: Build, project: Path | None = None) -> list[str] | None:
     """The compiler command for a C/C++ recipe; None for recipes done in-process or prebuilt.
 
     Release builds strip debug info (``-s``; zig otherwise links ~1 MB of DWARF into hello); with
-    ``debug = true`` it stays. Either way the project's path is mapped to ``.``, so the module is
-    the same from any checkout.
+    ``debug = true`` it stays. Either way the project's path is mapped to ``.``, so a release module is
+    the same from any checkout (a debug one still names zig's own paths in its libc's DWARF).
     """
     if build.recipe not in ("c", "cpp"):
         return None

@@ -53,16 +53,14 @@ def test_release_c_build_strips_debug_info_and_debug_keeps_it(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_debug_build_keeps_dwarf_and_is_still_path_independent(tmp_path: Path) -> None:
-    def module(where: Path) -> tuple[str, int]:
-        project = copy_example("c", where)
-        text = (project / "Enarx.toml").read_text().replace('recipe = "c"', 'recipe = "c"\ndebug = true')
-        (project / "Enarx.toml").write_text(text)
-        layout = Layout.open(build(project).layout)
-        wasm = layout.manifest(layout.resolve(None).digest).layers[0]
-        return wasm.digest, wasm.size
-
-    a, b = module(tmp_path / "a" / "c"), module(tmp_path / "b" / "deeper" / "c")
-    assert a == b and a[1] > 200_000  # DWARF kept: hello is ~970 KB with it, ~24 KB without
-    data = (tmp_path / "a" / "c" / "target" / "hello.wasm").read_bytes()
-    assert b".debug_info" in data and str(tmp_path).encode() not in data
+def test_debug_build_keeps_dwarf(tmp_path: Path) -> None:
+    """``debug = true`` keeps DWARF. Such a build is NOT path-independent (docs/build.md): zig compiles its
+    libc with the directory of the first debug build on the machine as the compilation directory and
+    caches it, and the DWARF names zig's cache and its installed sources."""
+    project = copy_example("c", tmp_path / "c")
+    text = (project / "Enarx.toml").read_text().replace('recipe = "c"', 'recipe = "c"\ndebug = true')
+    (project / "Enarx.toml").write_text(text)
+    layout = Layout.open(build(project).layout)
+    wasm = layout.manifest(layout.resolve(None).digest).layers[0]
+    assert wasm.size > 200_000  # DWARF kept: hello is ~970 KB with it, ~24 KB without
+    assert b".debug_info" in (project / "target" / "hello.wasm").read_bytes()
