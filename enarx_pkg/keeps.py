@@ -54,6 +54,7 @@ class Recipe:
     tls_ca_key: str = ""
     tls_names: tuple[str, ...] = ()  # --tls-name
     tls_lifetime_s: str = ""  # --tls-lifetime, in seconds
+    tls12: str = ""  # "1": --tls12
 
     @classmethod
     def from_json(cls, obj: Any) -> Recipe:

@@ -127,7 +127,7 @@ def settings_for(record: keeps.KeepRecord, opts: RestartOptions, mapping: tuple[
 
 def _tls(recipe: keeps.Recipe) -> Any:
     """The deploy's ``--tls-*`` again: the CA read (and its key's mode checked) now, as at deploy."""
-    if not (recipe.tls_ca or recipe.tls_names):
+    if not (recipe.tls_ca or recipe.tls_names or recipe.tls12):
         return None
     from datetime import timedelta
 
@@ -136,7 +136,8 @@ def _tls(recipe: keeps.Recipe) -> Any:
     seconds = int(recipe.tls_lifetime_s) if recipe.tls_lifetime_s.isdigit() else None
     lifetime = issue.DEFAULT_LIFETIME if seconds is None else timedelta(seconds=seconds)
     return deployer.load(Path(recipe.tls_ca) if recipe.tls_ca else None,
-                         Path(recipe.tls_ca_key) if recipe.tls_ca_key else None, recipe.tls_names, lifetime, True)
+                         Path(recipe.tls_ca_key) if recipe.tls_ca_key else None, recipe.tls_names, lifetime, True,
+                         tls12=recipe.tls12 == "1")
 
 
 def _recipe_with(recipe: keeps.Recipe, opts: RestartOptions, mapping: tuple[tuple[str, int], ...]) -> keeps.Recipe:

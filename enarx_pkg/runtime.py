@@ -446,19 +446,21 @@ def _first_line(exc: Exception) -> str:
 
 
 def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
-             ref: str | None = None, secrets: tuple[str, ...] = ()) -> int:
+             ref: str | None = None, secrets: tuple[str, ...] = (), tls12: bool = False) -> int:
     """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
     exactly what was packaged. A project whose sources changed since its last build is refused.
+    ``tls12``: its ``prot = "tls"`` files accept TLS 1.2 too (TLS 1.3 only otherwise).
     """
     from enarx_pkg import package
 
     with package.opened(str(target), ref) as found:
-        return _run_located(found, args, cache, secrets)
+        return _run_located(found, args, cache, secrets, tls12)
 
 
-def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool, secrets: tuple[str, ...]) -> int:
+def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool, secrets: tuple[str, ...],
+                 tls12: bool = False) -> int:
     from enarx_pkg import manifest
     from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
@@ -475,7 +477,7 @@ def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool,
     if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
-                    module_digest=wasm.digest, cache=cache, tls=_local_tls(model.files))
+                    module_digest=wasm.digest, cache=cache, tls=_local_tls(model.files, tls12))
     if model.secrets or secrets:
         return _run_with_secrets(spec, model, secrets)
     return run(spec)
@@ -502,7 +504,7 @@ def _run_with_secrets(spec: RunSpec, model: EnarxToml, given: tuple[str, ...]) -
         return run(replace(spec, env=env, dirs=spec.dirs + dirs))
 
 
-def _local_tls(files: tuple[File, ...]) -> Any:
+def _local_tls(files: tuple[File, ...], tls12: bool = False) -> Any:
     """``prot = "tls"`` outside a keep: a fresh self-signed certificate, said loudly (it attests nothing)."""
     if not any(f.kind in SOCKET_KINDS and (f.prot or "tls") == "tls" for f in files):
         return None  # the usual case: no TLS code is imported
@@ -510,7 +512,7 @@ def _local_tls(files: tuple[File, ...]) -> Any:
 
     from enarx_pkg.tls import keepside
 
-    setup = keepside.local_setup(files)
+    setup = keepside.local_setup(files, tls12=tls12)
     if setup is not None:
         import hashlib
 

@@ -74,6 +74,8 @@ def run(
         "--secret", metavar="NAME=SOURCE", show_default=False,
         help="Give the workload secret NAME from env:VARIABLE or file:PATH on this machine (repeatable; "
              "overrides the package's [secrets] by name).")] = None,
+    tls12: Annotated[bool, typer.Option(
+        "--tls12", help="prot = \"tls\" files accept TLS 1.2 too (default: TLS 1.3 only).")] = False,
 ) -> None:
     """Run the workload locally in wasmtime (no TEE) and exit with its status.
 
@@ -82,4 +84,4 @@ def run(
     # `run` without options never gets here: _cli.main runs it without importing typer (_cli/run.py)
     from enarx_pkg._cli import run as run_cmd
 
-    raise typer.Exit(run_cmd.run(package, args, cache=not no_cache, secrets=secret or ()))
+    raise typer.Exit(run_cmd.run(package, args, cache=not no_cache, secrets=secret or (), tls12=tls12))

@@ -113,6 +113,8 @@ def deploy(
                         ] = None,
     tls_lifetime: Annotated[str, typer.Option(metavar="DURATION", help="lifetime of the certificate --tls-ca "
                                               "issues (e.g. 30m, 24h, 7d)")] = "24h",
+    tls12: Annotated[bool, typer.Option("--tls12", help="the keep's prot = \"tls\" files accept TLS 1.2 too "
+                                        "(default: TLS 1.3 only)")] = False,
     publish: Annotated[list[str] | None, typer.Option(metavar="HOSTPORT:LISTEN", help="with --detach: bind the "
                                                       "listen file LISTEN (name or port) on this host port "
                                                       "(repeat; in the host's publish range)")] = None,
@@ -135,10 +137,10 @@ def deploy(
         args=tuple(args) if args else None, stdin=_raw_stdin() if stdin else None,
         keep_registry=keep_registry, allow_yanked=allow_yanked, allow_version_mismatch=allow_version_mismatch,
         detach=detach, state=state, publish=parse_mapping(publish or ()),
-        tls=_tls_options(tls_ca, tls_ca_key, tls_name, tls_lifetime, detach),
+        tls=_tls_options(tls_ca, tls_ca_key, tls_name, tls_lifetime, detach, tls12),
         recipe=_tls_recipe(_recipe(policy, key, certificate_identity, certificate_oidc_issuer, trust_config,
                                    host_token_file, decryption_key, secret or [], keep_registry, args, publish or []),
-                           tls_ca, tls_ca_key, tls_name, tls_lifetime) if detach else None)
+                           tls_ca, tls_ca_key, tls_name, tls_lifetime, tls12) if detach else None)
     live = len(host) == 1 and not json_out
     deployment = d.deploy(settings, stdout=_writer(sys.stdout) if live else None,
                           stderr=_writer(sys.stderr) if live else None, event=lambda h, s: info(f"{h}: {s}"))
@@ -160,14 +162,15 @@ def _signer(key: Path | None, identity: str | None, issuer: str | None, trust_co
                      "--certificate-identity ID --certificate-oidc-issuer ISS")
 
 
-def _tls_options(ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str, detach: bool) -> Any:
+def _tls_options(ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str, detach: bool,
+                 tls12: bool) -> Any:
     """``--tls-*`` checked, and the deploy CA loaded, before any host is contacted (None without them)."""
     from enarx_pkg._cli.tls import _duration
     from enarx_pkg.tls.deployer import load
 
-    if ca is None and key is None and not names:
+    if ca is None and key is None and not names and not tls12:
         return None
-    return load(ca, key, names or (), _duration(lifetime, "--tls-lifetime"), detach)
+    return load(ca, key, names or (), _duration(lifetime, "--tls-lifetime"), detach, tls12)
 
 
 def _token(path: Path | None) -> str | None:
@@ -192,7 +195,8 @@ def _recipe(policy: Path | None, key: Path | None, identity: str | None, issuer:
                                 for s in sources), args=tuple(args) if args else None, publish=tuple(publish))
 
 
-def _tls_recipe(recipe: Any, ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str) -> Any:
+def _tls_recipe(recipe: Any, ca: Path | None, key: Path | None, names: list[str] | None, lifetime: str,
+                tls12: bool) -> Any:
     """The recipe with the ``--tls-*`` options (absolute paths; `keep restart` certifies the new keep alike)."""
     from dataclasses import replace
 
@@ -200,7 +204,8 @@ def _tls_recipe(recipe: Any, ca: Path | None, key: Path | None, names: list[str]
 
     return replace(recipe, tls_ca=str(ca.resolve()) if ca else "", tls_ca_key=str(key.resolve()) if key else "",
                    tls_names=tuple(names or ()),
-                   tls_lifetime_s=str(int(_duration(lifetime, "--tls-lifetime").total_seconds())) if ca else "")
+                   tls_lifetime_s=str(int(_duration(lifetime, "--tls-lifetime").total_seconds())) if ca else "",
+                   tls12="1" if tls12 else "")
 
 
 def _raw_stdin() -> Any:

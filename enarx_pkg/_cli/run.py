@@ -37,12 +37,13 @@ def workload_args(args: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(args[1:] if args[0] == "--" else args)
 
 
-def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets: Sequence[str] = ()) -> int:
+def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets: Sequence[str] = (),
+        tls12: bool = False) -> int:
     """Say there is no TEE, run ``package`` with ``args`` (see :func:`workload_args`), return its status."""
     runtime = _runtime()
     print(NO_TEE, file=sys.stderr)
     sys.stderr.flush()
-    return int(runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets)))
+    return int(runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets), tls12=tls12))
 
 
 def _runtime() -> ModuleType:

@@ -184,6 +184,10 @@ class TlsRequest:
 
     names: tuple[str, ...] = ()  # empty: the keep's default names (localhost and its listen addresses)
     csr: bool = False
+    tls12: bool = False  # the keep's TLS also accepts (and, for connect files, offers) TLS 1.2 (``--tls12``)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"names": list(self.names), "csr": self.csr} | ({"tls12": True} if self.tls12 else {})
 
     @classmethod
     def parse(cls, value: Any, where: str) -> TlsRequest | None:
@@ -193,7 +197,7 @@ class TlsRequest:
         if not (isinstance(names, list) and len(names) <= MAX_TLS_NAMES
                 and all(isinstance(n, str) and 0 < len(n) <= 253 for n in names)):
             raise InputError(f"{where}: expected {{names: [at most {MAX_TLS_NAMES} names], csr: bool}}")
-        return cls(tuple(names), value.get("csr") is True)
+        return cls(tuple(names), value.get("csr") is True, value.get("tls12") is True)
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ class Envelope:
         return f"Envelope({self.registry}/{self.repository}@{self.manifest_digest})"
 
     def to_bytes(self) -> bytes:
-        tls = {} if self.tls is None else {"tls": {"names": list(self.tls.names), "csr": self.tls.csr}}
+        tls = {} if self.tls is None else {"tls": self.tls.to_json()}
         return canonical.dumps(tls | {
             "v": 1, "registry": self.registry, "repository": self.repository,
             "manifest": self.manifest_digest, "session_key": b64.encode(self.session_key),

@@ -92,7 +92,8 @@ class KeepTls:
             self.sealed = SealedIssuer(self.send, keepside.names_for(toml.files, asked))
         setup = keepside.setup_for(toml.files, self.envelope.manifest_digest, self.tee, self.evidence,
                                    steward=toml.steward, names=asked,
-                                   deployer=self.sealed.obtain if self.sealed is not None else None)
+                                   deployer=self.sealed.obtain if self.sealed is not None else None,
+                                   tls12=request is not None and request.tls12)
         if setup is None:
             return None
         if self.sealed is not None:

@@ -32,23 +32,24 @@ class DeployTls:
     names: tuple[str, ...] = ()
     ca: DeployCA | None = field(default=None, repr=False)
     lifetime: timedelta = issue.DEFAULT_LIFETIME
+    tls12: bool = False  # --tls12: the keep's TLS accepts TLS 1.2 too
 
 
 def load(ca_cert: Path | None, ca_key: Path | None, names: Sequence[str], lifetime: timedelta,
-         detach: bool) -> DeployTls:
+         detach: bool, tls12: bool = False) -> DeployTls:
     """Check the TLS options before any host is contacted; load the CA (key 0600) if one is given."""
     for name in names:
         binding.general_names([name])
     if (ca_cert is None) != (ca_key is None):
         raise UsageError("--tls-ca and --tls-ca-key go together (the CA certificate and its private key)")
     if ca_cert is None or ca_key is None:
-        return DeployTls(tuple(names))
+        return DeployTls(tuple(names), tls12=tls12)
     if not detach:
         raise UsageError("--tls-ca goes with --detach: the certificate is for a keep that serves on after "
                          "the deployer exits")
     if not timedelta(minutes=1) <= lifetime <= issue.MAX_LIFETIME:
         raise UsageError(f"--tls-lifetime {lifetime} is outside 1 minute .. {issue.MAX_LIFETIME.days} days")
-    return DeployTls(tuple(names), load_ca(ca_cert, ca_key), lifetime)
+    return DeployTls(tuple(names), load_ca(ca_cert, ca_key), lifetime, tls12)
 
 
 def request_for(config: Any, tls: DeployTls | None) -> seal.TlsRequest | None:
@@ -59,12 +60,15 @@ def request_for(config: Any, tls: DeployTls | None) -> seal.TlsRequest | None:
 
     if tls is None:
         return None
-    listen = [f for f in (config.files if config is not None else ()) if f.kind == "listen" and is_tls(f)]
+    files = [f for f in (config.files if config is not None else ()) if f.kind in ("listen", "connect") and is_tls(f)]
+    listen = [f for f in files if f.kind == "listen"]
+    if tls.tls12 and not files:
+        raise UsageError("--tls12: the package declares no prot = \"tls\" socket file")
     if not listen:
         if tls.ca is not None:
             raise UsageError("--tls-ca: the package declares no prot = \"tls\" listen file to certify")
-        return None
-    return seal.TlsRequest(tuple(names_for(listen, tls.names)), csr=tls.ca is not None)
+        return seal.TlsRequest(tls12=True) if tls.tls12 else None
+    return seal.TlsRequest(tuple(names_for(listen, tls.names)), csr=tls.ca is not None, tls12=tls.tls12)
 
 
 def certify_keep(session: Any, offer: Any, envelope: seal.Envelope, channel: seal.Channel,

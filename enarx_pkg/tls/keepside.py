@@ -31,7 +31,7 @@ def prewarm() -> None:
         pass
 
 
-def local_setup(files: Sequence[SocketFile]) -> TlsSetup | None:
+def local_setup(files: Sequence[SocketFile], *, tls12: bool = False) -> TlsSetup | None:
     """``enarx-pkg run`` outside a keep: TLS with a fresh self-signed certificate that proves nothing
     (no TEE, no evidence), as Enarx serves ``tls`` without a Steward. ``None`` if no file is ``tls``."""
     if not any(is_tls(f) for f in files):
@@ -39,7 +39,7 @@ def local_setup(files: Sequence[SocketFile]) -> TlsSetup | None:
     from enarx_pkg.tls.keep import self_signed_certificate
 
     names = names_for(files)
-    return TlsSetup(identity.KeepIdentity(lambda key: [self_signed_certificate(key, names)]))
+    return TlsSetup(identity.KeepIdentity(lambda key: [self_signed_certificate(key, names)], tls12=tls12), tls12)
 
 
 def names_for(files: Sequence[SocketFile], asked: Sequence[str] = ()) -> list[str]:
@@ -53,13 +53,14 @@ def names_for(files: Sequence[SocketFile], asked: Sequence[str] = ()) -> list[st
 
 def setup_for(files: Sequence[SocketFile], package: str, tee: str, evidence: Callable[[bytes], tuple[bytes, bytes]],
               *, steward: str | None = None, names: Sequence[str] = (),
-              deployer: identity.Obtain | None = None) -> TlsSetup | None:
+              deployer: identity.Obtain | None = None, tls12: bool = False) -> TlsSetup | None:
     """The keep's TLS for ``files`` (``None`` if none is ``tls``); ``evidence`` is the keep's backend.
 
     ``deployer``: the first certificate comes from the deployer (``deploy --tls-ca``, over the sealed
     channel), obtained only once the sockets are bound and reported (the deployer answers the CSR
     after that report); renewals then go to the ``steward``, if any. Otherwise the Steward issues it,
     or it is self-contained, obtained at once (a failure fails the deploy before anything is bound).
+    ``tls12``: TLS 1.2 is accepted too (``deploy --tls12``); TLS 1.3 only otherwise.
     """
     if not any(is_tls(f) for f in files):
         return None
@@ -70,5 +71,6 @@ def setup_for(files: Sequence[SocketFile], package: str, tee: str, evidence: Cal
 
     own = identity.for_keep(names_for(files, names), package, source, steward=steward)
     if deployer is None:
-        return TlsSetup(identity.KeepIdentity(own))
-    return TlsSetup(identity.KeepIdentity(identity.first_then(deployer, own if steward else None), deferred=True))
+        return TlsSetup(identity.KeepIdentity(own, tls12=tls12), tls12)
+    first = identity.first_then(deployer, own if steward else None)
+    return TlsSetup(identity.KeepIdentity(first, tls12=tls12, deferred=True), tls12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -97,3 +98,16 @@ def rust_service(tmp_path_factory: pytest.TempPathFactory, built_example: Callab
     """The Rust HTTP example, signed and published to a real registry once per run (read only by tests)."""
     return signed_and_published(built_example("rust-http"), "net/rust-http", tmp_path_factory.mktemp("detach-pkg"),
                                 docker_registry)
+
+
+def tls_version(port: int, *, tls12_only: bool) -> str | None:
+    """The TLS version a client (TLS 1.2 at most if ``tls12_only``) gets from the server; None if refused."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the version is what is tested here
+    if tls12_only:
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, ctx.wrap_socket(raw) as tls:
+            return tls.version()
+    except (ssl.SSLError, ConnectionResetError):
+        return None

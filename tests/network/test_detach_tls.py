@@ -21,6 +21,7 @@ from enarx_pkg.tls import ca as ca_mod
 from tests.conftest import REPO
 from tests.fixtures.examples import copy_example
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
+from tests.network.conftest import tls_version
 from tests.network.detached import Detached, Service, cli, deploy_detached, signed_and_published
 from tests.tls.peers import Relay
 
@@ -148,6 +149,7 @@ def test_self_contained_certificate_of_a_detached_keep_passes_attest_tls(
     d = deploy_detached(service, tls_host, tmp_path)
     try:
         assert "tls" not in _report(d)["hosts"][0]
+        assert tls_version(_port(d), tls12_only=True) is None  # TLS 1.3 only without deploy --tls12
         digest, policy = _digest(service, d), str(tmp_path / "policy.toml")
         ok = subprocess.run([*_cli(), "attest", "tls", f"127.0.0.1:{_port(d)}", "--policy", policy, "--package",
                              digest], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -167,6 +169,30 @@ def test_self_contained_certificate_of_a_detached_keep_passes_attest_tls(
         assert pol.returncode == 78 and "sim.measurements" in pol.stdout + pol.stderr
     finally:
         _stop(d, tls_host)
+
+
+def test_deploy_tls12_lets_tls_1_2_clients_into_a_detached_keep(
+        https_service: Callable[[str], Service], tls_host: HostAgent, deploy_ca: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    """``deploy --tls12`` travels sealed to the keep: its listener then accepts a TLS 1.2 client (which a
+    keep deployed without it refuses, above), still serving the deployer's certificate."""
+    cert, key = deploy_ca
+    d = deploy_detached(https_service("rust"), tls_host, tmp_path, "--tls-ca", str(cert), "--tls-ca-key", str(key),
+                        "--tls-name", "localhost", "--tls12")
+    try:
+        assert tls_version(_port(d), tls12_only=True) == "TLSv1.2"
+        assert tls_version(_port(d), tls12_only=False) == "TLSv1.3"
+        recipe = json.loads(d.state.read_text())["recipe"]
+        assert recipe["tls12"] == "1"  # keep restart deploys it alike
+    finally:
+        _stop(d, tls_host)
+
+
+def test_tls12_for_a_package_without_a_tls_file_is_refused_before_any_host(
+        rust_service: Service, tls_host: HostAgent, tmp_path: Path) -> None:
+    r = _deploy(rust_service, tls_host, tmp_path, "--detach", "--tls12")
+    assert r.returncode == 2 and "--tls12: the package declares no prot = \"tls\" socket file" in r.stderr
+    _no_keep_left(tls_host, tmp_path)
 
 
 def _deploy(service: Service, host: HostAgent, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:

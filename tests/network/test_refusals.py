@@ -19,7 +19,7 @@ from enarx_pkg.errors import ExitCode, InputError
 from enarx_pkg.manifest.model import File
 from tests.build.helpers import prebuilt_project
 from tests.conftest import REPO, free_port
-from tests.network.conftest import http_get, serving
+from tests.network.conftest import http_get, serving, tls_version
 from tests.network.test_examples import service_project
 
 STDIO = (File("stdin", "stdin"), File("stdout", "stdout"), File("stderr", "stderr"))
@@ -69,6 +69,27 @@ def test_tls_is_served_as_tls_never_plain(http_module: Callable[[str], Path], tm
         proc.kill()
         _, err = proc.communicate(timeout=30)
     assert b"self-signed certificate that attests nothing" in err and b"Traceback" not in err
+
+
+def test_run_accepts_tls_1_2_only_with_tls12(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    """TLS 1.3 only by default; ``run --tls12`` (as ``deploy --tls12`` in a keep) lets TLS 1.2 clients in."""
+    from tests.network.conftest import wait_listening
+
+    port = free_port()
+    project = service_project(tmp_path / "p", http_module("rust"), port)
+    toml = project / "Enarx.toml"
+    toml.write_text(toml.read_text().replace('prot = "tcp"', 'prot = "tls"'))
+    build(project)
+    for flag, tls12 in (((), None), (("--tls12",), "TLSv1.2")):
+        proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", *flag, str(project)], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_listening(port, proc)
+            assert tls_version(port, tls12_only=False) == "TLSv1.3"
+            assert tls_version(port, tls12_only=True) == tls12
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_port_in_use_is_a_clear_error_not_a_hang(http_module: Callable[[str], Path], tmp_path: Path) -> None:

@@ -100,7 +100,9 @@ def test_first_then_renews_from_the_later_source_or_says_there_is_none() -> None
 def test_the_envelope_carries_the_tls_request_and_refuses_a_malformed_one() -> None:
     env = seal.Envelope("http://r", "p", "sha256:" + "a" * 64, os.urandom(32),
                         tls=seal.TlsRequest(("localhost", "127.0.0.1"), csr=True))
-    assert seal.Envelope.from_bytes(env.to_bytes()) == env
+    assert seal.Envelope.from_bytes(env.to_bytes()) == env and b"tls12" not in env.to_bytes()
+    tls12 = seal.Envelope("http://r", "p", "sha256:" + "a" * 64, os.urandom(32), tls=seal.TlsRequest(tls12=True))
+    assert seal.Envelope.from_bytes(tls12.to_bytes()).tls == seal.TlsRequest((), csr=False, tls12=True)
     plain = seal.Envelope("http://r", "p", "sha256:" + "a" * 64, os.urandom(32))
     assert b'"tls"' not in plain.to_bytes() and seal.Envelope.from_bytes(plain.to_bytes()).tls is None
     bad = json.loads(env.to_bytes()) | {"tls": {"names": ["x"] * 33, "csr": True}}
