@@ -24,6 +24,10 @@ class AdminError(Exception):
     """A request the admin command cannot carry out (unknown repository or tag, bad scope)."""
 
 
+class AdminNotFound(AdminError):
+    """What the admin command names does not exist (a tag, a token)."""
+
+
 @contextlib.contextmanager
 def metadata(settings: Settings) -> Iterator[Metadata]:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the bearer secret and token hashes
@@ -50,7 +54,7 @@ def list_tokens(settings: Settings) -> list[dict[str, object]]:
 def revoke_token(settings: Settings, token_id: str) -> None:
     with metadata(settings) as meta:
         if not auth.revoke_token(meta, token_id):
-            raise AdminError(f"no active token with id {token_id!r}")
+            raise AdminNotFound(f"no active token with id {token_id!r}")
 
 
 def yank(settings: Settings, reference: str, undo: bool = False) -> str:
@@ -59,7 +63,7 @@ def yank(settings: Settings, reference: str, undo: bool = False) -> str:
     with metadata(settings) as meta:
         row = meta.tag(repo, tag)
         if row is None or not meta.set_yanked(repo, tag, not undo, "admin-cli"):
-            raise AdminError(f"{repo}:{tag} does not exist")
+            raise AdminNotFound(f"{repo}:{tag} does not exist")
         return row.digest
 
 

@@ -114,12 +114,15 @@ def restart(
 
 
 @keep_app.command("stop")
-def stop(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
+def stop(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
     """Destroy the keep (its logs go with it) and remove its state file."""
     from enarx_pkg import keeps
 
     record = keeps.load(keep_id, host, state)
     keeps.stop(record, state)
+    if json_out:
+        print_json({"keep_id": record.keep_id, "host": record.host, "stopped": True})
+        return
     print(f"keep {record.keep_id} stopped")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from enarx_pkg._cli.common import info, print_json
-from enarx_pkg.errors import InputError, TransportError, UsageError
+from enarx_pkg.errors import InputError, NotFoundError, TransportError, UsageError
 
 registry_app = typer.Typer(help="Run and administer the enarx-pkg registry.", no_args_is_help=True,
                            rich_markup_mode=None, add_completion=False)
@@ -49,11 +49,13 @@ def _check_storage_options(storage: str, endpoint: str | None) -> None:
 
 
 def _admin(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    from registry.admin import AdminError
+    from registry.admin import AdminError, AdminNotFound
     from registry.objectstore import StoreConfigError, StoreUnavailable
 
     try:
         return fn(*args, **kwargs)
+    except AdminNotFound as exc:  # an unknown tag or token (exit 66)
+        raise NotFoundError(str(exc)) from None
     except (AdminError, StoreConfigError) as exc:
         raise InputError(str(exc)) from None
     except StoreUnavailable as exc:  # the object store could not be reached or failed (exit 69)

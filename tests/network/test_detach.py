@@ -68,8 +68,9 @@ def test_keep_status_logs_and_stop_from_a_second_process(
     assert d.keep_id in listed.stdout and "running" in listed.stdout
     logs = cli("keep", "logs", d.keep_id, "--host", host.url, env=d.env)
     assert logs.returncode == 0, logs.stderr  # running: nothing written yet, no exit status
-    stop = cli("keep", "stop", d.keep_id, "--host", host.url, env=d.env)
-    assert stop.returncode == 0 and f"keep {d.keep_id} stopped" in stop.stdout
+    stop = cli("keep", "stop", d.keep_id, "--host", host.url, "--json", env=d.env)
+    assert stop.returncode == 0, stop.stderr
+    assert json.loads(stop.stdout) == {"keep_id": d.keep_id, "host": host.url, "stopped": True}
     assert not d.state.exists()
     with pytest.raises(httpx.ConnectError):
         httpx.get(d.url, timeout=10)

@@ -58,8 +58,8 @@ def test_yank_and_undo_json(registry_server, capsys):
                                                    "yanked": True}
     assert main(["registry", "yank", "cli/yankjson:1.0.0", "--undo", "--data", data, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["yanked"] is False
-    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", data, "--json"]) == 65
-    assert json.loads(capsys.readouterr().out)["error"]["exit_code"] == 65
+    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", data, "--json"]) == 66
+    assert json.loads(capsys.readouterr().out)["error"]["exit_code"] == 66
 
 
 def test_token_revoke_and_anonymous_default_json(tmp_path, capsys):
@@ -72,9 +72,11 @@ def test_token_revoke_and_anonymous_default_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"anonymous_pull": True}
 
 
-def test_yank_unknown_version_is_an_input_error(registry_server, capsys):
-    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", str(registry_server.data_dir)]) == 65
+def test_yank_unknown_version_is_not_found(registry_server, capsys):
+    assert main(["registry", "yank", "cli/nothing:9.9.9", "--data", str(registry_server.data_dir)]) == 66
     assert "does not exist" in capsys.readouterr().err
+    assert main(["registry", "token", "revoke", "no-such-id", "--data", str(registry_server.data_dir)]) == 66
+    assert "no active token" in capsys.readouterr().err
 
 
 def test_gc_removes_unreferenced_blobs_and_abandoned_uploads(tmp_path, capsys):
