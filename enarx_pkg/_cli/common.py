@@ -45,3 +45,16 @@ def read_option_file(path: Path, option: str, limit: int = 1 << 20) -> bytes:
     if len(data) > limit:
         raise InputError(f"{option} {path}: larger than {limit} bytes")
     return data
+
+
+def print_keep(headline: str, endpoints: Any, tls: Any, issuer: str = "") -> None:
+    """A detached keep's line (``deploy --detach``, ``keep restart``): its endpoints and TLS certificate."""
+    from enarx_pkg._internal.text import printable
+
+    print(headline)
+    for e in endpoints:
+        print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
+    if tls:
+        until = printable(tls["not_after"])
+        print(f"  tls: certificate sha256:{printable(tls['sha256'])}, valid until {until}{issuer}")
+

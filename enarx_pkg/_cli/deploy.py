@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enarx_pkg._cli.common import info, print_json, read_option_file, warn
+from enarx_pkg._cli.common import info, print_json, print_keep, read_option_file, warn
 
 host_app = typer.Typer(help="Run the host agent that creates keeps.",
                        no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -274,12 +274,8 @@ def _detached(results: list[Any], live: bool) -> None:
             if not live:  # one host: its error is raised (and shown once) by the caller
                 print(printable(f"{r.host}: refused ({int(r.error.exit_code)}): {r.error.message}"))
             continue
-        print(f"keep {r.keep_id} on {printable(r.host)} (detached; state: {r.state_file})")
-        for e in r.endpoints:
-            print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
-        if r.tls:
-            print(f"  tls: certificate sha256:{printable(r.tls['sha256'])}, valid until "
-                  f"{printable(r.tls['not_after'])} (issued by --tls-ca)")
+        print_keep(f"keep {r.keep_id} on {printable(r.host)} (detached; state: {r.state_file})", r.endpoints, r.tls,
+                   " (issued by --tls-ca)")
 
 
 def _table(results: list[Any]) -> None:

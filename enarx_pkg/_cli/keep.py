@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enarx_pkg._cli.common import print_json
+from enarx_pkg._cli.common import print_json, print_keep
 
 keep_app = typer.Typer(help="Manage keeps left running by `deploy --detach`.",
                        no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -105,12 +105,8 @@ def restart(
                     "state_file": str(new.state_file), "tee": new.tee, "measurement": new.measurement,
                     "evidence": new.evidence} | ({"tls": new.tls} if new.tls else {}))
         return
-    print(f"keep {new.keep_id} on {printable(new.host)} (replaces {old.keep_id}; state: {new.state_file})")
-    for e in new.endpoints:
-        print(f"  {printable(e['name'])}: port {e['port']} -> {e['address']}")
-    if new.tls:
-        print(f"  tls: certificate sha256:{printable(new.tls['sha256'])}, "
-              f"valid until {printable(new.tls['not_after'])}")
+    print_keep(f"keep {new.keep_id} on {printable(new.host)} (replaces {old.keep_id}; state: {new.state_file})",
+               new.endpoints, new.tls)
 
 
 @keep_app.command("stop")

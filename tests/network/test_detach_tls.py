@@ -23,7 +23,7 @@ from tests.fixtures.examples import copy_example
 from tests.fixtures.hosts import HostAgent, start_host, stop_host
 from tests.network.conftest import tls_version
 from tests.network.detached import Detached, Service, cli, deploy_detached, signed_and_published
-from tests.tls.peers import Relay
+from tests.tls.peers import Relay, steward_serving
 
 LANGS = ("rust", "c", "go")
 MARKER = "PLAINTEXT-MARKER-5c1e"
@@ -304,33 +304,11 @@ def _logs_until_exit(d: Detached, host: HostAgent) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def steward_for(tls_host: HostAgent, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`enarx-pkg steward serve` trusting ``tls_host``'s keeps, issuing 1-minute certificates (URL, CA cert)."""
-    import signal
-    import sys
-    import time
-
-    from tests.conftest import free_port
-
     d = tmp_path_factory.mktemp("steward")
     ca_mod.init_ca(d / "ca.crt", d / "ca.key", name="test steward CA")
     (d / "policy.toml").write_text(tls_host.policy())
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "steward", "serve", "--ca", str(d / "ca.crt"),
-                             "--ca-key", str(d / "ca.key"), "--policy", str(d / "policy.toml"), "--name", "localhost",
-                             "--name", "127.0.0.1", "--lifetime", "1m", "--listen", f"127.0.0.1:{port}"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.post(url + "/v1/challenge", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "steward did not start"
-        time.sleep(0.1)
-    yield url, d / "ca.crt"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    with steward_serving(d, d / "policy.toml", "--name", "localhost", "--name", "127.0.0.1", "--lifetime", "1m") as url:
+        yield url, d / "ca.crt"
 
 
 def _served_serial(port: int, cafile: Path) -> int:

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 
 from enarx_pkg.attestation.policy import load_policy
 from enarx_pkg.tls import ca as ca_mod
 from enarx_pkg.tls import issue, keep, verify
+from tests.conftest import REPO, free_port
 from tests.tls.conftest import PACKAGE, SimKeep
 
 MARKER = b"PLAINTEXT-MARKER-7f3a"
@@ -82,3 +90,30 @@ def issued(sim: SimKeep, authority: ca_mod.DeployCA, names: list[str]):
         policy = load_policy(sim.policy(Path(d) / "p.toml"))
     _, record = verify.attest_csr(csr.public_bytes(serialization.Encoding.DER), policy, lambda nonce: None)
     return key, issue.issue(authority, csr, record, names)
+
+
+@contextlib.contextmanager
+def steward_serving(ca_dir: Path, policy: Path, *args: str, stdout: int | None = subprocess.DEVNULL,
+                    stderr: int | None = subprocess.DEVNULL) -> Iterator[str]:
+    """``enarx-pkg steward serve`` with the CA in ``ca_dir`` (ca.crt, ca.key) on a free loopback port,
+    until it answers a challenge; its URL. Stopped (its process group) on exit."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "steward", "serve", "--ca", str(ca_dir / "ca.crt"),
+                             "--ca-key", str(ca_dir / "ca.key"), "--policy", str(policy), *args,
+                             "--listen", f"127.0.0.1:{port}"], cwd=REPO, stdout=stdout, stderr=stderr,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                if httpx.post(url + "/v1/challenge", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "steward did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

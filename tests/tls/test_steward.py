@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +23,8 @@ from enarx_pkg.errors import VerificationError
 from enarx_pkg.tls import ca as ca_mod
 from enarx_pkg.tls import enroll, keep
 from enarx_pkg.tls.verify import appraised_keep_of, policy_digest
-from tests.conftest import REPO, free_port
 from tests.tls.conftest import OTHER_PACKAGE, PACKAGE, SimKeep, write_pair
+from tests.tls.peers import steward_serving
 
 
 @dataclass
@@ -44,25 +41,9 @@ def steward(tmp_path_factory) -> Iterator[Steward]:
     ca_mod.init_ca(d / "ca.crt", d / "ca.key")
     sim = SimKeep()
     policy = sim.policy(d / "policy.toml")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "steward", "serve", "--ca", str(d / "ca.crt"),
-                             "--ca-key", str(d / "ca.key"), "--policy", str(policy), "--name", "localhost",
-                             "--name", "*.keeps.test", "--package", PACKAGE, "--lifetime", "1h",
-                             "--listen", f"127.0.0.1:{port}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.post(url + "/v1/challenge", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "steward did not start"
-        time.sleep(0.1)
-    yield Steward(url, d / "ca.crt", policy, sim)
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    with steward_serving(d, policy, "--name", "localhost", "--name", "*.keeps.test", "--package", PACKAGE,
+                         "--lifetime", "1h") as url:
+        yield Steward(url, d / "ca.crt", policy, sim)
 
 
 def _csr(steward: Steward, key, names, sim: SimKeep | None = None, package: str = PACKAGE) -> bytes:
