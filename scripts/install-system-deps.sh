@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v skopeo >/dev/null || need+=(skopeo)
+command -v podman >/dev/null || need+=(podman)  # tests/registry/test_clients.py pulls with it
 command -v docker-registry >/dev/null || need+=(docker-registry)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null || need+=(chromium)

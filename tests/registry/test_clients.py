@@ -7,8 +7,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -161,3 +164,39 @@ def test_skopeo_delete_with_a_scoped_token(registry_server, container_layout):
     r = subprocess.run(["skopeo", "delete", "--tls-verify=false", "--creds", f"x:{pull_only}", ref2],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and pull_only not in r.stderr
+
+
+@pytest.fixture
+def podman_root(tmp_path: Path) -> Iterator[Path]:
+    """Storage of podman's own for one test (its runroot path must be under 50 characters)."""
+    run = Path(tempfile.mkdtemp(prefix="podman-", dir="/tmp"))
+    (tmp_path / "run").symlink_to(run)
+    yield tmp_path
+    shutil.rmtree(run, ignore_errors=True)
+
+
+def podman(root: Path, *args: str) -> str:
+    """podman with storage of its own under ``root`` (vfs: no overlay mounts needed), never the machine's."""
+    r = subprocess.run(["podman", "--root", str(root / "storage"), "--runroot", str((root / "run").resolve()),
+                        "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+@pytest.mark.parametrize(("fmt", "tag"), [("v2s2", "one"), ("oci", "one"), ("oci", "multi")])
+def test_podman_pulls_docker_and_oci_images_and_an_index(registry_server, container_layout, podman_root, fmt, tag):
+    """podman (containers/image, several Accept: lines) pulls from ours: a Docker v2 schema 2 image, an
+    OCI image, and from an OCI index the image of this machine's platform; layers unpacked, digests kept."""
+    token = registry_server.token("push:containers/*")
+    name = f"{registry_server.host}/containers/podman-{fmt}-{tag}:1.0.0"
+    copy = ["--all"] if tag == "multi" else ["--format", fmt]
+    skopeo("copy", *copy, "--dest-tls-verify=false", "--dest-creds", f"x:{token}",
+           f"oci:{container_layout}:{tag}", f"docker://{name}")
+    pushed = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", f"x:{token}", f"docker://{name}")
+    podman(podman_root, "pull", "--tls-verify=false", "--creds", f"x:{token}", "--arch", "amd64", name)
+    [image] = json.loads(podman(podman_root, "image", "inspect", name))
+    assert image["Digest"] == "sha256:" + hashlib.sha256(pushed.encode()).hexdigest()  # what the registry served
+    assert image["Architecture"] == "amd64"
+    assert len(image["RootFS"]["Layers"]) == 1  # the layer was unpacked into podman's storage
+
