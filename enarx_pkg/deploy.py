@@ -143,11 +143,11 @@ def ready(settings: DeploySettings, package: Package, policy: Any, event: Event 
     """Unwrap the layer keys, read the (decrypted) Enarx.toml and the secrets, and check them all before
     any host is contacted: a deploy that cannot succeed fails before a keep is created."""
     prepared = prepare(package, settings.decryption_key, settings.secrets, policy.tees)
-    tls_deployer.request_for(prepared.config, settings.tls)  # --tls-ca for a package with nothing to certify
+    tls = tls_deployer.request_for(prepared.config, settings.tls)  # refuses --tls-ca with nothing to certify
     if package.config is None and prepared.config is not None:  # an encrypted Enarx.toml, read only now
         check_release(package, settings, event or (lambda h, s: None), prepared.config)
     registry, credential = keep_registry(package.reference, settings.keep_registry)
-    prepared = replace(prepared, registry=registry, credential=credential)
+    prepared = replace(prepared, registry=registry, credential=credential, tls=tls)
     return replace(package, config=prepared.config, prepared=prepared)
 
 
@@ -304,9 +304,8 @@ class HostSession:
 
     def _envelope(self, keep: trust.AttestedKeep) -> seal.Envelope:
         """Only now, after attestation: the envelope of what ``ready`` prepared, with a fresh session key."""
-        ref, config = self.package.reference, self.package.config
-        prepared = self.package.prepared or ready(self.settings, self.package, self.policy).prepared
-        assert prepared is not None
+        ref, config, prepared = self.package.reference, self.package.config, self.package.prepared
+        assert prepared is not None, "deploy() readies the package before any host"
         if config is not None:  # the package's own [keep] backends, against the TEE the evidence shows
             trust.check_backend(keep, config.keep.backends)
         self.output_s = output_deadline(config)
@@ -315,7 +314,7 @@ class HostSession:
             registry=prepared.registry.base_url, repository=ref.repository, manifest_digest=ref.digest,
             session_key=seal.new_session_key(), credential=prepared.credential, layer_keys=prepared.layer_keys,
             secrets=prepared.secrets, args=self.settings.args, stdin=self.settings.stdin is not None,
-            tls=tls_deployer.request_for(config, self.settings.tls))
+            tls=prepared.tls)
 
     def _stream(self, offer: trust.Offer, sealed: bytes, envelope: seal.Envelope, stdout: Sink | None,
                 stderr: Sink | None) -> None:

@@ -37,6 +37,7 @@ class Prepared:
     secrets: dict[str, seal.SecretValue] = field(default_factory=dict, repr=False)
     registry: Any = None  # oci.reference.Registry the keep pulls from (set by deploy.ready)
     credential: tuple[str, str] | None = field(default=None, repr=False)  # issued for that registry
+    tls: seal.TlsRequest | None = None  # the envelope's TLS request (set by deploy.ready)
 
 
 def prepare(package: Package, decryption_key: bytes | None, given: Sequence[plan.SecretSource],
