@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(args)
         if interrupted and code == 130:  # typer turns Ctrl-C into a silent exit 130
-            _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
+            _aborted(as_json)
         return code
     except Error as exc:
         to_dict = getattr(exc, "to_dict", None)  # e.g. ManifestError lists its problems
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except _typer_exceptions() as exc:
         return _typer_outcome(exc, as_json)
     except KeyboardInterrupt:
-        _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
+        _aborted(as_json)
         return 130
     except Exception as exc:  # a bug in enarx-pkg, not the user's fault: say so, briefly
         if os.environ.get("ENARX_PKG_DEBUG"):
@@ -131,12 +131,11 @@ def _typer_outcome(exc: BaseException, as_json: bool) -> int:
     if isinstance(exc, typer.Exit):
         return int(exc.exit_code)
     if isinstance(exc, typer.Abort):
-        _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
+        _aborted(as_json)
         return 130
     code = int(getattr(exc, "exit_code", 2))
     if as_json:
-        message = getattr(exc, "format_message", lambda: str(exc))()
-        print(json.dumps({"error": {"kind": "UsageError", "message": message, "exit_code": code}}))
+        _json_error("UsageError", getattr(exc, "format_message", lambda: str(exc))(), code)
     show = getattr(exc, "show", None)
     if callable(show):
         show()
@@ -145,12 +144,19 @@ def _typer_outcome(exc: BaseException, as_json: bool) -> int:
     return code
 
 
+def _aborted(as_json: bool) -> None:
+    _report("aborted", 130, "Interrupted", "interrupted (Ctrl-C)", as_json)
+
+
+def _json_error(kind: str, message: str, code: int, details: dict[str, Any] | None = None) -> None:
+    """The documented ``{"error": {kind, message, exit_code, ...}}`` document, on stdout."""
+    print(json.dumps({"error": {"kind": kind, "message": message, "exit_code": code, **(details or {})}}))
+
+
 def _report(text: str, code: int, kind: str, message: str, as_json: bool,
             details: dict[str, Any] | None = None) -> None:
     if as_json:
-        payload: dict[str, Any] = {"error": {"kind": kind, "message": message, "exit_code": code}}
-        payload["error"].update(details or {})
-        print(json.dumps(payload))
+        _json_error(kind, message, code, details)
     from enarx_pkg._internal.text import printable
 
     print(printable(text, keep_newlines=True), file=sys.stderr)  # messages may quote what a peer sent
