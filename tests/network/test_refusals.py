@@ -43,16 +43,22 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def test_tls_is_served_as_tls_never_plain(http_module: Callable[[str], Path], tmp_path: Path) -> None:
-    """Outside a keep, `run` serves prot = "tls" with a fresh self-signed certificate (as Enarx does without
-    a Steward) and says so; a plaintext client gets no HTTP answer (attested TLS in keeps: tests/tls)."""
-    from tests.network.conftest import wait_listening
-
+def _tls_project(http_module: Callable[[str], Path], tmp_path: Path) -> tuple[Path, int]:
+    """The Rust HTTP server as a built project whose listen file is ``prot = "tls"``, on a free port."""
     port = free_port()
     project = service_project(tmp_path / "p", http_module("rust"), port)
     toml = project / "Enarx.toml"
     toml.write_text(toml.read_text().replace('prot = "tcp"', 'prot = "tls"'))
     build(project)
+    return project, port
+
+
+def test_tls_is_served_as_tls_never_plain(http_module: Callable[[str], Path], tmp_path: Path) -> None:
+    """Outside a keep, `run` serves prot = "tls" with a fresh self-signed certificate (as Enarx does without
+    a Steward) and says so; a plaintext client gets no HTTP answer (attested TLS in keeps: tests/tls)."""
+    from tests.network.conftest import wait_listening
+
+    project, port = _tls_project(http_module, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", str(project)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -75,11 +81,7 @@ def test_run_accepts_tls_1_2_only_with_tls12(http_module: Callable[[str], Path],
     """TLS 1.3 only by default; ``run --tls12`` (as ``deploy --tls12`` in a keep) lets TLS 1.2 clients in."""
     from tests.network.conftest import wait_listening
 
-    port = free_port()
-    project = service_project(tmp_path / "p", http_module("rust"), port)
-    toml = project / "Enarx.toml"
-    toml.write_text(toml.read_text().replace('prot = "tcp"', 'prot = "tls"'))
-    build(project)
+    project, port = _tls_project(http_module, tmp_path)
     for flag, tls12 in (((), None), (("--tls12",), "TLSv1.2")):
         proc = subprocess.Popen([sys.executable, "-m", "enarx_pkg", "run", *flag, str(project)], cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
