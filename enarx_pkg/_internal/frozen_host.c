@@ -9,7 +9,8 @@
  *   - entropy: getrandom() returns the same bytes for the same length, every call;
  *   - file metadata: stat results carry SOURCE_DATE_EPOCH as every time stamp, device 1, and an
  *     inode number made from the file's path (relative to ENARX_FREEZE_ROOT, with the random part
- *     of temporary directory names dropped), its type and size; directory listings come sorted;
+ *     of temporary directory names dropped), its type and size, and sizes as ext4 would give
+ *     them (a directory is 4 KiB); directory listings come sorted;
  *   - bytecode caches: creating a __pycache__ directory or a .pyc file fails (EACCES), so a build
  *     never leaves one behind for the next build to load instead of the source (Python carries on
  *     without writing it).
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -123,7 +125,8 @@ static int tmp_component(const char *s, size_t len) { /* ".tmpXXXXXX", as Rust's
     return 1;
 }
 
-/* FNV-1a over the path with ENARX_FREEZE_ROOT and temporary names made constant, type and size. */
+/* FNV-1a over the path (from ENARX_FREEZE_ROOT or the last temporary directory, whose random name
+ * is dropped), the file's type and size. */
 static uint64_t stable_ino(long dirfd, const char *path, uint64_t size, uint32_t mode) {
     char buf[8192];
     size_t at = 0;
@@ -142,7 +145,8 @@ static uint64_t stable_ino(long dirfd, const char *path, uint64_t size, uint32_t
         size_t end = i + 1;
         while (end < at && buf[end] != '/') end++;
         size_t from = i + (buf[i] == '/'), len = end - from;
-        size_t keep = tmp_component(buf + from, len) ? 4 : len;
+        size_t keep = len;
+        if (tmp_component(buf + from, len)) { h = 0xcbf29ce484222325ULL; keep = 4; } /* where it is does not count */
         h ^= '/'; h *= 0x100000001b3ULL;
         for (size_t k = 0; k < keep; k++) { h ^= (unsigned char)buf[from + k]; h *= 0x100000001b3ULL; }
         i = end;
@@ -155,44 +159,103 @@ static uint64_t stable_ino(long dirfd, const char *path, uint64_t size, uint32_t
 static void freeze_ts(struct timespec *t) { t->tv_sec = epoch; t->tv_nsec = 0; }
 static void freeze_sx(struct statx_timestamp *t) { t->tv_sec = epoch; t->tv_nsec = 0; }
 
+/* Sizes as ext4 gives them, whatever the filesystem: a directory is one 4 KiB block. */
+static uint64_t frozen_size(uint64_t size, uint32_t mode) { return S_ISDIR(mode) ? 4096 : size; }
+static uint64_t frozen_blocks(uint64_t size) { return (size + 4095) / 4096 * 8; }
+
 static void freeze_stat(struct stat *st, long dirfd, const char *path) {
+    st->st_size = (off_t)frozen_size((uint64_t)st->st_size, st->st_mode);
+    st->st_blocks = (blkcnt_t)frozen_blocks((uint64_t)st->st_size);
+    st->st_blksize = 4096;
     st->st_ino = stable_ino(dirfd, path, (uint64_t)st->st_size, st->st_mode);
     st->st_dev = 1;
     freeze_ts(&st->st_atim); freeze_ts(&st->st_mtim); freeze_ts(&st->st_ctim);
 }
 
 static void freeze_statx(struct statx *sx, long dirfd, const char *path) {
+    sx->stx_size = frozen_size(sx->stx_size, sx->stx_mode);
+    sx->stx_blocks = frozen_blocks(sx->stx_size);
+    sx->stx_blksize = 4096;
     sx->stx_ino = stable_ino(dirfd, path, sx->stx_size, sx->stx_mode);
     sx->stx_dev_major = 0; sx->stx_dev_minor = 1;
     freeze_sx(&sx->stx_atime); freeze_sx(&sx->stx_btime); freeze_sx(&sx->stx_ctime); freeze_sx(&sx->stx_mtime);
 }
 
-/* Sort the entries of one getdents64 answer by name, so listings do not depend on the filesystem. */
+/* Directory listings, sorted by name whatever the filesystem's order. The first getdents64 at
+ * position 0 reads the whole directory into a mapping, sorts it, and later calls on that descriptor
+ * are answered from it; a listing too large (or a descriptor number too high) passes through as the
+ * kernel gives it. */
 struct dirent64_head { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; };
-static __thread unsigned char scratch[65536];
+enum { LISTINGS = 1024, LISTING_BYTES = 4 << 20, LISTING_ENTRIES = 32768 };
+struct listing { unsigned char *data; uint32_t *at; long entries, next; };
+static struct listing listings[LISTINGS];
 
-static void sort_entries(unsigned char *buf, long len) {
-    enum { MAX = 2048 };
-    unsigned short at[MAX];
-    int n = 0;
-    for (long p = 0; p < len; p += ((struct dirent64_head *)(buf + p))->reclen) {
-        if (n == MAX || len > (long)sizeof scratch || ((struct dirent64_head *)(buf + p))->reclen == 0) return;
-        at[n++] = (unsigned short)p;
+static void listing_free(struct listing *l) {
+    if (l->data) frozen_raw(SYS_munmap, (long)l->data, LISTING_BYTES + LISTING_ENTRIES * 4L, 0, 0, 0, 0);
+    l->data = NULL; l->at = NULL; l->entries = l->next = 0;
+}
+
+static int by_name(const struct listing *l, uint32_t a, uint32_t b) {
+    return strcmp(((struct dirent64_head *)(l->data + a))->name, ((struct dirent64_head *)(l->data + b))->name);
+}
+
+static void sort_listing(struct listing *l) { /* heap sort: no recursion, no allocation */
+    uint32_t *a = l->at;
+    long n = l->entries;
+    for (long start = n / 2 - 1, end = n; end > 1;) {
+        long root;
+        if (start >= 0) root = start--;
+        else { uint32_t t = a[0]; a[0] = a[--end]; a[end] = t; root = 0; }
+        for (long child; (child = 2 * root + 1) < end; root = child) {
+            if (child + 1 < end && by_name(l, a[child], a[child + 1]) < 0) child++;
+            if (by_name(l, a[root], a[child]) >= 0) break;
+            uint32_t t = a[root]; a[root] = a[child]; a[child] = t;
+        }
     }
-    for (int i = 1; i < n; i++) { /* insertion sort: answers are a few hundred entries at most */
-        unsigned short v = at[i];
-        const char *name = ((struct dirent64_head *)(buf + v))->name;
-        int j = i - 1;
-        while (j >= 0 && strcmp(((struct dirent64_head *)(buf + at[j]))->name, name) > 0) { at[j + 1] = at[j]; j--; }
-        at[j + 1] = v;
+}
+
+static int load_listing(struct listing *l, long fd) { /* 0: loaded; -1: pass through */
+    long map = frozen_raw(SYS_mmap, 0, LISTING_BYTES + LISTING_ENTRIES * 4L, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map < 0 && map > -4096) return -1;
+    l->data = (unsigned char *)map;
+    l->at = (uint32_t *)(l->data + LISTING_BYTES);
+    long used = 0;
+    for (;;) {
+        long r = frozen_raw(SYS_getdents64, fd, (long)(l->data + used), LISTING_BYTES - used, 0, 0, 0);
+        if (r < 0 || (r == 0 && used == LISTING_BYTES)) { listing_free(l); frozen_raw(SYS_lseek, fd, 0, SEEK_SET, 0, 0, 0); return -1; }
+        if (r == 0) break;
+        for (long p = used; p < used + r; p += ((struct dirent64_head *)(l->data + p))->reclen) {
+            if (l->entries == LISTING_ENTRIES) { listing_free(l); frozen_raw(SYS_lseek, fd, 0, SEEK_SET, 0, 0, 0); return -1; }
+            l->at[l->entries++] = (uint32_t)p;
+        }
+        used += r;
+    }
+    sort_listing(l);
+    return 0;
+}
+
+static long frozen_getdents(long fd, unsigned char *buf, long count) {
+    if (fd < 0 || fd >= LISTINGS) return frozen_raw(SYS_getdents64, fd, (long)buf, count, 0, 0, 0);
+    struct listing *l = &listings[fd];
+    if (frozen_raw(SYS_lseek, fd, 0, SEEK_CUR, 0, 0, 0) == 0) { /* a fresh descriptor, or rewound */
+        listing_free(l);
+        if (load_listing(l, fd) != 0) return frozen_raw(SYS_getdents64, fd, (long)buf, count, 0, 0, 0);
+    } else if (!l->data) {
+        return frozen_raw(SYS_getdents64, fd, (long)buf, count, 0, 0, 0);
     }
     long out = 0;
-    for (int i = 0; i < n; i++) {
-        struct dirent64_head *d = (struct dirent64_head *)(buf + at[i]);
-        memcpy(scratch + out, d, d->reclen);
+    while (l->next < l->entries) {
+        struct dirent64_head *d = (struct dirent64_head *)(l->data + l->at[l->next]);
+        if (out + d->reclen > count) break;
+        memcpy(buf + out, d, d->reclen);
+        ((struct dirent64_head *)(buf + out))->off = l->next + 1;
         out += d->reclen;
+        l->next++;
     }
-    memcpy(buf, scratch, (size_t)out);
+    if (out == 0 && l->next < l->entries) return -EINVAL; /* the caller's buffer holds no entry */
+    if (l->next == l->entries && out == 0) listing_free(l);
+    return out;
 }
 
 /* A .pyc (or Python's temporary name for one, "x.pyc.NNN") or a __pycache__ directory. */
@@ -258,10 +321,7 @@ static void on_sigsys(int sig, siginfo_t *info, void *context) {
         break;
     case SYS_mkdir: r = bytecode_cache((const char *)a1) ? -EACCES : frozen_raw(nr, a1, a2, a3, a4, a5, a6); break;
     case SYS_mkdirat: r = bytecode_cache((const char *)a2) ? -EACCES : frozen_raw(nr, a1, a2, a3, a4, a5, a6); break;
-    case SYS_getdents64:
-        r = frozen_raw(nr, a1, a2, a3, a4, a5, a6);
-        if (r > 0) sort_entries((unsigned char *)a2, r);
-        break;
+    case SYS_getdents64: r = frozen_getdents(a1, (unsigned char *)a2, a3); break;
     default: r = -ENOSYS;
     }
     g[REG_RAX] = r;
