@@ -249,6 +249,7 @@ def _build_record(spec: Build, project: Path, module: Path, mod_digest: str, sou
         "command": list(spec.command) if spec.command else spec.recipe,
         "recipeCommand": recipes.recipe_argv(spec),
         "shell": spec.shell,
+        "frozenHost": bool(spec.command) and frozen_host.wanted(spec.deterministic, spec.command),
         "workdir": spec.workdir,
         "toolchains": recipes.toolchain_versions(spec),
         "source": {"repository": source.repository, "revision": source.revision, "dirty": source.dirty},

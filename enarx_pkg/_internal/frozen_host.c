@@ -349,6 +349,16 @@ unsigned long getauxval(unsigned long type) {
 
 /* --- installing the filter, before the program's first thread ------------------------------ */
 
+static void say(const char *text) { if (write(2, text, strlen(text)) < 0) return; }
+
+/* Say why on stderr and stop: a build that is not frozen must not pass for one. */
+static void fail(const char *what) {
+    say("enarx-pkg frozen host: cannot ");
+    say(what);
+    say(" (is seccomp allowed here?); set [build] deterministic = false to build without the frozen host\n");
+    _exit(125);
+}
+
 __attribute__((constructor)) static void frozen_install(void) {
     const char *e = getenv("SOURCE_DATE_EPOCH"), *r = getenv("ENARX_FREEZE_ROOT");
     if (e && *e) epoch = strtoll(e, NULL, 10);
@@ -358,7 +368,7 @@ __attribute__((constructor)) static void frozen_install(void) {
     sa.sa_sigaction = on_sigsys;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSYS, &sa, NULL) != 0) abort();
+    if (sigaction(SIGSYS, &sa, NULL) != 0) fail("install the SIGSYS handler");
 
     static const unsigned trapped[] = {SYS_getrandom, SYS_clock_gettime, SYS_gettimeofday, SYS_time, SYS_statx,
                                        SYS_newfstatat, SYS_fstat, SYS_stat, SYS_lstat, SYS_getdents64,
@@ -381,6 +391,7 @@ __attribute__((constructor)) static void frozen_install(void) {
     f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
     struct sock_fprog prog = {(unsigned short)k, f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) abort();
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0) abort();
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("set no_new_privs");
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+        fail("install the seccomp filter");
 }
