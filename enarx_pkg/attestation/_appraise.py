@@ -87,6 +87,11 @@ def _tdx(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:
     observed = {"pcesvn": c.pck.pcesvn, "qe_svn": c.qe_svn, "tdx_module": bytes.fromhex(c.tee_tcb_svn)[0]}
     for comp, minimum in sect.get("min_tcb", {}).items():
         yield at_least(f"tdx.tcb.{comp}", observed[comp], minimum)
+    if not sect.get("allow_sept_ve", False):  # without it the host can inject #VE at will (Linux refuses to boot)
+        yield Check("tdx.sept_ve_disable", c.sept_ve_disable, "set" if c.sept_ve_disable else "not set",
+                    "set (allow_sept_ve = true accepts a TD without it)")
+    if c.mrservicetd:  # a TD 1.5 quote: a bound service TD (migration) is refused unless pinned
+        yield listed("tdx.mrservicetd", c.mrservicetd, list(sect.get("mrservicetd", ["00" * 48])))
     yield from _tcb_status(c, sect, policy)
 
 
