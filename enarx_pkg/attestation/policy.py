@@ -44,6 +44,7 @@ _BOOL, _INT = {"type": "boolean"}, {"type": "integer", "minimum": 0}
 _STATUS = _enum(STATUSES)
 SPEC: dict[str, dict[str, Any]] = {
     "snp": {"measurements": _hex(48), "host_data": _hex(32), "id_key_digests": _hex(48),
+            "author_key_digests": _hex(48), "family_ids": _hex(16), "image_ids": _hex(16),
             "products": _enum(["Milan", "Genoa", "Turin"]), "signing_keys": _enum(["vcek", "vlek"]),
             "min_tcb": _mins("bootloader", "tee", "snp", "microcode", "fmc"),
             "min_tcb_applies_to": {**_enum(["reported", "committed", "launch", "current"]), "minItems": 1},
