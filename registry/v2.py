@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from registry import uploads
+from registry.accept import acceptable
 from registry.auth import ANONYMOUS, Principal, Unauthorized
 from registry.errors import OciError
 from registry.meta import ManifestRow, TagImmutable
@@ -205,7 +206,7 @@ async def _get_manifest(reg: Registry, request: Request, principal: Principal, p
     digest, media_type, size, yanked = found
     if yanked:
         raise OciError("MANIFEST_UNKNOWN", f"{name}:{ref} was yanked; it is still available by digest")
-    if not _acceptable(",".join(request.headers.getlist("accept")), media_type):
+    if not acceptable(",".join(request.headers.getlist("accept")), media_type):
         raise OciError("MANIFEST_UNKNOWN", f"manifest is {media_type}, which the Accept header does not allow")
     headers = {"Docker-Content-Digest": digest, "Content-Length": str(size), "Content-Type": media_type}
     if request.method == "HEAD":
@@ -214,14 +215,6 @@ async def _get_manifest(reg: Registry, request: Request, principal: Principal, p
     if data is None:
         raise OciError("MANIFEST_UNKNOWN", f"manifest {digest} content is missing")
     return Response(data, headers=headers)
-
-
-def _acceptable(accept: str | None, media_type: str) -> bool:
-    if not accept:
-        return True
-    types = {part.split(";", 1)[0].strip() for part in accept.split(",")}
-    types.discard("")
-    return not types or media_type in types or "*/*" in types or "application/*" in types
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -102,6 +102,54 @@ def test_content_negotiation_refuses_unacceptable_type(admin):
     assert r.status_code == 404 and r.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
+def _negotiated(admin: Client, name: str, digest: str, accept: list[str]) -> set[int]:
+    """Statuses of GET and HEAD, by tag and by digest, sending each of ``accept`` as its own Accept line."""
+    return {admin.http.request(method, f"/v2/{name}/manifests/{ref}", headers=[("Accept", a) for a in accept]
+                               ).status_code for ref in ("1.0.0", digest) for method in ("GET", "HEAD")}
+
+
+def test_accept_with_q_zero_refuses_the_type(admin):
+    name = repo()
+    digest, _ = admin.push_image(name, "1.0.0")
+    assert _negotiated(admin, name, digest, [f"{MANIFEST};q=0"]) == {404}
+    assert _negotiated(admin, name, digest, [f"{MANIFEST}; Q=0.000"]) == {404}
+    assert _negotiated(admin, name, digest, ["*/*;q=0"]) == {404}
+    assert _negotiated(admin, name, digest, [f"{INDEX}, {MANIFEST};q=0, */*;q=0.1"]) == {404}  # most specific wins
+
+
+def test_accept_lines_and_lists_with_weights_allow_the_type(admin):
+    name = repo()
+    digest, _ = admin.push_image(name, "1.0.0")
+    assert _negotiated(admin, name, digest, [INDEX, f"{MANIFEST};q=0.9"]) == {200}
+    assert _negotiated(admin, name, digest, [f"{INDEX};q=1, {MANIFEST};q=0.5"]) == {200}
+    assert _negotiated(admin, name, digest, [f"{MANIFEST};q=0.5", "application/*;q=0"]) == {200}
+    assert _negotiated(admin, name, digest, ["application/*;q=0.2", "text/plain"]) == {200}
+    assert _negotiated(admin, name, digest, [INDEX, "application/vnd.docker.distribution.manifest.v2+json"]) == {404}
+
+
+def test_accept_media_types_are_case_insensitive(admin):
+    name = repo()
+    digest, _ = admin.push_image(name, "1.0.0")
+    assert _negotiated(admin, name, digest, [MANIFEST.upper()]) == {200}
+    assert _negotiated(admin, name, digest, ["Application/*"]) == {200}
+
+
+def test_head_answers_what_get_answers_without_a_body(admin):
+    name = repo()
+    digest, body = admin.push_image(name, "1.0.0")
+    keys = ("content-type", "content-length", "docker-content-digest")
+    for ref in ("1.0.0", digest):
+        get = admin.http.get(f"/v2/{name}/manifests/{ref}", headers={"Accept": f"{INDEX}, {MANIFEST}"})
+        head = admin.http.head(f"/v2/{name}/manifests/{ref}", headers={"Accept": f"{INDEX}, {MANIFEST}"})
+        assert get.content == body and head.content == b""
+        assert {k: head.headers.get(k) for k in keys} == {k: get.headers.get(k) for k in keys}
+        assert head.headers["content-length"] == str(len(body))
+    blob = admin.push_blob(name, b"blob bytes")
+    get, head = admin.http.get(f"/v2/{name}/blobs/{blob}"), admin.http.head(f"/v2/{name}/blobs/{blob}")
+    assert head.content == b"" and head.headers["content-length"] == get.headers["content-length"] == "10"
+    assert head.headers["docker-content-digest"] == get.headers["docker-content-digest"] == blob
+
+
 def test_image_index_is_accepted(admin):
     name = repo()
     digest, body = admin.push_image(name, "amd64")
