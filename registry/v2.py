@@ -293,9 +293,9 @@ def _references(doc: dict[str, Any], media_type: str) -> tuple[list[str], str | 
     subject = doc.get("subject")
     subject_digest = _descriptor_digest(subject, "subject") if subject is not None else None
     artifact_type = doc.get("artifactType")
-    if artifact_type is None and media_type not in INDEX_TYPES:
+    if not artifact_type and media_type not in INDEX_TYPES:  # empty or missing: the config's type (spec)
         artifact_type = doc["config"].get("mediaType")
-    return refs, subject_digest, artifact_type if isinstance(artifact_type, str) else None
+    return refs, subject_digest, artifact_type if isinstance(artifact_type, str) and artifact_type else None
 
 
 def _descriptor_digest(desc: Any, where: str) -> str:

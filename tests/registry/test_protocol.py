@@ -201,6 +201,25 @@ def test_referrers_with_artifact_type_filter_and_oci_subject(admin):
     assert filtered.json()["manifests"] == [] and filtered.headers["oci-filters-applied"] == "artifactType"
 
 
+def test_referrer_with_empty_artifact_type_is_listed_under_its_config_type(admin):
+    name = repo()
+    subject, body = admin.push_image(name, "1.0.0")
+    config = admin.push_blob(name, b"{}")
+    referrer = {"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": "",
+                "config": {"mediaType": "application/vnd.example.sbom.config", "digest": config, "size": 2},
+                "layers": [], "subject": {"mediaType": MANIFEST, "digest": subject, "size": len(body)}}
+    assert admin.push_manifest(name, sha(json.dumps(referrer).encode()), referrer).status_code == 201
+    index = {"schemaVersion": 2, "mediaType": INDEX, "artifactType": "", "manifests": [],
+             "subject": {"mediaType": MANIFEST, "digest": subject, "size": len(body)}}
+    assert admin.push_manifest(name, sha(json.dumps(index).encode()), index, INDEX).status_code == 201
+    listed = {m["mediaType"]: m for m in admin.http.get(f"/v2/{name}/referrers/{subject}").json()["manifests"]}
+    assert listed[MANIFEST]["artifactType"] == "application/vnd.example.sbom.config"
+    assert "artifactType" not in listed[INDEX]  # an index without one has none
+    filtered = admin.http.get(f"/v2/{name}/referrers/{subject}",
+                              params={"artifactType": "application/vnd.example.sbom.config"}).json()["manifests"]
+    assert [m["digest"] for m in filtered] == [listed[MANIFEST]["digest"]]
+
+
 def test_subject_may_be_absent(admin):
     name = repo()
     config = admin.push_blob(name, b"{}")
