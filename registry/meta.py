@@ -186,9 +186,9 @@ class Metadata:
         if not include_yanked:
             sql += " AND yanked = 0"
         if last:
-            sql += " AND tag > ?"
+            sql += f" AND tag COLLATE {self.db.binary} > ?"
             params.append(last)
-        sql += " ORDER BY tag"
+        sql += f" ORDER BY tag COLLATE {self.db.binary}"  # byte order: what clients paging with last= expect
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -241,13 +241,13 @@ class Metadata:
         sql = "SELECT name, created, allow_overwrite, anonymous_pull, description, license FROM repos WHERE 1 = 1"
         params: list[Any] = []
         if last:
-            sql += " AND name > ?"
+            sql += f" AND name COLLATE {self.db.binary} > ?"
             params.append(last)
         if query:
             sql += " AND (LOWER(name) LIKE ? OR LOWER(COALESCE(description, '')) LIKE ?)"
             pattern = "%" + query.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
             params += [pattern, pattern]
-        sql += " ORDER BY name"
+        sql += f" ORDER BY name COLLATE {self.db.binary}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
