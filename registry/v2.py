@@ -27,7 +27,7 @@ from registry.accept import acceptable
 from registry.auth import ANONYMOUS, Principal, Unauthorized
 from registry.errors import OciError
 from registry.meta import ManifestRow, TagImmutable
-from registry.names import digest_problem, is_version_tag, valid_name, valid_tag
+from registry.names import digest_problem, valid_name, valid_tag
 from registry.objectstore import StoreUnavailable
 from registry.state import Registry
 
@@ -36,6 +36,7 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+MAX_TAG_PARAMS = 100  # ?tag= on a manifest PUT by digest; the spec asks for at least 10
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff"}
 
 _ROUTE = re.compile(
@@ -245,18 +246,32 @@ async def _put_manifest(reg: Registry, request: Request, principal: Principal, p
     annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
     row = ManifestRow(name, digest, media_type, len(data), artifact_type, subject, time.time(), principal.name,
                       {str(k): str(v) for k, v in annotations.items()})
-    tag = None if by_digest else ref
+    tags = _push_tags(request, ref, by_digest)
     await run_in_threadpool(reg.store.write_small, digest, data)
     try:
-        await run_in_threadpool(reg.meta.put_manifest, row, refs, tag, request.client.host if request.client else None,
-                                tag is not None and is_version_tag(tag))
+        await run_in_threadpool(reg.meta.put_manifest, row, refs, tags, request.client.host if request.client else None)
     except TagImmutable as exc:
         raise OciError("DENIED", str(exc), status=409) from None
     reg.manifests.put(digest, data)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if subject:
         headers["OCI-Subject"] = subject
+    if by_digest and tags:
+        headers["OCI-Tag"] = ", ".join(tags)
     return Response(None, 201, headers=headers)
+
+
+def _push_tags(request: Request, ref: str, by_digest: bool) -> list[str]:
+    """The tags a manifest PUT moves: its reference if that is a tag, else its ``?tag=`` parameters (OCI-Tag)."""
+    if not by_digest:
+        return [ref]
+    tags = list(dict.fromkeys(request.query_params.getlist("tag")))
+    if len(tags) > MAX_TAG_PARAMS:
+        raise OciError("TAG_INVALID", f"{len(tags)} tag parameters; at most {MAX_TAG_PARAMS} a push", status=414)
+    for tag in tags:
+        if not valid_tag(tag):
+            raise OciError("TAG_INVALID", f"invalid tag {tag[:200]!r}")
+    return tags
 
 
 def _parse_manifest(data: bytes, content_type: str | None) -> tuple[dict[str, Any], str]:

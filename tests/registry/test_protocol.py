@@ -275,6 +275,47 @@ def test_manifest_put_by_digest_must_match_the_body(admin):
     assert r.status_code == 400 and r.json()["errors"][0]["code"] == "DIGEST_INVALID"
 
 
+def _unpushed_manifest(admin: Client, name: str, payload: bytes) -> bytes:
+    config, layer = admin.push_blob(name, b"{}"), admin.push_blob(name, payload)
+    return json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
+                       "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                       "layers": [{"mediaType": "application/wasm", "digest": layer, "size": len(payload)}]}).encode()
+
+
+def test_manifest_put_by_digest_sets_each_tag_parameter_and_says_so(admin):
+    name = repo()
+    body = _unpushed_manifest(admin, name, b"tagged by parameters")
+    r = admin.http.put(f"/v2/{name}/manifests/{sha(body)}", params=[("tag", t) for t in ("1.2.3", "1.2", "latest")],
+                       content=body, headers={"Content-Type": MANIFEST})
+    assert r.status_code == 201
+    assert [t.strip() for t in r.headers["oci-tag"].split(",")] == ["1.2.3", "1.2", "latest"]
+    for tag in ("1.2.3", "1.2", "latest"):
+        assert admin.http.head(f"/v2/{name}/manifests/{tag}").headers["docker-content-digest"] == sha(body)
+    assert admin.http.get(f"/v2/{name}/tags/list").json()["tags"] == ["1.2", "1.2.3", "latest"]
+
+
+def test_manifest_put_with_an_invalid_tag_parameter_records_nothing(admin):
+    name = repo()
+    body = _unpushed_manifest(admin, name, b"one bad tag")
+    r = admin.http.put(f"/v2/{name}/manifests/{sha(body)}", params=[("tag", "good"), ("tag", "-bad")],
+                       content=body, headers={"Content-Type": MANIFEST})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "TAG_INVALID"
+    assert admin.http.head(f"/v2/{name}/manifests/good").status_code == 404
+    assert admin.http.head(f"/v2/{name}/manifests/{sha(body)}").status_code == 404
+
+
+def test_tag_parameter_cannot_move_an_immutable_version_tag(admin):
+    name = repo()
+    first, _ = admin.push_image(name, "1.0.0")
+    body = _unpushed_manifest(admin, name, b"an impostor")
+    r = admin.http.put(f"/v2/{name}/manifests/{sha(body)}", params=[("tag", "latest"), ("tag", "1.0.0")],
+                       content=body, headers={"Content-Type": MANIFEST})
+    assert r.status_code == 409 and r.json()["errors"][0]["code"] == "DENIED" and "oci-tag" not in r.headers
+    assert admin.http.head(f"/v2/{name}/manifests/1.0.0").headers["docker-content-digest"] == first
+    assert admin.http.head(f"/v2/{name}/manifests/latest").status_code == 404  # the whole push was refused
+    assert admin.http.head(f"/v2/{name}/manifests/{sha(body)}").status_code == 404
+
+
 def test_two_replicas_share_one_postgresql(postgres_registry, tmp_path):
     from tests.conftest import free_port
     from tests.fixtures.registry import RegistryServer
