@@ -141,8 +141,8 @@ class Metadata:
                 self._set_tag(tx, row, tag, is_version_tag(tag) and not repo.allow_overwrite)
             self._describe(tx, repo, row)
             audited: Sequence[str | None] = tags or [None]
-            for tag in audited:
-                self._audit(tx, row.pushed_by or "anonymous", "manifest.push", row.repo, tag, row.digest, remote)
+            for moved in audited:
+                self._audit(tx, row.pushed_by or "anonymous", "manifest.push", row.repo, moved, row.digest, remote)
 
     def _set_tag(self, tx: Database, row: ManifestRow, tag: str, protect: bool) -> None:
         if protect:
