@@ -107,6 +107,8 @@ class TdxClaims:
     pce_svn: int
     pck: PckInfo
     tcb: TcbEvaluation | None = None
+    sept_ve_disable: bool = False  # TD ATTRIBUTES.SEPT_VE_DISABLE
+    mrservicetd: str = ""  # TD 1.5 (v5 body type 3) only: the bound service TD, zero if none
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from pathlib import Path
 from types import ModuleType
 
 from enarx_pkg.errors import Error, ExitCode
+from enarx_pkg.keep.launch import NO_PYCACHE as NO_PYCACHE
 
 DOMAIN = b"enarx-pkg/sim-measurement/v2\0"
-NO_PYCACHE = "/dev/null/enarx-keep-pycache"
 DATA = (("enarx_pkg.manifest", "enarx-toml.schema.json"),)  # read by the keep after it was measured
 MAPS = Path("/proc/self/maps")
 
