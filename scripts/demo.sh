@@ -14,7 +14,7 @@ export ENARX_PKG_KEY_PASSWORD=""             # demo keys are unencrypted
 
 free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() {  # URL [TOKEN]
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do   # up to a minute: a loaded machine starts Python slowly
     if "$BIN/python" - "$@" <<'PY' 2>/dev/null; then return 0; fi
 import sys, httpx
 h = {"Authorization": f"Bearer {sys.argv[2]}"} if len(sys.argv) > 2 else {}
