@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -138,6 +139,7 @@ def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecor
         state = state_dir() / f"{keep_id}.json"
     try:
         with open(state, "rb") as f:
+            _private(state, os.fstat(f.fileno()))
             text = f.read(STATE_BYTES).decode("utf-8", "replace")
     except OSError as exc:
         raise NotFoundError(f"no state for keep {keep_id or state}: {state}: {exc.strerror}",
@@ -148,6 +150,16 @@ def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecor
     if record.host.rstrip("/") != host.rstrip("/"):
         raise UsageError(f"keep {record.keep_id} runs on {record.host}, not {host}")
     return record
+
+
+def _private(path: Path, st: os.stat_result) -> None:
+    """A state file is used only if it is its user's alone, like an ssh key: whoever else could write it
+    could swap the recipe's signer key or secret sources (``keep restart`` would then send the user's
+    secrets to their package), and whoever could read it holds the keep's capability and session key."""
+    if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise InputError(f"{path}: the keep's state file is not private to its owner (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}); it is not used",
+                         hint=f"check who changed it; if it is yours and unchanged: chmod 600 {path}")
 
 
 def records(host: str) -> list[KeepRecord]:

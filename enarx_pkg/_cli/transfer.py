@@ -80,7 +80,8 @@ def publish(
     registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
     repository: str = typer.Option(None, "--repository",
                                    help="Repository (default: [publish] repository, else [package] name)."),
-    tag: str = typer.Option(None, "--tag", help="Tag (default: [package] version)."),
+    tag: str = typer.Option(None, "--tag", help="Tag (default: the package's own: its tag in the layout, "
+                            "else its version)."),
     mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
     recipient: list[Path] = typer.Option([], "--recipient", metavar="PUBKEY",

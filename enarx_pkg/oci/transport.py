@@ -253,6 +253,9 @@ def _repository(path: str) -> str:
     return path
 
 
+MAX_REGISTRY_MESSAGE = 500
+
+
 def _registry_error(resp: httpx.Response) -> str:
     """The registry's own error code and message (short, printable), if its body carries one."""
     try:
@@ -264,5 +267,7 @@ def _registry_error(resp: httpx.Response) -> str:
         text = f"{first.get('code', '')}: {first.get('message', '')}"
     except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError, httpx.StreamError):
         return ""
-    text = "".join(c for c in text if c.isprintable())[:200]
+    text = "".join(c for c in text if c.isprintable())
+    if len(text) > MAX_REGISTRY_MESSAGE:  # long enough for a registry's advice; cut visibly, never mid-advice
+        text = text[:MAX_REGISTRY_MESSAGE - 1] + "…"
     return f" ({text})" if text.strip(": ") else ""

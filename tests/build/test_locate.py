@@ -83,6 +83,20 @@ def test_publish_takes_the_current_version(bumped: dict[str, Any], docker_regist
     assert json.loads(capsys.readouterr().out)["reference"].endswith(bumped["old"])
 
 
+def test_publish_of_an_older_version_tags_it_with_its_own_version(bumped: dict[str, Any], docker_registry: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """DIR:1.0.0 after the project moved on to 1.1.0 goes out as 1.0.0, not under the Enarx.toml's 1.1.0."""
+    root = str(bumped["root"])
+    assert main(["publish", "--registry", docker_registry.host, "--repository", "loop/older", "--json",
+                 f"{root}:1.0.0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tag"] == "1.0.0" and out["reference"].endswith(bumped["old"])
+    capsys.readouterr()
+    assert main(["inspect", "--json", f"{docker_registry.host}/loop/older:1.0.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest"] == bumped["old"]
+    assert main(["inspect", f"{docker_registry.host}/loop/older:1.1.0"]) == 66  # nothing under the newer tag
+
+
 def test_unbuilt_version_says_build(bumped: dict[str, Any], tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     proj = tmp_path / "p"

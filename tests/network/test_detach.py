@@ -105,6 +105,7 @@ def test_keep_logs_by_another_token_holder_is_refused(
     # another tenant's state file for this keep id, with its own (wrong) capability and key
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(secret | {"capability": "x" * 43, "session_key": "A" * 43 + "="}))
+    forged.chmod(0o600)  # its owner's own file (keep commands refuse any other)
     r = cli("keep", "logs", "--state", str(forged), "--host", host.url, env=d.env)
     assert r.returncode == 69, r.stderr  # TRANSPORT: the agent refused
     assert "no keep with this id and capability" in r.stderr
