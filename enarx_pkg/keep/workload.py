@@ -115,7 +115,8 @@ def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tup
 
 
 def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> Path:
-    """The pulled layer (checked against its digest as it arrived) at ``dest``, decrypted if encrypted."""
+    """The pulled layer (checked against its digest as it arrived): linked at ``dest`` when it is plain
+    (the registry's bytes, no secret), else decrypted into memory."""
     from enarx_pkg import encrypt
 
     blob = layout.blob_path(desc.digest)
@@ -125,9 +126,12 @@ def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, dest: 
     key = envelope.layer_keys.get(desc.digest)
     if key is None:
         raise VerificationError(f"layer {desc.digest} is encrypted but the envelope holds no key for it")
-    with open(blob, "rb") as src, open(dest, "wb") as out:
+    # the plaintext never touches the host's disk: an anonymous file in the keep's memory, open for the
+    # rest of the keep's life (one workload), read by its /proc/self/fd name
+    fd = os.memfd_create(dest.name, os.MFD_CLOEXEC)
+    with open(blob, "rb") as src, os.fdopen(os.dup(fd), "wb") as out:
         encrypt.decrypt_layer(src, desc, key, out)
-    return dest
+    return Path(f"/proc/self/fd/{fd}")
 
 
 def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | Path, work: Path,
@@ -151,7 +155,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
                             stdout=on_stdout, stderr=on_stderr, cache=False, publish=publish,
                             tls=tls(toml) if tls is not None else None)
-    spec = replace(spec, env=env, dirs=spec.dirs + dirs)
+    spec = replace(spec, env=env, dirs=spec.dirs + dirs, name=spec.name if toml.package else "module")
     return int(runtime.run(spec))
 
 
