@@ -1,7 +1,8 @@
 """OCI distribution-spec v1.1 conformance: pull, push, content discovery, content management.
 
 Written from the spec's four conformance sections (and the checks of its conformance suite) and run
-against ours (SQLite and PostgreSQL) and, as a control, CNCF distribution 2.8 (``docker-registry``),
+against ours (SQLite, PostgreSQL, and two PostgreSQL replicas behind a load balancer that sends each
+request to the next replica in turn) and, as a control, CNCF distribution 2.8 (``docker-registry``),
 so a test that fails only on ours is our bug and one that fails on both is a wrong test.
 Expected differences of the control are named where they are asserted (``EXPECTED_DIFFERENCES``).
 """
@@ -9,14 +10,18 @@ Expected differences of the control are named where they are asserted (``EXPECTE
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.fixtures.registry import RegistryServer, start_registry
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -44,11 +49,41 @@ class Target:
         return self.name == "distribution"
 
 
-@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "distribution"])
+class RoundRobin(httpx.BaseTransport):
+    """A load balancer without session affinity: each request goes to the next replica in turn."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = itertools.cycle(ports)
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(port=next(self.ports))
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="module")
+def replicas(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RegistryServer]]:
+    """Two replicas on one PostgreSQL database and one blob directory, as ``registry serve`` documents it."""
+    url = postgres_server.database("registry_conformance_replicas")
+    shared: Path = tmp_path_factory.mktemp("conformance-replicas")
+    servers = [start_registry(shared, database=url), start_registry(shared, database=url)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "ours-replicas", "distribution"])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if request.param == "distribution":
         peer = request.getfixturevalue("docker_registry")
         client = httpx.Client(base_url=peer.url, timeout=60)
+    elif request.param == "ours-replicas":
+        servers = request.getfixturevalue("replicas")
+        client = httpx.Client(base_url=servers[0].url, timeout=60, transport=RoundRobin([s.port for s in servers]),
+                              headers={"Authorization": f"Bearer {servers[0].admin_token}"})
     else:
         server = request.getfixturevalue("registry_server" if request.param == "ours-sqlite" else "postgres_registry")
         client = httpx.Client(base_url=server.url, timeout=60,
