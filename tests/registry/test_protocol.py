@@ -171,6 +171,32 @@ def test_tags_list_paginates_with_link_header(admin):
     assert r.json()["tags"] == ["e"] and "link" not in r.headers
 
 
+SPEC_CODES = {"BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN",
+              "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID", "NAME_UNKNOWN", "SIZE_INVALID", "UNAUTHORIZED",
+              "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS"}
+
+
+def test_client_error_bodies_carry_only_the_spec_codes_with_the_reason_in_detail(admin):
+    name = repo()
+    _, body = admin.push_image(name, "1.0.0")
+    bad_tag = admin.push_manifest(name, "-not-a-tag", body)
+    bad_page = admin.http.get(f"/v2/{name}/tags/list", params={"n": "ten"})
+    location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
+    out_of_order = admin.http.patch(location, content=b"late", headers={"Content-Range": "100-103"})
+    for r, reason in ((bad_tag, "TAG_INVALID"), (bad_page, "PAGINATION_NUMBER_INVALID"),
+                      (out_of_order, "RANGE_INVALID")):
+        [error] = r.json()["errors"]
+        assert 400 <= r.status_code < 500 and error["code"] in SPEC_CODES, error
+        assert error["detail"] == {"reason": reason}
+
+
+def test_a_page_size_over_the_limit_is_served_not_refused(admin):
+    name = repo()
+    admin.push_image(name, "1.0.0")
+    r = admin.http.get(f"/v2/{name}/tags/list", params={"n": 10**9})
+    assert r.status_code == 200 and r.json()["tags"] == ["1.0.0"] and "link" not in r.headers
+
+
 def test_catalog_paginates(admin):
     names = sorted(repo() for _ in range(3))
     for name in names:
@@ -299,7 +325,7 @@ def test_manifest_put_with_an_invalid_tag_parameter_records_nothing(admin):
     body = _unpushed_manifest(admin, name, b"one bad tag")
     r = admin.http.put(f"/v2/{name}/manifests/{sha(body)}", params=[("tag", "good"), ("tag", "-bad")],
                        content=body, headers={"Content-Type": MANIFEST})
-    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "TAG_INVALID"
+    assert r.status_code == 400 and r.json()["errors"][0]["detail"] == {"reason": "TAG_INVALID"}
     assert admin.http.head(f"/v2/{name}/manifests/good").status_code == 404
     assert admin.http.head(f"/v2/{name}/manifests/{sha(body)}").status_code == 404
 
