@@ -197,6 +197,20 @@ def test_a_page_size_over_the_limit_is_served_not_refused(admin):
     assert r.status_code == 200 and r.json()["tags"] == ["1.0.0"] and "link" not in r.headers
 
 
+def test_names_of_255_and_tags_of_128_characters_work_one_more_is_refused(admin):
+    stem = repo()
+    longest = stem + "/" + "n" * (254 - len(stem))
+    assert len(longest) == 255
+    digest, body = admin.push_image(longest, "t" * 128)
+    got = admin.http.get(f"/v2/{longest}/manifests/{'t' * 128}")
+    assert got.status_code == 200 and got.headers["docker-content-digest"] == digest
+    assert admin.http.get(f"/v2/{longest}/tags/list").json() == {"name": longest, "tags": ["t" * 128]}
+    too_long = admin.http.post(f"/v2/{longest}x/blobs/uploads/")
+    assert too_long.status_code == 400 and too_long.json()["errors"][0]["code"] == "NAME_INVALID"
+    assert admin.push_manifest(longest, "t" * 129, body).status_code == 400
+    assert admin.http.get(f"/v2/{longest}/manifests/{'t' * 129}").status_code == 404
+
+
 def test_catalog_paginates(admin):
     names = sorted(repo() for _ in range(3))
     for name in names:
