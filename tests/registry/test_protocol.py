@@ -62,6 +62,14 @@ def test_chunked_upload_with_status_and_resume(admin):
     assert admin.http.get(f"/v2/{name}/blobs/{sha(data)}").content == data
 
 
+def test_upload_with_an_unsupported_digest_algorithm_is_refused_before_any_bytes(admin):
+    name = repo()
+    r = admin.http.post(f"/v2/{name}/blobs/uploads/", params={"digest-algorithm": "sha512"})
+    assert r.status_code == 400 and r.json()["errors"][0]["code"] == "DIGEST_INVALID" and "location" not in r.headers
+    ok = admin.http.post(f"/v2/{name}/blobs/uploads/", params={"digest-algorithm": "sha256"})
+    assert ok.status_code == 202 and "/blobs/uploads/" in ok.headers["location"]
+
+
 def test_cancelled_upload_is_gone(admin):
     name = repo()
     location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
