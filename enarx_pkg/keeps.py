@@ -131,8 +131,9 @@ def save(record: KeepRecord, path: Path | None = None) -> Path:
     return path
 
 
-def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecord:
-    """The keep's state file (``state``, or the one for ``keep_id`` in the state dir), checked against ``host``."""
+def load(keep_id: str | None, host: str | None, state: Path | None = None) -> KeepRecord:
+    """The keep's state file (``state``, or the one for ``keep_id`` in the state dir), checked against ``host``
+    when one is given (without it, the host the state file records is the one contacted)."""
     if state is None:
         if not keep_id or not _KEEP_ID.fullmatch(keep_id):
             raise UsageError("name the keep: KEEP_ID (as `deploy --detach` printed it) or --state FILE")
@@ -147,7 +148,7 @@ def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecor
     record = KeepRecord.parse(text, state)
     if keep_id and record.keep_id != keep_id:
         raise InputError(f"{state} is the state of keep {record.keep_id}, not {keep_id}")
-    if record.host.rstrip("/") != host.rstrip("/"):
+    if host is not None and record.host.rstrip("/") != host.rstrip("/"):
         raise UsageError(f"keep {record.keep_id} runs on {record.host}, not {host}")
     return record
 
@@ -162,8 +163,8 @@ def _private(path: Path, st: os.stat_result) -> None:
                          hint=f"check who changed it; if it is yours and unchanged: chmod 600 {path}")
 
 
-def records(host: str) -> list[KeepRecord]:
-    """Every keep in the state dir deployed to ``host`` (files that are not keep states are skipped)."""
+def records(host: str | None) -> list[KeepRecord]:
+    """Every keep in the state dir (deployed to ``host``, if given); files that are not keep states are skipped."""
     found = []
     for path in sorted(state_dir().glob("*.json")):
         try:

@@ -114,6 +114,9 @@ def publish(
     with _progress(as_json) as progress:
         result = pub.publish(found.layout, target, progress=progress, mount_from=mount_from,
                              source_ref=found.digest, recipients=tuple(recipient), sign_key=key)
+    if not result.referrers and not encrypt:
+        warn(f"published without a signature: `deploy` refuses unsigned packages; sign it "
+             f"(enarx-pkg sign {source} --key KEY) and publish again: the same digest, with its signature")
     if as_json:
         print_json(result.to_json())
     else:
