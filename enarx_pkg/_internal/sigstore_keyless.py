@@ -233,7 +233,9 @@ def verify_dsse(data: bytes, policy: IdentityMatch, *, staging: bool, offline: b
     """Verify a keyless DSSE bundle (chain to Fulcio, SCT, Rekor entry, identity); (type, payload)."""
     bundle = load_bundle(data)
     v = verifier(staging, offline, trust_config)
-    return _guard(lambda: v.verify_dsse(bundle, policy), _instance(staging, trust_config))  # type: ignore[no-any-return]
+    out = _guard(lambda: v.verify_dsse(bundle, policy), _instance(staging, trust_config))
+    _every_timestamp_verifies(v, bundle, _instance(staging, trust_config))
+    return out  # type: ignore[no-any-return]
 
 
 def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *, staging: bool,
@@ -247,6 +249,26 @@ def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *
         algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(artifact.removeprefix("sha256:")))
     v = verifier(staging, offline, trust_config)
     _guard(lambda: v.verify_artifact(target, bundle, policy), _instance(staging, trust_config))
+    _every_timestamp_verifies(v, bundle, _instance(staging, trust_config))
+
+
+def _every_timestamp_verifies(v: Verifier, bundle: Bundle, instance: str) -> None:
+    """Refuse a bundle carrying an RFC 3161 timestamp that does not verify, as sigstore-js does.
+
+    sigstore-python only needs enough verified times (the log's integrated time is one), so it
+    skips a timestamp over another signature or from a TSA its root does not list; a bundle that
+    one verifier refuses is refused here too. The check is sigstore-python's own, per timestamp.
+    """
+    vd = bundle.verification_material.timestamp_verification_data
+    carried = list(vd.rfc3161_timestamps) if vd else []
+    if not carried:
+        return
+    check = getattr(v, "_verify_timestamp_authority", None)
+    verified = _guard(lambda: check(bundle), instance) if check is not None else []
+    if len(verified) != len(carried):
+        raise VerificationError(f"keyless signature refused against {instance}: {len(carried) - len(verified)} "
+                                f"of its {len(carried)} RFC 3161 timestamp(s) do not verify (not over this "
+                                "signature, or not from a timestamp authority of the trusted root)")
 
 
 def _instance(staging: bool, trust_config: str | None) -> str:

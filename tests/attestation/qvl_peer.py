@@ -105,8 +105,32 @@ class Case:
         return cls(intel_pki.make_pki(real), real[:48], bytearray(q.body), bytearray(q.qe_report), q.qe_auth,
                    copy.deepcopy(info), copy.deepcopy(qe))
 
+    @classmethod
+    def sgx(cls, testvectors: Path, path: str) -> Case:
+        """An SGX v3 quote (its DEBUG bit cleared: a production enclave) with SGX TCB info and QE identity
+        made here from its PCK's values (no SGX collateral is among the vectors), status UpToDate."""
+        real = (testvectors / path).read_bytes()
+        q = dcap.parse_quote(real)
+        pck = dcap.inspect_quote(real).pck
+        body = bytearray(q.body)
+        body[48] &= ~dcap.SGX_DEBUG & 0xFF
+        report = q.qe_report
+        window = {"issueDate": "2025-10-01T00:00:00Z", "nextUpdate": "2025-12-01T00:00:00Z"}
+        info = {"id": "SGX", "version": 3, **window, "fmspc": pck.fmspc.upper(), "pceId": pck.pceid.upper(),
+                "tcbType": 0, "tcbEvaluationDataNumber": 17, "tcbLevels": [
+                    {"tcb": {"sgxtcbcomponents": [{"svn": v} for v in pck.cpusvn], "pcesvn": pck.pcesvn},
+                     "tcbDate": "2025-01-01T00:00:00Z", "tcbStatus": "UpToDate"}]}
+        qe = {"id": "QE", "version": 2, **window, "tcbEvaluationDataNumber": 17,
+              "miscselect": report[16:20].hex().upper(), "miscselectMask": "FFFFFFFF",
+              "attributes": report[48:64].hex().upper(), "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
+              "mrsigner": report[128:160].hex().upper(), "isvprodid": int.from_bytes(report[256:258], "little"),
+              "tcbLevels": [{"tcb": {"isvsvn": int.from_bytes(report[258:260], "little")},
+                             "tcbDate": "2025-01-01T00:00:00Z", "tcbStatus": "UpToDate"}]}
+        return cls(intel_pki.make_pki(real), real[:48], body, bytearray(report), q.qe_auth, info, qe)
+
     def quote(self) -> bytes:
-        """A v4 quote: a fresh attestation key signs header+body; the test PCK signs the QE report."""
+        """A v4 (TDX) or v3 (SGX) quote: a fresh attestation key signs header+body; the test PCK signs
+        the QE report."""
         att = ec.generate_private_key(ec.SECP256R1())
         pub = att.public_key().public_bytes(serialization.Encoding.X962,
                                             serialization.PublicFormat.UncompressedPoint)[1:]
@@ -116,7 +140,8 @@ class Case:
         inner = (bytes(report) + intel_pki.raw_sig(self.pki.pck.key, bytes(report))
                  + struct.pack("<H", len(self.qe_auth)) + self.qe_auth + struct.pack("<HI", 5, len(chain)) + chain)
         signed = self.header + bytes(self.body)
-        sig_data = intel_pki.raw_sig(att, signed) + pub + struct.pack("<HI", 6, len(inner)) + inner
+        wrapped = inner if self.header[0] == 3 else struct.pack("<HI", 6, len(inner)) + inner  # v3: unwrapped
+        sig_data = intel_pki.raw_sig(att, signed) + pub + wrapped
         return signed + struct.pack("<I", len(sig_data)) + sig_data
 
     def write(self, folder: Path) -> Path:

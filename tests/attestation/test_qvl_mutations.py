@@ -4,7 +4,8 @@ Each case starts from the real quote of ``tdx/trustee-v4-fmspc-00a06d080000`` (h
 report, PCK extension) and that folder's TCB info and QE identity, re-signed under a test PKI, and
 changes one thing: a TCB status, a validity window, a CRL entry, an FMSPC/PCEID, a signature, a
 binding, a TD attribute. Our verdict must be the refusal named (typed error ``check`` or failed
-policy checks); dcap-qvl's must be a refusal too, with the reason named.
+policy checks); dcap-qvl's must be a refusal too, with the reason named. The same for SGX, on the
+Occlum v3 quote with SGX TCB info and QE identity made from its PCK (none is among the vectors).
 
 Where dcap-qvl accepts what we refuse, the case says so and why we follow Intel's QVL and the
 specifications instead (dcap-qvl does not read CRL dates, the PCEID, QE report_data[32:64], the
@@ -179,3 +180,60 @@ def test_report_data_must_be_our_nonce(case: Case, tmp_path: Path) -> None:
     (ours_other, _), _ = case.judged(folder, AT, report_data=hashlib.sha512(b"another nonce").digest())
     assert ours_ok == "accepted" and peer["ok"] and bytes.fromhex(peer["report_data"]) == nonce
     assert ours_other == "refused: report_data"
+
+
+# --- SGX: the Occlum v3 quote (made a production enclave) with SGX collateral made from its PCK ---
+
+SGX_QUOTE = "sgx/occlum-v3/quote.dat"
+
+
+@pytest.fixture()
+def sgx(testvectors: Path) -> Case:
+    return Case.sgx(testvectors, SGX_QUOTE)
+
+
+SGX_MUTATIONS: dict[str, tuple[Any, str, str | None]] = {
+    "unchanged (control)": (lambda c: None, "accepted", "OK"),
+    "DEBUG enclave": (lambda c: c.body.__setitem__(48, c.body[48] | 0x02), "refused: debug", "Debug mode is enabled"),
+    "debug quoting enclave": (lambda c: c.qe_report.__setitem__(48, c.qe_report[48] | 0x02),
+                              "refused: qe_report.debug", "Debug mode is enabled"),
+    "TDX TCB info for an enclave": (lambda c: c.info.update(id="TDX"), "refused: collateral.tcb_info.kind",
+                                    "SGX quote with non-SGX TCB info"),
+    "TD_QE identity for an enclave": (lambda c: c.qe.update(id="TD_QE"), "refused: collateral.qe_identity.kind",
+                                      "Unsupported QE Identity id/version"),
+    "FMSPC of another platform": (lambda c: c.info.update(fmspc="00A06D080000"), "refused: collateral.fmspc",
+                                  "Fmspc mismatch"),
+    "PCK revoked": (lambda c: c.pck_revoked.append(c.pki.pck.cert), "refused: collateral.pck_crl.revoked",
+                    "Certificate is revoked"),
+    "quote signature": (lambda c: c.after.update({"quote.dat": lambda q: q[:436] + bytes([q[436] ^ 1]) + q[437:]}),
+                        "refused: quote.signature", "ISV enclave report signature is invalid"),
+    "attestation key not bound by the QE report": (lambda c: setattr(c, "bound_auth", b"\x01" * 32),
+                                                   "refused: qe_report.binding", "QE report hash mismatch"),
+    "QE MRSIGNER not Intel's": (lambda c: c.qe.update(mrsigner="AB" * 32), "refused: collateral.qe_identity",
+                                "QE MRSIGNER mismatch"),
+}
+
+
+@pytest.mark.parametrize("name", list(SGX_MUTATIONS))
+def test_sgx_mutation_refused_by_both(sgx: Case, tmp_path: Path, name: str) -> None:
+    mutate, want_ours, want_theirs = SGX_MUTATIONS[name]
+    mutate(sgx)
+    (verdict, _), peer = sgx.judged(sgx.write(tmp_path / "col"), AT)
+    assert verdict == want_ours, (verdict, peer)
+    if want_theirs == "OK":
+        assert peer["ok"] and peer["status"] == "UpToDate", peer
+    else:
+        assert not peer["ok"] and want_theirs in peer["error"], peer
+
+
+@pytest.mark.parametrize("status", [*NOT_REVOKED, "Revoked"])
+def test_every_sgx_tcb_status_against_two_policies(sgx: Case, tmp_path: Path, status: str) -> None:
+    _levels(sgx, status)
+    folder = sgx.write(tmp_path / "col")
+    (strict, got), peer = sgx.judged(folder, AT)
+    (lenient, _), _ = sgx.judged(folder, AT, tcb_status=NOT_REVOKED)
+    assert got == status
+    assert strict == ("accepted" if status == "UpToDate" else "refused: sgx.tcb_status")
+    assert lenient == ("refused: sgx.tcb_status" if status == "Revoked" else "accepted")
+    assert (peer.get("status") if peer["ok"] else peer["error"]) == \
+        ("TCB status is invalid: Revoked" if status == "Revoked" else status)

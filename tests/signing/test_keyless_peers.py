@@ -4,9 +4,11 @@ Two sources of bad bundles, each checked against all three:
 - our own keyless bundle (signed through the mock Fulcio/Rekor) changed one field at a time: the log
   entry's SET, integrated time, log index, log id, root hash, checkpoint, kind, the DSSE payload and
   signature, the bundle media type, an RFC 3161 timestamp;
+- RFC 3161 timestamps from the openssl TSA of the trusted root, over another signature, or from an
+  unknown TSA;
 - bundles from a mis-issuing mock instance (mock-server.js's config): a certificate not valid at the
-  log's integrated time, an OIDC issuer only in the new extension (…57264.1.8) or contradicting
-  the legacy one (…1.1).
+  log's integrated time, without an SCT, an OIDC issuer only in the new extension (…57264.1.8) or
+  contradicting the legacy one (…1.1).
 
 Rule: whatever either peer refuses, we refuse. Where the peers disagree it is said case by case.
 """
@@ -32,6 +34,7 @@ from tests.signing.sigstore_peers import (
     PrivateSigstore,
     mock_sigstore,
     oidc_token,
+    openssl_tsa,
     sigstore_js_verify,
 )
 
@@ -46,8 +49,20 @@ def _statement(tmp: Path) -> tuple[bytes, str]:
     return provenance.statement(desc.digest, layout.manifest(desc.digest), None, "peers"), desc.digest
 
 
-def _sign(instance: PrivateSigstore, statement: bytes) -> bytes:
-    """Sign with sigstore-python's own client (not ours: ours refuses to emit a bundle it cannot verify)."""
+def _sign(instance: PrivateSigstore, statement: bytes, *, check_sct: bool = True) -> bytes:
+    """Sign with sigstore-python's own client (not ours: ours refuses to emit a bundle it cannot verify).
+
+    ``check_sct=False`` switches off the client's own SCT check while SIGNING only (sigstore.sign's
+    reference to it), so a certificate the instance issued without an SCT still reaches the verifiers."""
+    if not check_sct:
+        import sigstore.sign
+
+        saved = sigstore.sign.verify_sct
+        sigstore.sign.verify_sct = lambda *_a, **_k: None  # type: ignore[assignment]
+        try:
+            return _sign(instance, statement)
+        finally:
+            sigstore.sign.verify_sct = saved
     from sigstore import dsse
     from sigstore.models import ClientTrustConfig
     from sigstore.oidc import IdentityToken
@@ -170,6 +185,32 @@ def test_mutated_bundle_refused_by_us_whenever_a_peer_refuses(name: str, signed:
     assert "Traceback" not in got["ours"] and "internal error" not in got["ours"]
 
 
+@pytest.mark.parametrize("case", ["from the trusted TSA", "over another signature", "from a TSA not in the root"])
+def test_rfc3161_timestamp_on_a_keyless_bundle(case: str, signed: tuple[bytes, str],
+                                               private_sigstore: PrivateSigstore, tmp_path: Path) -> None:
+    """A signed timestamp beside the log entry: a good one is accepted by all three. One over another
+    signature, or signed by a TSA the trusted root does not list: sigstore-js refuses the bundle;
+    sigstore-python skips that timestamp (the log's time suffices) and accepts. We refuse (we used to
+    accept)."""
+    from enarx_pkg._internal.sigstore_services import timestamp
+
+    obj = json.loads(signed[0])
+    signature = base64.b64decode(obj["dsseEnvelope"]["signatures"][0]["sig"])
+    if case == "from a TSA not in the root":
+        with openssl_tsa(tmp_path / "tsa") as (url, _chain):
+            token = timestamp(url, signature)
+    else:
+        token = timestamp(private_sigstore.tsa_url, signature + (b"x" if case == "over another signature" else b""))
+    obj["verificationMaterial"]["timestampVerificationData"] = {
+        "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(token).decode()}]}
+    got = verdicts(json.dumps(obj).encode(), signed[1], private_sigstore, tmp_path)
+    if case == "from the trusted TSA":
+        assert got == {"ours": "ok", "sigstore-python": "ok", "sigstore-js": "ok"}
+    else:
+        assert got["ours"].startswith("refused: ") and "RFC 3161 timestamp(s) do not verify" in got["ours"], got
+        assert (got["sigstore-python"], got["sigstore-js"][:26]) == ("ok", "refused: TIMESTAMP_ERROR: "), got
+
+
 def test_identity_is_matched_exactly(signed: tuple[bytes, str], private_sigstore: PrivateSigstore,
                                      tmp_path: Path) -> None:
     """A prefix of the identity: sigstore-js reads its policy SAN as an unanchored regexp and accepts;
@@ -197,6 +238,7 @@ INSTANCES: dict[str, tuple[dict[str, Any], set[str]]] = {
     "legacy issuer contradicts the new one": ({"extensions": {V1: OTHER_ISSUER}}, {"sigstore-python"}),
     "new issuer contradicts the legacy one": ({"extensions": {V2: OTHER_ISSUER}}, {"sigstore-js"}),
     "issuer only in the legacy extension (accepted)": ({"extensions": {V2: None}}, set()),
+    "certificate without an SCT": ({"ct": False}, {"sigstore-python", "sigstore-js"}),
 }
 
 
@@ -206,7 +248,7 @@ def test_mis_issued_bundle_refused_by_us_whenever_a_peer_refuses(name: str, priv
     config, refusers = INSTANCES[name]
     statement, digest = _statement(tmp_path)
     with mock_sigstore(tmp_path, private_sigstore.tsa_url, private_sigstore.tsa_certs, config) as instance:
-        bundle = _sign(instance, statement)
+        bundle = _sign(instance, statement, check_sct=config.get("ct", True))
         got = verdicts(bundle, digest, instance, tmp_path)
     assert {peer for peer in ("sigstore-python", "sigstore-js") if got[peer] != "ok"} == refusers, got
     assert (got["ours"] == "ok") == (not refusers), got

@@ -7,7 +7,8 @@
 //
 // Optional argv[2], a JSON object, makes a mis-issuing instance for the tests that check what
 // verifiers refuse: {"caClock": ISO time the CA issues at, "tlogClock": ISO time the log records,
-// "extensions": {OID: value, or null to leave it out}} (values replace what the CA derives from the
+// "ct": false for certificates without an SCT, "extensions": {OID: value, or null to leave it out}}
+// (values replace what the CA derives from the
 // token; 1.3.6.1.4.1.57264.1.1 is written raw as Fulcio's legacy issuer, others as DER UTF8String).
 // Where sigstore-python's client and the mock disagree on the wire, this file adapts the request
 // (see ADAPT below); the mock's answers are passed through unchanged.
@@ -109,7 +110,8 @@ async function main() {
   const tlogPair = keyPair();
   const config = JSON.parse(process.argv[2] || '{}');
   const clock = (iso) => (iso ? new Date(iso) : undefined);
-  const ca = await mock.initializeCA(caPair, await mock.initializeCTLog(ctPair), clock(config.caClock));
+  const ctLog = config.ct === false ? undefined : await mock.initializeCTLog(ctPair);
+  const ca = await mock.initializeCA(caPair, ctLog, clock(config.caClock));
   misissue(ca, config.extensions || {});
   const routes = {
     '/api/v2/signingCert': [mock.fulcioHandler(ca, { strict: true }), adaptFulcio],
