@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from enarx_pkg import pull
-from enarx_pkg._internal import seal
+from enarx_pkg._internal import roots, seal
 from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
 from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, Layout
@@ -53,6 +53,7 @@ def prewarm() -> None:
     from enarx_pkg.oci.reference import parse_registry
 
     X25519PrivateKey.generate()  # loads cryptography's OpenSSL backend
+    roots.pin()  # the TLS roots the keep trusts: read now, measured next, never re-read from the host's disk
     keepside.prewarm()  # prot = "tls": ssl, the TLS termination and certificate code
     with Client(parse_registry("127.0.0.1:1"), None):  # builds httpx's transports (no request is sent)
         "registry.invalid".encode("idna")
