@@ -36,6 +36,7 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+MAX_PAGE = 100000  # tags or repositories in one listing page
 MAX_TAG_PARAMS = 100  # ?tag= on a manifest PUT by digest; the spec asks for at least 10
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff"}
 
@@ -350,9 +351,9 @@ def _page_size(request: Request) -> int | None:
     n = request.query_params.get("n")
     if n is None:
         return None
-    if not n.isdigit() or int(n) > 100000:
-        raise OciError("PAGINATION_NUMBER_INVALID", "n must be an integer between 0 and 100000")
-    return int(n)
+    if not n.isdigit():
+        raise OciError("PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", status=400)
+    return min(int(n), MAX_PAGE)  # fewer than asked, with a Link to the rest, is what the spec allows
 
 
 def _page(items: list[str], n: int | None, path: str, key: str, last_param: str) -> Response:
