@@ -158,6 +158,19 @@ def test_head_answers_what_get_answers_without_a_body(admin):
     assert head.headers["docker-content-digest"] == get.headers["docker-content-digest"] == blob
 
 
+def test_manifest_content_type_is_case_insensitive(admin):
+    name = repo()
+    body = _unpushed_manifest(admin, name, b"shouted content type")
+    assert admin.push_manifest(name, "loud", body, MANIFEST.upper()).status_code == 201
+    untyped = json.loads(body)
+    del untyped["mediaType"]
+    plain = json.dumps(untyped).encode()
+    assert admin.push_manifest(name, "plain", plain, "Application/Vnd.Oci.Image.Manifest.V1+Json").status_code == 201
+    for tag, expected in (("loud", body), ("plain", plain)):
+        got = admin.http.get(f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST})
+        assert got.content == expected and got.headers["content-type"] == MANIFEST
+
+
 def test_image_index_is_accepted(admin):
     name = repo()
     digest, body = admin.push_image(name, "amd64")
