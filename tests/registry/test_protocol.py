@@ -30,6 +30,18 @@ def test_monolithic_upload_then_head_and_get(admin):
     assert admin.http.get(f"/v2/{name}/blobs/{digest}").content == data
 
 
+def test_empty_blob_by_post_put_and_by_chunks(admin):
+    name, empty = repo(), b""
+    admin.push_blob(name, empty)
+    location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
+    assert admin.http.patch(location, content=b"").status_code == 202
+    assert admin.http.put(location, params={"digest": sha(empty)}).status_code == 201
+    head = admin.http.head(f"/v2/{name}/blobs/{sha(empty)}")
+    assert head.status_code == 200 and head.headers["content-length"] == "0"
+    got = admin.http.get(f"/v2/{name}/blobs/{sha(empty)}")
+    assert got.status_code == 200 and got.content == b""
+
+
 def test_range_request_returns_206_with_content_range(admin):
     name = repo()
     digest = admin.push_blob(name, bytes(range(256)) * 4)
