@@ -155,3 +155,13 @@ def test_encrypt_names_its_package_like_every_other_command(bumped: dict[str, An
     index = json.loads((out / "index.json").read_text())
     assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [tag]
     assert json.loads(capsys.readouterr().out)["digest"] == index["manifests"][0]["digest"]
+
+
+def test_no_package_named_outside_a_project_says_what_to_give(bumped: dict[str, Any], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--key", str(bumped["pub"])]) == 66
+    err = capsys.readouterr().err
+    assert ". is neither an OCI image layout nor a project directory with Enarx.toml" in err
+    assert "hint: give a project directory, an OCI layout (oci:DIR[:TAG]) or registry/repository[:tag]" in err
