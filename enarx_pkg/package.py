@@ -383,11 +383,12 @@ def locate(text: str, ref: str | None = None) -> LocalPackage | RemotePackage:
         return LocalPackage(layout, layout.resolve(selector))
     if (path / "Enarx.toml").is_file():
         return _project_package(path, selector)
+    hint = "give a project directory, an OCI layout (oci:DIR[:TAG]) or registry/repository[:tag]"
     if path.is_dir():
-        raise NotFoundError(f"{path} is neither an OCI image layout nor a project directory with Enarx.toml")
+        raise NotFoundError(f"{path} is neither an OCI image layout nor a project directory with Enarx.toml",
+                            hint=hint if text in (".", "") else None)
     raise NotFoundError(f"{text}: no such package directory" + ("" if explicit else ", nor a registry reference"),
-                        hint="give a project directory, an OCI layout (oci:DIR[:TAG]) or "
-                             "registry/repository[:tag]")
+                        hint=hint)
 
 
 def locate_local(text: str, ref: str | None = None, *, command: str) -> LocalPackage:

@@ -85,6 +85,10 @@ def _done(name: str, digest: str) -> Response:
 async def start(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     """POST: cross-repository mount, monolithic upload (``?digest=``), or open a session."""
     name, q = parts["name"], request.query_params
+    algorithm = q.get("digest-algorithm")
+    if algorithm is not None and algorithm != "sha256":  # say so before the client sends any bytes
+        raise OciError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm[:20]!r}: this registry "
+                       "accepts sha256 only")
     if "mount" in q:
         mounted = await _mount(reg, principal, name, _digest(q.get("mount"), "mount"), q.get("from", ""))
         if mounted:

@@ -36,6 +36,7 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+MAX_PAGE = 100000  # tags or repositories in one listing page
 MAX_TAG_PARAMS = 100  # ?tag= on a manifest PUT by digest; the spec asks for at least 10
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff"}
 
@@ -281,10 +282,11 @@ def _parse_manifest(data: bytes, content_type: str | None) -> tuple[dict[str, An
         raise OciError("MANIFEST_INVALID", "manifest is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise OciError("MANIFEST_INVALID", "manifest must be a JSON object with schemaVersion 2")
-    declared = content_type.split(";", 1)[0].strip() if content_type else None
+    # media types are case-insensitive in headers (RFC 9110); the body's mediaType is taken as written
+    declared = content_type.split(";", 1)[0].strip().lower() if content_type else None
     body_type = doc.get("mediaType")
-    if body_type is not None and declared and body_type != declared:
-        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {body_type}")
+    if body_type is not None and declared and str(body_type).lower() != declared:
+        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {str(body_type)[:100]}")
     media_type = body_type or declared or ("application/vnd.oci.image.index.v1+json" if "manifests" in doc
                                            else "application/vnd.oci.image.manifest.v1+json")
     if media_type not in MANIFEST_TYPES:
@@ -350,9 +352,9 @@ def _page_size(request: Request) -> int | None:
     n = request.query_params.get("n")
     if n is None:
         return None
-    if not n.isdigit() or int(n) > 100000:
-        raise OciError("PAGINATION_NUMBER_INVALID", "n must be an integer between 0 and 100000")
-    return int(n)
+    if not n.isdigit():
+        raise OciError("PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", status=400)
+    return min(int(n), MAX_PAGE)  # fewer than asked, with a Link to the rest, is what the spec allows
 
 
 def _page(items: list[str], n: int | None, path: str, key: str, last_param: str) -> Response:

@@ -61,6 +61,8 @@ class SnpClaims:
     author_key_en: bool = False
     crl_checked: bool = False
     hcl_ak_pub: str = ""  # Azure HCL: the vTPM attestation key bound by REPORT_DATA (JWK)
+    launch_mit_vector: int = 0  # report v5: verified mitigation vectors (0 before v5)
+    current_mit_vector: int = 0
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,24 @@ def test_sign_and_verify_default_to_the_current_directory(bumped: dict[str, Any]
     assert json.loads(capsys.readouterr().out)["manifestDigest"] == bumped["new"]
     assert main(["verify", "--key", str(bumped["pub"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["manifestDigest"] == bumped["new"]
+
+
+@pytest.mark.parametrize(("form", "tag"), [("{root}", "1.1.0"), ("{root}:1.0.0", "1.0.0")])
+def test_encrypt_names_its_package_like_every_other_command(bumped: dict[str, Any], tmp_path: Path, form: str,
+                                                            tag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`encrypt hello` (a project, as the README shows it) encrypts the build of its current version."""
+    out = tmp_path / "enc"
+    assert main(["encrypt", form.format(**bumped), "--recipient", str(bumped["pub"]), "-o", str(out), "--json"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [tag]
+    assert json.loads(capsys.readouterr().out)["digest"] == index["manifests"][0]["digest"]
+
+
+def test_no_package_named_outside_a_project_says_what_to_give(bumped: dict[str, Any], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--key", str(bumped["pub"])]) == 66
+    err = capsys.readouterr().err
+    assert ". is neither an OCI image layout nor a project directory with Enarx.toml" in err
+    assert "hint: give a project directory, an OCI layout (oci:DIR[:TAG]) or registry/repository[:tag]" in err
