@@ -78,6 +78,8 @@ MUTATIONS: dict[str, tuple[Any, str, str | None]] = {
                                     "refused: collateral.qe_identity.validity", "QE Identity expired"),
     "PCK CRL past nextUpdate": (lambda c: setattr(c, "pck_crl_next", datetime(2025, 10, 31, tzinfo=UTC)),
                                 "refused: collateral.pck_crl.validity", None),  # dcap-qvl reads no CRL dates
+    "root CA CRL past nextUpdate": (lambda c: setattr(c, "root_crl_next", datetime(2025, 10, 31, tzinfo=UTC)),
+                                    "refused: collateral.root_crl.validity", None),
     # revocation
     "PCK revoked": (lambda c: c.pck_revoked.append(c.pki.pck.cert), "refused: collateral.pck_crl.revoked",
                     "Certificate is revoked"),
