@@ -282,10 +282,11 @@ def _parse_manifest(data: bytes, content_type: str | None) -> tuple[dict[str, An
         raise OciError("MANIFEST_INVALID", "manifest is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise OciError("MANIFEST_INVALID", "manifest must be a JSON object with schemaVersion 2")
-    declared = content_type.split(";", 1)[0].strip() if content_type else None
+    # media types are case-insensitive in headers (RFC 9110); the body's mediaType is taken as written
+    declared = content_type.split(";", 1)[0].strip().lower() if content_type else None
     body_type = doc.get("mediaType")
-    if body_type is not None and declared and body_type != declared:
-        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {body_type}")
+    if body_type is not None and declared and str(body_type).lower() != declared:
+        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {str(body_type)[:100]}")
     media_type = body_type or declared or ("application/vnd.oci.image.index.v1+json" if "manifests" in doc
                                            else "application/vnd.oci.image.manifest.v1+json")
     if media_type not in MANIFEST_TYPES:

@@ -30,6 +30,18 @@ def test_monolithic_upload_then_head_and_get(admin):
     assert admin.http.get(f"/v2/{name}/blobs/{digest}").content == data
 
 
+def test_empty_blob_by_post_put_and_by_chunks(admin):
+    name, empty = repo(), b""
+    admin.push_blob(name, empty)
+    location = admin.http.post(f"/v2/{name}/blobs/uploads/").headers["location"]
+    assert admin.http.patch(location, content=b"").status_code == 202
+    assert admin.http.put(location, params={"digest": sha(empty)}).status_code == 201
+    head = admin.http.head(f"/v2/{name}/blobs/{sha(empty)}")
+    assert head.status_code == 200 and head.headers["content-length"] == "0"
+    got = admin.http.get(f"/v2/{name}/blobs/{sha(empty)}")
+    assert got.status_code == 200 and got.content == b""
+
+
 def test_range_request_returns_206_with_content_range(admin):
     name = repo()
     digest = admin.push_blob(name, bytes(range(256)) * 4)
@@ -156,6 +168,19 @@ def test_head_answers_what_get_answers_without_a_body(admin):
     get, head = admin.http.get(f"/v2/{name}/blobs/{blob}"), admin.http.head(f"/v2/{name}/blobs/{blob}")
     assert head.content == b"" and head.headers["content-length"] == get.headers["content-length"] == "10"
     assert head.headers["docker-content-digest"] == get.headers["docker-content-digest"] == blob
+
+
+def test_manifest_content_type_is_case_insensitive(admin):
+    name = repo()
+    body = _unpushed_manifest(admin, name, b"shouted content type")
+    assert admin.push_manifest(name, "loud", body, MANIFEST.upper()).status_code == 201
+    untyped = json.loads(body)
+    del untyped["mediaType"]
+    plain = json.dumps(untyped).encode()
+    assert admin.push_manifest(name, "plain", plain, "Application/Vnd.Oci.Image.Manifest.V1+Json").status_code == 201
+    for tag, expected in (("loud", body), ("plain", plain)):
+        got = admin.http.get(f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST})
+        assert got.content == expected and got.headers["content-type"] == MANIFEST
 
 
 def test_image_index_is_accepted(admin):

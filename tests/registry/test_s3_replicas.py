@@ -199,6 +199,10 @@ def test_redirect_mode_answers_307_to_a_presigned_url(postgres_server, swift, bu
         r = client.http.get(f"/v2/acme/redirect/blobs/{digest}")
         assert r.status_code == 307 and r.headers["location"].startswith(swift.endpoint)
         assert httpx.get(r.headers["location"]).content == b"served by the store itself"
+        # HEAD after any redirect must be 200 with the size (a presigned GET URL refuses HEAD: signed method)
+        head = client.http.head(f"/v2/acme/redirect/blobs/{digest}", follow_redirects=True)
+        assert head.status_code == 200 and head.headers["content-length"] == str(len(b"served by the store itself"))
+        assert head.headers["docker-content-digest"] == digest and "location" not in head.headers
         assert client.http.get(f"/v2/acme/redirect/blobs/{sha(b'x')}").status_code == 404
     finally:
         server.stop()
