@@ -92,6 +92,7 @@ class Case:
     pck_revoked: list[x509.Certificate] = field(default_factory=list)
     root_revoked: list[x509.Certificate] = field(default_factory=list)
     pck_crl_next: datetime = intel_pki.NA
+    root_crl_next: datetime = intel_pki.NA
     collateral_signer: intel_pki.Node | None = None  # default: the TCB Signing certificate
     bound_auth: bytes | None = None  # what the QE report binds (default: qe_auth)
     after: dict[str, Callable[[bytes], bytes]] = field(default_factory=dict)  # file name -> edit once signed
@@ -155,7 +156,7 @@ class Case:
             "tcb_signing_chain.pem": chain,
             "pck_crl_issuer_chain.pem": pki.platform_ca.pem + pki.root.pem,
             "pck_platform_crl.der": crl(pki.platform_ca, self.pck_revoked, nxt=self.pck_crl_next),
-            "root_ca_crl.der": crl(pki.root, self.root_revoked),
+            "root_ca_crl.der": crl(pki.root, self.root_revoked, nxt=self.root_crl_next),
             "root.der": pki.root.cert.public_bytes(serialization.Encoding.DER),
         }
         folder.mkdir()

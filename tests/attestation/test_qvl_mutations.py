@@ -78,6 +78,8 @@ MUTATIONS: dict[str, tuple[Any, str, str | None]] = {
                                     "refused: collateral.qe_identity.validity", "QE Identity expired"),
     "PCK CRL past nextUpdate": (lambda c: setattr(c, "pck_crl_next", datetime(2025, 10, 31, tzinfo=UTC)),
                                 "refused: collateral.pck_crl.validity", None),  # dcap-qvl reads no CRL dates
+    "root CA CRL past nextUpdate": (lambda c: setattr(c, "root_crl_next", datetime(2025, 10, 31, tzinfo=UTC)),
+                                    "refused: collateral.root_crl.validity", None),
     # revocation
     "PCK revoked": (lambda c: c.pck_revoked.append(c.pki.pck.cert), "refused: collateral.pck_crl.revoked",
                     "Certificate is revoked"),
@@ -91,6 +93,8 @@ MUTATIONS: dict[str, tuple[Any, str, str | None]] = {
     "PCEID of another PCE": (lambda c: c.info.update(pceId="0001"), "refused: collateral.pceid", None),
     "SGX TCB info for a TD": (lambda c: c.info.update(id="SGX"), "refused: collateral.tcb_info.kind",
                               "TDX quote with non-TDX TCB info"),
+    "TCB info of an undefined tcbType": (lambda c: c.info.update(tcbType=1), "refused: collateral.tcb_info.kind",
+                                         None),  # dcap-qvl does not read tcbType; QVL refuses all but 0
     # collateral signatures and roles
     "tcbInfo changed after signing": (
         lambda c: c.after.update({"tcbinfo.json": lambda b: b.replace(b'"tcbEvaluationDataNumber":17',

@@ -222,16 +222,15 @@ def test_identity_is_matched_exactly(signed: tuple[bytes, str], private_sigstore
 
 # --- a mock instance that mis-issues, one way at a time ---
 
-def _now(delta: dt.timedelta = dt.timedelta(0)) -> str:
-    return (dt.datetime.now(dt.UTC) + delta).isoformat()
+HOUR = dt.timedelta(hours=1)
 
 
 INSTANCES: dict[str, tuple[dict[str, Any], set[str]]] = {
     # the log records the entry an hour after the 10-minute certificate expired
-    "certificate expired at the integrated time": ({"tlogClock": _now(dt.timedelta(hours=1))},
+    "certificate expired at the integrated time": ({"tlogClock": HOUR},
                                                    {"sigstore-python", "sigstore-js"}),
     # the certificate becomes valid an hour after the log recorded the entry
-    "certificate not yet valid at the integrated time": ({"tlogClock": _now(-dt.timedelta(hours=1))},
+    "certificate not yet valid at the integrated time": ({"tlogClock": -HOUR},
                                                          {"sigstore-python", "sigstore-js"}),
     # sigstore-python reads the issuer from …1.1 only; sigstore-js prefers …1.8
     "issuer only in the new extension": ({"extensions": {V1: None}}, {"sigstore-python"}),
@@ -246,6 +245,8 @@ INSTANCES: dict[str, tuple[dict[str, Any], set[str]]] = {
 def test_mis_issued_bundle_refused_by_us_whenever_a_peer_refuses(name: str, private_sigstore: PrivateSigstore,
                                                                  tmp_path: Path) -> None:
     config, refusers = INSTANCES[name]
+    if "tlogClock" in config:  # an offset from now, taken when the test runs (the CA issues at its own now)
+        config = {**config, "tlogClock": (dt.datetime.now(dt.UTC) + config["tlogClock"]).isoformat()}
     statement, digest = _statement(tmp_path)
     with mock_sigstore(tmp_path, private_sigstore.tsa_url, private_sigstore.tsa_certs, config) as instance:
         bundle = _sign(instance, statement, check_sct=config.get("ct", True))
