@@ -117,7 +117,7 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
     principal = _principal(reg, request, name, action)
     if not reg.auth.allowed(principal, action, name):
         extra = _mount_scope(request) if "upload" in parts else None
-        if principal is ANONYMOUS:
+        if principal.anonymous:  # with no token or an anonymous one: ask for credentials, as distribution does
             raise _challenge(reg, request, name, action, "authentication required", extra)
         raise OciError("DENIED", f"token does not grant {action} on {name}", headers=_challenge_header(
             reg, request, name, action, extra))

@@ -47,8 +47,11 @@ def login(
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("no password: pass --password-stdin (passwords are never taken from arguments)")
-    if not username or not password:
-        raise UsageError("a username and a non-empty password are required")
+    if not username:
+        raise UsageError("no user name: pass -u USER with --password-stdin",
+                         hint="for an enarx-pkg registry API token any user name will do, e.g. -u ci")
+    if not password:
+        raise UsageError("the password is empty")
     path = credentials.login(registry, Credential(username, password, "login"), plain_http=plain_http)
     if as_json:
         from enarx_pkg._cli.common import print_json

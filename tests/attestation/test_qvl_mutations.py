@@ -241,3 +241,24 @@ def test_every_sgx_tcb_status_against_two_policies(sgx: Case, tmp_path: Path, st
     assert lenient == ("refused: sgx.tcb_status" if status == "Revoked" else "accepted")
     assert (peer.get("status") if peer["ok"] else peer["error"]) == \
         ("TCB status is invalid: Revoked" if status == "Revoked" else status)
+
+
+@pytest.mark.parametrize("name, check", [("unchanged (control)", ""), ("debug quoting enclave", "qe_report.debug"),
+                                         ("PCK revoked", "collateral.pck_crl.revoked"),
+                                         ("attestation key not bound by the QE report", "qe_report.binding")])
+def test_cli_refusal_names_the_check(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str,
+                                     check: str) -> None:
+    """The same refusals as a user sees them: `attest verify` exits 78 naming the check, no traceback
+    (and 0 for the unchanged quote)."""
+    from enarx_pkg._cli.main import main
+    from enarx_pkg.attestation import anchors
+
+    MUTATIONS[name][0](case)
+    folder = case.write(tmp_path / "col")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('tees = ["tdx"]\n[tdx]\nmrtd = ["' + case.body[136:184].hex() + '"]\n')
+    with anchors.replaced_for_tests(intel=case.pki.root_pin):
+        code = main(["attest", "verify", str(folder / "quote.dat"), "--tee", "tdx", "--policy", str(policy),
+                     "--collateral", str(folder), "--at", AT.isoformat()])
+    err = capsys.readouterr().err
+    assert (code == 0) if not check else (code == 78 and check in err and "Traceback" not in err), err

@@ -316,3 +316,26 @@ def test_certificate_identity_rules(name: str) -> None:
         return
     with pytest.raises(SigstoreVerificationError, match=reason):
         ours.verify(cert)
+
+
+def test_cli_refuses_a_bundle_with_a_timestamp_that_does_not_verify(
+        signed: tuple[bytes, str], private_sigstore: PrivateSigstore, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`verify --bundle` as a user runs it: exit 77 and the reason; the bundle without it still exits 0."""
+    from enarx_pkg._cli.main import main
+    from enarx_pkg._internal.sigstore_services import timestamp
+
+    obj = json.loads(signed[0])
+    (tmp_path / "good.json").write_bytes(signed[0])
+    signature = base64.b64decode(obj["dsseEnvelope"]["signatures"][0]["sig"])
+    token = timestamp(private_sigstore.tsa_url, signature + b"x")
+    obj["verificationMaterial"]["timestampVerificationData"] = {
+        "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(token).decode()}]}
+    (tmp_path / "bad.json").write_text(json.dumps(obj))
+    args = ["--digest", signed[1], "--certificate-identity", IDENTITY, "--certificate-oidc-issuer", ISSUER,
+            "--trust-config", str(private_sigstore.trust_config)]
+    assert main(["verify", "--bundle", str(tmp_path / "good.json"), *args]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--bundle", str(tmp_path / "bad.json"), *args]) == 77
+    err = capsys.readouterr().err
+    assert "RFC 3161 timestamp(s) do not verify" in err and "Traceback" not in err
