@@ -10,7 +10,6 @@ Expected differences of the control are named where they are asserted (``EXPECTE
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import uuid
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.registry import RegistryServer, start_registry
+from tests.fixtures.registry import RegistryServer, RoundRobin, start_registry
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,21 +47,6 @@ class Target:
     @property
     def control(self) -> bool:
         return self.name == "distribution"
-
-
-class RoundRobin(httpx.BaseTransport):
-    """A load balancer without session affinity: each request goes to the next replica in turn."""
-
-    def __init__(self, ports: list[int]) -> None:
-        self.ports = itertools.cycle(ports)
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(port=next(self.ports))
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.fixture(scope="module")
