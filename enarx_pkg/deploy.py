@@ -191,7 +191,8 @@ def load_policy(settings: DeploySettings) -> Any:
 
     if settings.policy_path is None:
         raise UsageError("deploy needs an attestation policy: --policy FILE",
-                         hint="write one from the host's pins (`enarx-pkg host serve` prints them)")
+                         hint="`enarx-pkg host keyscan URL --host-token-file FILE > policy.toml` writes one from what "
+                              "the host shows; compare its pins with what `host serve` printed on the host")
     return ap.load_policy(settings.policy_path)
 
 

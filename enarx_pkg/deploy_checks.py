@@ -56,7 +56,16 @@ def check_backends(backends: Sequence[str], tees: Sequence[str]) -> None:
     if backends and not set(backends) & set(tees):
         raise AttestationError(f"the package's [keep] backends ({', '.join(backends)}) and the policy's tees "
                                f"({', '.join(tees)}) have no TEE in common: no keep could be accepted",
-                               hint="deploy with a policy for a TEE the package was built for")
+                               hint=_backends_hint(tees))
+
+
+def _backends_hint(tees: Sequence[str]) -> str:
+    """A sim policy meets a package built for hardware TEEs mostly while developing: say how to allow it."""
+    if "sim" in tees:
+        return ('to deploy to a sim keep while developing, add "sim" to [keep] backends in Enarx.toml, then '
+                "version bump, build, sign and publish again; otherwise use a policy for a TEE the package "
+                "was built for")
+    return "deploy with a policy for a TEE the package was built for"
 
 
 def unwrap_keys(manifest: ImageManifest, decryption_key: bytes | None) -> dict[str, seal.LayerKey]:

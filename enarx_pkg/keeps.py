@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -130,14 +131,16 @@ def save(record: KeepRecord, path: Path | None = None) -> Path:
     return path
 
 
-def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecord:
-    """The keep's state file (``state``, or the one for ``keep_id`` in the state dir), checked against ``host``."""
+def load(keep_id: str | None, host: str | None, state: Path | None = None) -> KeepRecord:
+    """The keep's state file (``state``, or the one for ``keep_id`` in the state dir), checked against ``host``
+    when one is given (without it, the host the state file records is the one contacted)."""
     if state is None:
         if not keep_id or not _KEEP_ID.fullmatch(keep_id):
             raise UsageError("name the keep: KEEP_ID (as `deploy --detach` printed it) or --state FILE")
         state = state_dir() / f"{keep_id}.json"
     try:
         with open(state, "rb") as f:
+            _private(state, os.fstat(f.fileno()))
             text = f.read(STATE_BYTES).decode("utf-8", "replace")
     except OSError as exc:
         raise NotFoundError(f"no state for keep {keep_id or state}: {state}: {exc.strerror}",
@@ -145,13 +148,23 @@ def load(keep_id: str | None, host: str, state: Path | None = None) -> KeepRecor
     record = KeepRecord.parse(text, state)
     if keep_id and record.keep_id != keep_id:
         raise InputError(f"{state} is the state of keep {record.keep_id}, not {keep_id}")
-    if record.host.rstrip("/") != host.rstrip("/"):
+    if host is not None and record.host.rstrip("/") != host.rstrip("/"):
         raise UsageError(f"keep {record.keep_id} runs on {record.host}, not {host}")
     return record
 
 
-def records(host: str) -> list[KeepRecord]:
-    """Every keep in the state dir deployed to ``host`` (files that are not keep states are skipped)."""
+def _private(path: Path, st: os.stat_result) -> None:
+    """A state file is used only if it is its user's alone, like an ssh key: whoever else could write it
+    could swap the recipe's signer key or secret sources (``keep restart`` would then send the user's
+    secrets to their package), and whoever could read it holds the keep's capability and session key."""
+    if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise InputError(f"{path}: the keep's state file is not private to its owner (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}); it is not used",
+                         hint=f"check who changed it; if it is yours and unchanged: chmod 600 {path}")
+
+
+def records(host: str | None) -> list[KeepRecord]:
+    """Every keep in the state dir (deployed to ``host``, if given); files that are not keep states are skipped."""
     found = []
     for path in sorted(state_dir().glob("*.json")):
         try:

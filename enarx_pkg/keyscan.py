@@ -104,6 +104,9 @@ def pins(claims: Any) -> tuple[dict[str, Any], tuple[str, ...]]:
     if tee in ("tdx", "sgx"):
         notes += ("the TCB status is judged at deploy time from Intel collateral: add a [collateral] table "
                   "(dir = ... or source = \"fetch\") to this policy",)
+    if tee == "tdx" and not claims.sept_ve_disable:
+        notes += ("the TD runs without SEPT_VE_DISABLE; the policy still refuses it (allow_sept_ve = true "
+                  "accepts it)",)
     if claims.debug:
         notes += ("the keep's evidence says debug = true; the policy still forbids debug keeps, so it refuses "
                   "this host as it is",)

@@ -20,7 +20,17 @@ from enarx_pkg.oci import referrers
 from enarx_pkg.oci.auth import CredentialSource
 from enarx_pkg.oci.client import Client, ProgressFactory, blob_label
 from enarx_pkg.oci.transport import Settings
-from enarx_pkg.package import MAX_MANIFEST_BYTES, MEDIA_MANIFEST, Descriptor, ImageManifest, Layout
+from enarx_pkg.package import (
+    ANNOTATION_REF_NAME,
+    MAX_MANIFEST_BYTES,
+    MEDIA_MANIFEST,
+    Descriptor,
+    ImageManifest,
+    Layout,
+    tag_for_version,
+)
+
+ANNOTATION_VERSION = "org.opencontainers.image.version"
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,15 +67,18 @@ class PublishResult:
 
 def target_from(registry: str | None, repository: str | None, tag: str | None, enarx_toml: Path | None,
                 *, plain_http: bool | None = None) -> Target:
-    """Fill what the command line left out from ``[publish]`` and ``[package]`` of Enarx.toml."""
-    if enarx_toml is not None and not (registry and repository and tag):
+    """Fill registry and repository left out on the command line from ``[publish]`` and ``[package]``.
+
+    The tag is not taken from Enarx.toml: a left-out tag is the published package's own (see
+    :func:`package_tag`), so ``DIR:0.1.0`` goes out as 0.1.0 after the project moved on to 0.2.0.
+    """
+    if enarx_toml is not None and not (registry and repository):
         from enarx_pkg.manifest import load
 
         model = load(enarx_toml)
         registry = registry or model.publish.registry
         pkg = model.package
         repository = repository or model.publish.repository or (pkg.name if pkg else None)
-        tag = tag or (pkg.version if pkg else None)
     if not registry or not repository:
         raise UsageError("no registry or repository to publish to",
                          hint="pass --registry and --repository, or set [publish] in Enarx.toml")
@@ -96,12 +109,21 @@ def publish(layout: Layout, target: Target, *, credentials: CredentialSource | N
     with Client(target.registry, credentials, settings) as client:
         p = _Publisher(client, target.repository, layout, progress, mount_from)
         p.package(desc)
-        tag = target.tag or desc.annotations.get("org.opencontainers.image.ref.name")
+        tag = target.tag or package_tag(layout, desc)
         if tag:
             client.put_manifest(target.repository, tag, p.manifest_bytes(desc.digest), MEDIA_MANIFEST)
         p.signatures(desc.digest)
     ref = _ref.Reference(target.registry, target.repository, tag, desc.digest)
     return PublishResult(ref, tag, p.pushed, p.skipped, p.mounted, p.refs, p.via)
+
+
+def package_tag(layout: Layout, desc: Descriptor) -> str | None:
+    """The tag a package is published under by default: its tag in the layout, else its version."""
+    tag = desc.annotations.get(ANNOTATION_REF_NAME)
+    if not tag:
+        version = layout.manifest(desc.digest).annotations.get(ANNOTATION_VERSION)
+        tag = tag_for_version(version) if version else None
+    return _ref.check_tag(tag) if tag else None
 
 
 def _encrypt(layout: Layout, recipients: tuple[Path, ...], source_ref: str | None) -> Layout:

@@ -304,7 +304,8 @@ def refusal(report: LayoutReport) -> Error:
     """The error for a report with no valid signature: malformed (65) only if every bundle was."""
     if not report.refused:
         return VerificationError(f"package {report.manifest_digest} has no sigstore signature attached",
-                                 hint="sign it with `enarx-pkg sign`, or pull it with its referrers")
+                                 hint="sign it with `enarx-pkg sign` before `enarx-pkg publish` (which pushes "
+                                      "its signatures); `enarx-pkg pull` brings them along, skopeo copy does not")
     reasons = "; ".join(f"signature {r.referrer[:19]}…: {r.reason}" for r in report.refused)
     msg = f"no signature on {report.manifest_digest} satisfies the policy: {reasons}"
     return MalformedBundle(msg) if all(r.malformed for r in report.refused) else VerificationError(msg)

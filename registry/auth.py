@@ -57,6 +57,11 @@ class Principal:
     def admin(self) -> bool:
         return "admin" in self.grants
 
+    @property
+    def anonymous(self) -> bool:
+        """No credentials, or a bearer token the token endpoint gave a client that sent none."""
+        return self.token_id is None and self.name == ANONYMOUS_NAME
+
     def can(self, action: str, repo: str) -> bool:
         if self.admin:
             return True
@@ -69,7 +74,8 @@ class Principal:
         return False
 
 
-ANONYMOUS = Principal("anonymous", None)
+ANONYMOUS_NAME = "anonymous"
+ANONYMOUS = Principal(ANONYMOUS_NAME, None)
 
 
 class Unauthorized(Exception):

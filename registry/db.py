@@ -52,6 +52,7 @@ class Database(Protocol):
     """What the metadata layer needs from an engine."""
 
     kind: str
+    binary: str  # the collation that compares strings byte by byte, for listings clients page through
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
@@ -73,6 +74,7 @@ def open_database(url: str) -> Database:
 
 class SqliteDatabase:
     kind = "sqlite"
+    binary = "BINARY"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -132,6 +134,7 @@ class SqliteDatabase:
 
 class PostgresDatabase:
     kind = "postgresql"
+    binary = '"C"'  # the database default may be a natural-language collation (en_US: "a" < "B", "_" < "-")
 
     def __init__(self, url: str) -> None:
         import psycopg  # only when PostgreSQL is used

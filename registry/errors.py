@@ -16,6 +16,12 @@ STATUS = {
 }
 
 
+# the spec says a JSON error body's code MUST be one of its fourteen: finer reasons raised here travel in
+# ``detail`` under the nearest spec code
+SPEC_CODE = {"RANGE_INVALID": "BLOB_UPLOAD_INVALID", "TAG_INVALID": "MANIFEST_INVALID",
+             "PAGINATION_NUMBER_INVALID": "UNSUPPORTED"}
+
+
 class OciError(Exception):
     """Raised by a handler; rendered once by the dispatcher as the spec's JSON error body."""
 
@@ -29,9 +35,10 @@ class OciError(Exception):
         self.headers = headers or {}
 
     def response(self) -> Response:
-        code = "BLOB_UPLOAD_INVALID" if self.code == "RANGE_INVALID" else self.code
+        code = SPEC_CODE.get(self.code, self.code)
         body: dict[str, Any] = {"code": code, "message": self.message}
-        if self.detail is not None:
-            body["detail"] = self.detail
+        detail = self.detail if self.detail is not None or code == self.code else {"reason": self.code}
+        if detail is not None:
+            body["detail"] = detail
         return Response(json.dumps({"errors": [body]}), self.status, headers=self.headers,
                         media_type="application/json")

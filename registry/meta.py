@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from registry.db import Database
+from registry.names import is_version_tag
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,12 @@ class Metadata:
                              (repo, tag))
         return _tag(rows[0]) if rows else None
 
-    def put_manifest(self, row: ManifestRow, refs: list[str], tag: str | None, remote: str | None,
-                     protect: bool = False) -> None:
-        """Record a manifest, what it references, and move ``tag`` to it, in one transaction.
+    def put_manifest(self, row: ManifestRow, refs: list[str], tags: Sequence[str], remote: str | None) -> None:
+        """Record a manifest, what it references, and move each of ``tags`` to it, in one transaction.
 
-        With ``protect`` (a version tag), the tag may be created or re-pushed with the same digest
-        but not moved, unless the repository allows overwrite: :class:`TagImmutable` otherwise.
+        A version tag (:func:`registry.names.is_version_tag`) may be created or re-pushed with the
+        same digest but not moved, unless the repository allows overwrite: :class:`TagImmutable`
+        otherwise, and then nothing of the push is recorded.
         """
         with self.db.transaction() as tx:
             repo = self._ensure_repo(tx, row.repo, row.created)
@@ -135,10 +137,12 @@ class Metadata:
                            (row.repo, row.digest, ref))
             tx.execute("INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                        (row.digest, row.size, row.created))
-            if tag is not None:
-                self._set_tag(tx, row, tag, protect and not repo.allow_overwrite)
+            for tag in tags:
+                self._set_tag(tx, row, tag, is_version_tag(tag) and not repo.allow_overwrite)
             self._describe(tx, repo, row)
-            self._audit(tx, row.pushed_by or "anonymous", "manifest.push", row.repo, tag, row.digest, remote)
+            audited: Sequence[str | None] = tags or [None]
+            for moved in audited:
+                self._audit(tx, row.pushed_by or "anonymous", "manifest.push", row.repo, moved, row.digest, remote)
 
     def _set_tag(self, tx: Database, row: ManifestRow, tag: str, protect: bool) -> None:
         if protect:
@@ -186,9 +190,9 @@ class Metadata:
         if not include_yanked:
             sql += " AND yanked = 0"
         if last:
-            sql += " AND tag > ?"
+            sql += f" AND tag COLLATE {self.db.binary} > ?"
             params.append(last)
-        sql += " ORDER BY tag"
+        sql += f" ORDER BY tag COLLATE {self.db.binary}"  # byte order: what clients paging with last= expect
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -241,13 +245,13 @@ class Metadata:
         sql = "SELECT name, created, allow_overwrite, anonymous_pull, description, license FROM repos WHERE 1 = 1"
         params: list[Any] = []
         if last:
-            sql += " AND name > ?"
+            sql += f" AND name COLLATE {self.db.binary} > ?"
             params.append(last)
         if query:
             sql += " AND (LOWER(name) LIKE ? OR LOWER(COALESCE(description, '')) LIKE ?)"
             pattern = "%" + query.lower().replace("\\", "").replace("%", "").replace("_", "") + "%"
             params += [pattern, pattern]
-        sql += " ORDER BY name"
+        sql += f" ORDER BY name COLLATE {self.db.binary}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

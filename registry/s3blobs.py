@@ -32,6 +32,8 @@ from registry.errors import OciError
 from registry.objectstore import MIN_PART, S3Location, S3Store
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from registry.settings import Settings
     from registry.upload_state import Part
 
@@ -147,6 +149,33 @@ def _read_ahead(pieces: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
         stop.set()
 
 
+class _RedirectGet(RedirectResponse):
+    """307 to a presigned GET URL, except for HEAD, answered here: that URL is signed for GET only."""
+
+    def __init__(self, url: str, size: int, headers: dict[str, str]) -> None:
+        super().__init__(url, 307, headers=headers)
+        self.size = size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        kept = {k: v for k, v in self.headers.items() if k not in ("location", "content-length", "content-type")}
+        await Response(None, 200, headers={**kept, "Accept-Ranges": "bytes", "Content-Length": str(self.size),
+                                           "Content-Type": "application/octet-stream"})(scope, receive, send)
+
+
+class _BlobStream(StreamingResponse):
+    """The blob's bytes from the store; a HEAD gets the headers and never asks the store for the bytes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
 class S3BlobStore:
     """Blobs and upload parts in one bucket (see :class:`registry.storage.Storage`)."""
 
@@ -184,7 +213,7 @@ class S3BlobStore:
             return None
         if self.redirect:
             # like distribution's s3 driver: the client fetches (and resends Range to) a short-lived URL
-            return RedirectResponse(self.store.presigned_get(digest, PRESIGN_TTL_S), 307, headers=headers)
+            return _RedirectGet(self.store.presigned_get(digest, PRESIGN_TTL_S), size, headers)
         wanted = parse_range(range_header, size)
         headers = {**headers, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         if wanted is False:
@@ -196,8 +225,8 @@ class S3BlobStore:
         headers["Content-Length"] = str(end - start + 1)
         if size == 0:
             return Response(b"", 200, headers=headers)
-        return StreamingResponse(iterate_in_threadpool(_read_ahead(self.store.stream(digest, start, end))), status,
-                                 headers=headers)
+        return _BlobStream(iterate_in_threadpool(_read_ahead(self.store.stream(digest, start, end))), status,
+                           headers=headers)
 
     def upload_file(self, path: Path, digest: str) -> None:
         """Send a local file whose digest the caller checked, under that digest (for ``migrate-storage``)."""

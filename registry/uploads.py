@@ -82,10 +82,13 @@ def _done(name: str, digest: str) -> Response:
     return Response(None, 201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest})
 
 
-
 async def start(reg: Registry, request: Request, principal: Principal, parts: dict[str, str]) -> Response:
     """POST: cross-repository mount, monolithic upload (``?digest=``), or open a session."""
     name, q = parts["name"], request.query_params
+    algorithm = q.get("digest-algorithm")
+    if algorithm is not None and algorithm != "sha256":  # say so before the client sends any bytes
+        raise OciError("DIGEST_INVALID", f"unsupported digest algorithm {algorithm[:20]!r}: this registry "
+                       "accepts sha256 only")
     if "mount" in q:
         mounted = await _mount(reg, principal, name, _digest(q.get("mount"), "mount"), q.get("from", ""))
         if mounted:
@@ -244,24 +247,6 @@ async def _append(reg: Registry, request: Request, name: str, upload_id: str, of
     if gone:
         raise ClientDisconnect
     return offset + writer.length
-
-
-async def _receive(writer: _PartWriter, request: Request, room: int) -> tuple[bool, bool]:
-    """Stream the body into ``writer`` (committing every CHECKPOINT_BYTES); (over ``room`` bytes, client gone)."""
-    with open(writer.path, "xb", buffering=0) as f:
-        try:
-            async for chunk in request.stream():
-                if writer.length + len(writer.buf) + len(chunk) > room:
-                    return True, False
-                await writer.add(chunk, f)
-                if writer.length - writer.committed >= CHECKPOINT_BYTES:
-                    await writer.flush(f)
-                    await writer.commit(sealed=False)
-        except ClientDisconnect:
-            return False, True
-        finally:
-            await writer.flush(f)  # also before the file closes under a thread still writing
-    return False, False
 
 
 async def _receive(writer: _PartWriter, request: Request, room: int, checkpoints: bool) -> tuple[bool, bool]:

@@ -23,10 +23,11 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from registry import uploads
+from registry.accept import acceptable
 from registry.auth import ANONYMOUS, Principal, Unauthorized
 from registry.errors import OciError
 from registry.meta import ManifestRow, TagImmutable
-from registry.names import digest_problem, is_version_tag, valid_name, valid_tag
+from registry.names import digest_problem, valid_name, valid_tag
 from registry.objectstore import StoreUnavailable
 from registry.state import Registry
 
@@ -35,6 +36,8 @@ MANIFEST_TYPES = {
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
 }
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+MAX_PAGE = 100000  # tags or repositories in one listing page
+MAX_TAG_PARAMS = 100  # ?tag= on a manifest PUT by digest; the spec asks for at least 10
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0", "X-Content-Type-Options": "nosniff"}
 
 _ROUTE = re.compile(
@@ -114,7 +117,7 @@ async def _dispatch(reg: Registry, request: Request) -> Response:
     principal = _principal(reg, request, name, action)
     if not reg.auth.allowed(principal, action, name):
         extra = _mount_scope(request) if "upload" in parts else None
-        if principal is ANONYMOUS:
+        if principal.anonymous:  # with no token or an anonymous one: ask for credentials, as distribution does
             raise _challenge(reg, request, name, action, "authentication required", extra)
         raise OciError("DENIED", f"token does not grant {action} on {name}", headers=_challenge_header(
             reg, request, name, action, extra))
@@ -205,7 +208,7 @@ async def _get_manifest(reg: Registry, request: Request, principal: Principal, p
     digest, media_type, size, yanked = found
     if yanked:
         raise OciError("MANIFEST_UNKNOWN", f"{name}:{ref} was yanked; it is still available by digest")
-    if not _acceptable(",".join(request.headers.getlist("accept")), media_type):
+    if not acceptable(",".join(request.headers.getlist("accept")), media_type):
         raise OciError("MANIFEST_UNKNOWN", f"manifest is {media_type}, which the Accept header does not allow")
     headers = {"Docker-Content-Digest": digest, "Content-Length": str(size), "Content-Type": media_type}
     if request.method == "HEAD":
@@ -214,14 +217,6 @@ async def _get_manifest(reg: Registry, request: Request, principal: Principal, p
     if data is None:
         raise OciError("MANIFEST_UNKNOWN", f"manifest {digest} content is missing")
     return Response(data, headers=headers)
-
-
-def _acceptable(accept: str | None, media_type: str) -> bool:
-    if not accept:
-        return True
-    types = {part.split(";", 1)[0].strip() for part in accept.split(",")}
-    types.discard("")
-    return not types or media_type in types or "*/*" in types or "application/*" in types
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
@@ -252,18 +247,32 @@ async def _put_manifest(reg: Registry, request: Request, principal: Principal, p
     annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
     row = ManifestRow(name, digest, media_type, len(data), artifact_type, subject, time.time(), principal.name,
                       {str(k): str(v) for k, v in annotations.items()})
-    tag = None if by_digest else ref
+    tags = _push_tags(request, ref, by_digest)
     await run_in_threadpool(reg.store.write_small, digest, data)
     try:
-        await run_in_threadpool(reg.meta.put_manifest, row, refs, tag, request.client.host if request.client else None,
-                                tag is not None and is_version_tag(tag))
+        await run_in_threadpool(reg.meta.put_manifest, row, refs, tags, request.client.host if request.client else None)
     except TagImmutable as exc:
         raise OciError("DENIED", str(exc), status=409) from None
     reg.manifests.put(digest, data)
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if subject:
         headers["OCI-Subject"] = subject
+    if by_digest and tags:
+        headers["OCI-Tag"] = ", ".join(tags)
     return Response(None, 201, headers=headers)
+
+
+def _push_tags(request: Request, ref: str, by_digest: bool) -> list[str]:
+    """The tags a manifest PUT moves: its reference if that is a tag, else its ``?tag=`` parameters (OCI-Tag)."""
+    if not by_digest:
+        return [ref]
+    tags = list(dict.fromkeys(request.query_params.getlist("tag")))
+    if len(tags) > MAX_TAG_PARAMS:
+        raise OciError("TAG_INVALID", f"{len(tags)} tag parameters; at most {MAX_TAG_PARAMS} a push", status=414)
+    for tag in tags:
+        if not valid_tag(tag):
+            raise OciError("TAG_INVALID", f"invalid tag {tag[:200]!r}")
+    return tags
 
 
 def _parse_manifest(data: bytes, content_type: str | None) -> tuple[dict[str, Any], str]:
@@ -273,10 +282,11 @@ def _parse_manifest(data: bytes, content_type: str | None) -> tuple[dict[str, An
         raise OciError("MANIFEST_INVALID", "manifest is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise OciError("MANIFEST_INVALID", "manifest must be a JSON object with schemaVersion 2")
-    declared = content_type.split(";", 1)[0].strip() if content_type else None
+    # media types are case-insensitive in headers (RFC 9110); the body's mediaType is taken as written
+    declared = content_type.split(";", 1)[0].strip().lower() if content_type else None
     body_type = doc.get("mediaType")
-    if body_type is not None and declared and body_type != declared:
-        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {body_type}")
+    if body_type is not None and declared and str(body_type).lower() != declared:
+        raise OciError("MANIFEST_INVALID", f"Content-Type {declared} does not match mediaType {str(body_type)[:100]}")
     media_type = body_type or declared or ("application/vnd.oci.image.index.v1+json" if "manifests" in doc
                                            else "application/vnd.oci.image.manifest.v1+json")
     if media_type not in MANIFEST_TYPES:
@@ -300,9 +310,9 @@ def _references(doc: dict[str, Any], media_type: str) -> tuple[list[str], str | 
     subject = doc.get("subject")
     subject_digest = _descriptor_digest(subject, "subject") if subject is not None else None
     artifact_type = doc.get("artifactType")
-    if artifact_type is None and media_type not in INDEX_TYPES:
+    if not artifact_type and media_type not in INDEX_TYPES:  # empty or missing: the config's type (spec)
         artifact_type = doc["config"].get("mediaType")
-    return refs, subject_digest, artifact_type if isinstance(artifact_type, str) else None
+    return refs, subject_digest, artifact_type if isinstance(artifact_type, str) and artifact_type else None
 
 
 def _descriptor_digest(desc: Any, where: str) -> str:
@@ -342,9 +352,9 @@ def _page_size(request: Request) -> int | None:
     n = request.query_params.get("n")
     if n is None:
         return None
-    if not n.isdigit() or int(n) > 100000:
-        raise OciError("PAGINATION_NUMBER_INVALID", "n must be an integer between 0 and 100000")
-    return int(n)
+    if not n.isdigit():
+        raise OciError("PAGINATION_NUMBER_INVALID", "n must be a non-negative integer", status=400)
+    return min(int(n), MAX_PAGE)  # fewer than asked, with a Link to the rest, is what the spec allows
 
 
 def _page(items: list[str], n: int | None, path: str, key: str, last_param: str) -> Response:

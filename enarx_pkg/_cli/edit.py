@@ -14,7 +14,20 @@ version_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_i
 
 Dir = Annotated[Path, typer.Option("--dir", metavar="DIR",
                                    help="Project directory holding Enarx.toml (or the file itself).")]
+PosDir = Annotated[Path | None, typer.Argument(metavar="DIR", show_default=False,
+                                               help="The project directory, as with build and run (or --dir).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _project(positional: Path | None, option: Path) -> Path:
+    """DIR given either way, like every other command's positional DIR; both at once must agree."""
+    from enarx_pkg.errors import UsageError
+
+    if positional is None:
+        return option
+    if option != Path(".") and option != positional:
+        raise UsageError(f"two project directories: {positional} and --dir {option}", hint="give one of them")
+    return positional
 
 
 @secret_app.callback()
@@ -38,6 +51,7 @@ def add(
     mount: Annotated[str | None, typer.Option("--mount", metavar="GUEST_PATH",
                                               help="Give it to the workload as a file at this absolute path "
                                                    "instead of an environment variable.")] = None,
+    project: PosDir = None,
     directory: Dir = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Replace a secret of that name.")] = False,
     as_json: AsJson = False,
@@ -45,7 +59,7 @@ def add(
     """Declare secret NAME, read by the deployer at deploy time from --env VAR or --file PATH (never a value)."""
     from enarx_pkg.manifest import edit
 
-    edited = edit.add_secret(directory, name, env=env, file=file, mount=mount, force=force)
+    edited = edit.add_secret(_project(project, directory), name, env=env, file=file, mount=mount, force=force)
     if as_json:
         print_json({"path": str(edited.path), "name": name, "source": "env" if env is not None else "file",
                     "ref": env if env is not None else file, "mount": mount})
@@ -57,13 +71,14 @@ def add(
 @secret_app.command("remove")
 def remove(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Secret name.")],
+    project: PosDir = None,
     directory: Dir = Path("."),
     as_json: AsJson = False,
 ) -> None:
     """Remove secret NAME from [secrets]."""
     from enarx_pkg.manifest import edit
 
-    edited = edit.remove_secret(directory, name)
+    edited = edit.remove_secret(_project(project, directory), name)
     if as_json:
         print_json({"path": str(edited.path), "name": name, "removed": True})
         return
@@ -71,11 +86,11 @@ def remove(
 
 
 @secret_app.command("list")
-def list_(directory: Dir = Path("."), as_json: AsJson = False) -> None:
+def list_(project: PosDir = None, directory: Dir = Path("."), as_json: AsJson = False) -> None:
     """List declared secrets: each name and where the deployer reads it (no values exist here)."""
     from enarx_pkg.manifest import edit
 
-    secrets = edit.list_secrets(directory)
+    secrets = edit.list_secrets(_project(project, directory))
     if as_json:
         print_json({"secrets": [{"name": s.name, "source": s.source, "ref": s.ref, "mount": s.mount}
                                 for s in secrets]})
@@ -96,6 +111,7 @@ def version_group() -> None:
 def bump(
     target: Annotated[str, typer.Argument(metavar="major|minor|patch|VERSION",
                                           help="Which part to bump, or the exact new version.")],
+    project: PosDir = None,
     directory: Dir = Path("."),
     pre: Annotated[str | None, typer.Option("--pre", metavar="LABEL",
                                             help="Make it a pre-release: LABEL.N (rc.1, then rc.2, ...).")] = None,
@@ -104,7 +120,7 @@ def bump(
     """Bump [package] version and print old -> new; a version only moves forward."""
     from enarx_pkg.manifest import edit
 
-    old, new, edited = edit.bump_version(directory, target, pre=pre)
+    old, new, edited = edit.bump_version(_project(project, directory), target, pre=pre)
     if as_json:
         print_json({"path": str(edited.path), "old": old, "new": new})
         return

@@ -11,7 +11,9 @@ encrypt_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @encrypt_app.command()
 def encrypt(
-    layout: Path = typer.Argument(..., help="OCI layout of the package (e.g. DIR/target/oci)."),
+    package: str = typer.Argument(".", metavar="PACKAGE",
+                                  help="Project DIR (the build of its current version), DIR:TAG or "
+                                       "oci:LAYOUT[:TAG]."),
     recipient: list[Path] = typer.Option([], "--recipient", metavar="PUBKEY",
                                          help="Recipient public key PEM (RSA >= 2048 bits, or EC P-256/P-384/"
                                               "P-521: what skopeo/ocicrypt can unwrap); repeat for several."),
@@ -23,9 +25,9 @@ def encrypt(
     from_skopeo: bool = typer.Option(False, "--from-skopeo",
                                      help="Do not encrypt: import LAYOUT as skopeo encrypted a --for-skopeo "
                                           "package, back under the package media types."),
-    plaintext: Path = typer.Option(None, "--plaintext", metavar="LAYOUT",
-                                   help="With --from-skopeo: the package before relabelling (its build "
-                                        "record gives the signature's provenance)."),
+    plaintext: str = typer.Option(None, "--plaintext", metavar="PACKAGE",
+                                  help="With --from-skopeo: the package before relabelling, a project DIR or "
+                                       "layout (its build record gives the signature's provenance)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Encrypt the wasm and Enarx.toml layers (ocicrypt, AES-256-CTR + HMAC, keys wrapped as JWE).
@@ -36,7 +38,7 @@ def encrypt(
     from enarx_pkg import encrypt as enc
     from enarx_pkg._cli.common import info, print_json
     from enarx_pkg.errors import NotFoundError, UsageError
-    from enarx_pkg.package import Layout
+    from enarx_pkg.package import locate_local
 
     if for_skopeo + from_skopeo + bool(recipient) != 1 or (plaintext is not None and not from_skopeo):
         raise UsageError("give --recipient PUBKEY (encrypt), or --for-skopeo, or --from-skopeo [--plaintext LAYOUT]")
@@ -45,18 +47,20 @@ def encrypt(
         if not path.is_file():
             raise NotFoundError(f"recipient public key {path} does not exist")
         keys.append(path.read_bytes()[:65536])
+    found = locate_local(package, ref, command="encrypt")
+    layout, digest = found.layout, found.digest
     if for_skopeo:
-        out = enc.relabel_for_skopeo(Layout.open(layout), ref=ref, dest=output)
+        out = enc.relabel_for_skopeo(layout, ref=digest, dest=output)
         next_step = f"encrypt it with: skopeo copy --encryption-key jwe:PUBKEY.pem oci:{out.path}:TAG oci:DIR:TAG"
     elif from_skopeo:
-        out = enc.import_from_skopeo(Layout.open(layout), ref=ref, dest=output,
-                                     plaintext=Layout.open(plaintext) if plaintext else None)
+        before = locate_local(plaintext, command="encrypt --plaintext").layout if plaintext else None
+        out = enc.import_from_skopeo(layout, ref=digest, dest=output, plaintext=before)
     else:
-        out = enc.encrypt_layout(Layout.open(layout), keys, ref=ref, dest=output)
+        out = enc.encrypt_layout(layout, keys, ref=digest, dest=output)
     if not for_skopeo:
         what = "imported skopeo's encryption" if from_skopeo else f"encrypted for {len(keys)} recipient(s)"
         next_step = f"{what}; sign it next: enarx-pkg sign {out.path} --key KEY"
-    digest = out.resolve(ref).digest
+    digest = out.resolve().digest  # the one package the new layout holds
     if as_json:
         print_json({"digest": digest, "layout": str(out.path), "recipients": len(keys) if keys else None})
         return

@@ -13,7 +13,8 @@ from enarx_pkg._cli.common import print_json, print_keep
 
 keep_app = typer.Typer(help="Manage keeps left running by `deploy --detach`.",
                        no_args_is_help=True, add_completion=False, rich_markup_mode=None)
-HostOpt = Annotated[str, typer.Option("--host", metavar="URL", help="host agent URL the keep runs on")]
+HostOpt = Annotated[str | None, typer.Option("--host", metavar="URL", help="host agent URL the keep runs on "
+                                             "(default: the one its state file records; checked if given)")]
 IdArg = Annotated[str | None, typer.Argument(metavar="KEEP_ID", help="as `deploy --detach` printed it")]
 StateOpt = Annotated[Path | None, typer.Option(metavar="FILE", help="the keep's state file (default: state dir)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
@@ -25,9 +26,10 @@ def keep() -> None:
 
 
 @keep_app.command("list")
-def list_keeps(host: HostOpt, json_out: JsonOpt = False) -> None:
-    """The detached keeps this user deployed to the host, with their state there."""
+def list_keeps(host: HostOpt = None, json_out: JsonOpt = False) -> None:
+    """The detached keeps this user deployed (to the host, with --host), with their state there."""
     from enarx_pkg import keeps
+    from enarx_pkg._internal.text import printable
     from enarx_pkg.errors import Error
 
     rows: list[dict[str, Any]] = []
@@ -36,32 +38,34 @@ def list_keeps(host: HostOpt, json_out: JsonOpt = False) -> None:
             state = str(keeps.status(record).get("state", "?"))
         except Error:
             state = "gone"
-        rows.append({"keep_id": record.keep_id, "state": state, "ref": record.ref,
+        rows.append({"keep_id": record.keep_id, "state": state, "host": record.host, "ref": record.ref,
                      "endpoints": list(record.endpoints)})
     if json_out:
         print_json(rows)
         return
     for r in rows:
         ends = ", ".join(f"{e['port']}->{e['address']}" for e in r["endpoints"])
-        print(f"{r['keep_id']}  {r['state']:8}  {r['ref']}  {ends}")
+        where = "" if host else f"  {printable(r['host'])}"
+        print(f"{r['keep_id']}  {r['state']:8}{where}  {r['ref']}  {ends}")
 
 
 @keep_app.command("status")
-def status(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
+def status(keep_id: IdArg = None, host: HostOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
     """Whether the keep runs, and where its listen sockets are reachable."""
     from enarx_pkg import keeps
 
-    report = keeps.status(keeps.load(keep_id, host, state))
+    record = keeps.load(keep_id, host, state)
+    report = keeps.status(record)
     if json_out:
         print_json(report)
         return
     print(f"keep {report.get('keep_id')}: {report.get('state')}")
-    for e in keeps.parse_endpoints(_json_bytes({"endpoints": report.get("endpoints") or []}), host):
+    for e in keeps.parse_endpoints(_json_bytes({"endpoints": report.get("endpoints") or []}), record.host):
         print(f"  {e['name']}: port {e['port']} -> {e['address']}")
 
 
 @keep_app.command("logs")
-def logs(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
+def logs(keep_id: IdArg = None, host: HostOpt = None, state: StateOpt = None) -> None:
     """The keep's stdout and stderr so far (opened with the session key); exit code: the workload's, once exited."""
     from enarx_pkg import keeps
     from enarx_pkg._cli.common import warn
@@ -77,7 +81,7 @@ def logs(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None) -> None:
 
 @keep_app.command("restart")
 def restart(
-    host: HostOpt, keep_id: IdArg = None, state: StateOpt = None,
+    keep_id: IdArg = None, host: HostOpt = None, state: StateOpt = None,
     policy: Annotated[Path | None, typer.Option(metavar="FILE", help="attestation policy (default: the one "
                                                 "the keep was deployed with, read again)")] = None,
     host_token_file: Annotated[Path | None, typer.Option(metavar="FILE", help="bearer token for the host agent "
@@ -110,7 +114,7 @@ def restart(
 
 
 @keep_app.command("stop")
-def stop(host: HostOpt, keep_id: IdArg = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
+def stop(keep_id: IdArg = None, host: HostOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> None:
     """Destroy the keep (its logs go with it) and remove its state file."""
     from enarx_pkg import keeps
 

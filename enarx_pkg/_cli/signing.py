@@ -46,7 +46,7 @@ def generate(
 
 @sign_app.command()
 def sign(
-    target: str = typer.Argument(..., metavar="LAYOUT|PROJECT|REF",
+    target: str = typer.Argument(".", metavar="LAYOUT|PROJECT|REF",
                                  help="OCI layout, project dir, or registry reference (signatures are pushed back)."),
     key: str | None = typer.Option(None, "--key", help="Private key (PEM) to sign with."),
     keyless: bool = typer.Option(False, "--keyless", help="Sign with a Fulcio certificate for your OIDC identity."),
@@ -86,8 +86,9 @@ def sign(
 
 @verify_app.command()
 def verify(
-    target: str | None = typer.Argument(None, metavar="[LAYOUT|PROJECT|REF]",
-                                        help="OCI layout, project dir or reference (not with --bundle)."),
+    target: str | None = typer.Argument(None, metavar="LAYOUT|PROJECT|REF",
+                                        help="OCI layout, project dir or reference (default: the current "
+                                             "directory; not with --bundle)."),
     key: str | None = typer.Option(None, "--key", help="Public key (PEM) the package must be signed with."),
     identity: str | None = typer.Option(None, "--certificate-identity", metavar="ID",
                                         help="Signer identity (certificate SAN: email or URI)."),
@@ -116,6 +117,8 @@ def verify(
 
     settings = verifying.VerifySettings(key, identity, identity_regexp, issuer, issuer_regexp, staging,
                                         offline, ref, trust_config)
+    if bundle is None and target is None:
+        target = "."
     if (bundle is None) == (target is None) or (bundle is not None) != (subject_digest is not None):
         raise UsageError("give a LAYOUT|PROJECT|REF, or --bundle FILE with --digest sha256:HEX")
     if bundle is not None and subject_digest is not None:

@@ -47,8 +47,11 @@ def login(
         password = getpass.getpass("Password: ")
     else:
         raise UsageError("no password: pass --password-stdin (passwords are never taken from arguments)")
-    if not username or not password:
-        raise UsageError("a username and a non-empty password are required")
+    if not username:
+        raise UsageError("no user name: pass -u USER with --password-stdin",
+                         hint="for an enarx-pkg registry API token any user name will do, e.g. -u ci")
+    if not password:
+        raise UsageError("the password is empty")
     path = credentials.login(registry, Credential(username, password, "login"), plain_http=plain_http)
     if as_json:
         from enarx_pkg._cli.common import print_json
@@ -80,7 +83,8 @@ def publish(
     registry: str = typer.Option(None, "--registry", help="Registry (default: [publish] registry)."),
     repository: str = typer.Option(None, "--repository",
                                    help="Repository (default: [publish] repository, else [package] name)."),
-    tag: str = typer.Option(None, "--tag", help="Tag (default: [package] version)."),
+    tag: str = typer.Option(None, "--tag", help="Tag (default: the package's own: its tag in the layout, "
+                            "else its version)."),
     mount_from: str = typer.Option(None, "--mount-from", help="Repository on the same registry to mount blobs from."),
     encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the layers (ocicrypt) before pushing."),
     recipient: list[Path] = typer.Option([], "--recipient", metavar="PUBKEY",
@@ -113,6 +117,9 @@ def publish(
     with _progress(as_json) as progress:
         result = pub.publish(found.layout, target, progress=progress, mount_from=mount_from,
                              source_ref=found.digest, recipients=tuple(recipient), sign_key=key)
+    if not result.referrers and not encrypt:
+        warn(f"published without a signature: `deploy` refuses unsigned packages; sign it "
+             f"(enarx-pkg sign {source} --key KEY) and publish again: the same digest, with its signature")
     if as_json:
         print_json(result.to_json())
     else:

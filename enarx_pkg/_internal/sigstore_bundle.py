@@ -165,17 +165,51 @@ def certificate_identity(der: bytes) -> tuple[tuple[str, ...], str | None]:
 
 
 def _issuer(cert: object) -> str | None:
+    """The OIDC issuer for display: the legacy extension's, else the new one's (decoded leniently)."""
+    legacy, new = issuer_extensions(cert)
+    for value in (legacy, new):
+        if value is not None:
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return None
+
+
+def issuer_extensions(cert: object) -> tuple[bytes | None, str | bytes | None]:
+    """(raw value of …1.1, value of …1.8): the second decoded as DER UTF8String when it is exactly one,
+    else its raw bytes (a malformed extension, which no verifier may accept)."""
     from cryptography import x509
 
     assert isinstance(cert, x509.Certificate)
-    for oid, der in ((OID_ISSUER_V2, True), (OID_ISSUER_V1, False)):
+    raw: dict[str, bytes | None] = {}
+    for oid in (OID_ISSUER_V1, OID_ISSUER_V2):
         try:
             ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(oid)).value
         except x509.ExtensionNotFound:
+            raw[oid] = None
             continue
-        raw = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
-        return _der_utf8(raw) if der else raw.decode("utf-8", "replace")
-    return None
+        raw[oid] = ext.value if isinstance(ext, x509.UnrecognizedExtension) else b""
+    new = raw[OID_ISSUER_V2]
+    decoded = _strict_der_utf8(new) if new is not None else None
+    return raw[OID_ISSUER_V1], decoded if decoded is not None else new
+
+
+def _strict_der_utf8(raw: bytes) -> str | None:
+    """A DER UTF8String (tag 0x0c, minimal definite length, nothing after it), or None."""
+    if len(raw) < 2 or raw[0] != 0x0C:
+        return None
+    n, off = raw[1], 2
+    if n & 0x80:
+        width = n & 0x7F
+        if width not in (1, 2) or len(raw) < 2 + width:
+            return None
+        n, off = int.from_bytes(raw[2:2 + width], "big"), 2 + width
+        if n < 0x80 or (width == 2 and n < 0x100):
+            return None
+    if len(raw) != off + n:
+        return None
+    try:
+        return raw[off:].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def _der_utf8(raw: bytes) -> str:

@@ -12,7 +12,12 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from enarx_pkg._internal.sigstore_bundle import MalformedBundle, certificate_identity
+from enarx_pkg._internal.sigstore_bundle import (
+    OID_ISSUER_V1,
+    OID_ISSUER_V2,
+    MalformedBundle,
+    issuer_extensions,
+)
 from enarx_pkg.errors import InputError, NotFoundError, TransportError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -131,16 +136,58 @@ class IdentityMatch:
 
     def verify(self, cert: Certificate) -> None:
         """Raise sigstore's VerificationError unless the certificate matches (sigstore's contract)."""
-        from cryptography.hazmat.primitives.serialization import Encoding
         from sigstore.errors import VerificationError as SigstoreVerificationError
 
-        names, issuer = certificate_identity(cert.public_bytes(Encoding.DER))
+        issuer = fulcio_issuer(cert)
         if not _matches(issuer, self.issuer, self.issuer_re):
             raise SigstoreVerificationError(f"certificate OIDC issuer is {issuer!r}, which does not match "
                                             f"the expected {_wanted(self.issuer, self.issuer_re)}")
-        if not any(_matches(n, self.identity, self.identity_re) for n in names):
-            raise SigstoreVerificationError(f"certificate identity {list(names)} does not match "
+        identity = fulcio_identity(cert)
+        if not _matches(identity, self.identity, self.identity_re):
+            raise SigstoreVerificationError(f"certificate identity {[identity]} does not match "
                                             f"the expected {_wanted(self.identity, self.identity_re)}")
+
+
+def fulcio_identity(cert: Certificate) -> str:
+    """The one email or URI a Fulcio certificate names. sigstore-js reads only the first URI (else email),
+    sigstore-python compares against all SANs and cannot match a username otherName: a certificate
+    with more than one name, or another kind of name, would be judged differently, so it is refused."""
+    from cryptography import x509
+    from sigstore.errors import VerificationError as SigstoreVerificationError
+
+    try:
+        names = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
+        names = []
+    if len(names) != 1 or not isinstance(names[0], x509.RFC822Name | x509.UniformResourceIdentifier):
+        raise SigstoreVerificationError(f"certificate names {len(names)} identities "
+                                        f"({', '.join(type(n).__name__ for n in names) or 'none'}); a Fulcio "
+                                        "certificate names exactly one email or URI")
+    return str(names[0].value)
+
+
+def fulcio_issuer(cert: Certificate) -> str:
+    """The OIDC issuer a Fulcio certificate vouches for, read as strictly as BOTH peers read it.
+
+    sigstore-python takes only the legacy extension (…57264.1.1, raw UTF-8); sigstore-js prefers the
+    new one (…57264.1.8, a DER UTF8String). So the legacy one must be there, and the new one, when
+    present, must say the same: otherwise one of them would accept what the other refuses.
+    """
+    from sigstore.errors import VerificationError as SigstoreVerificationError
+
+    legacy, new = issuer_extensions(cert)
+    if legacy is None:
+        raise SigstoreVerificationError(f"certificate has no OIDC issuer extension {OID_ISSUER_V1} "
+                                        "(sigstore-python requires it; Fulcio always writes it)")
+    try:
+        issuer = legacy.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SigstoreVerificationError(f"certificate OIDC issuer extension {OID_ISSUER_V1} is not UTF-8") from None
+    if new is not None and new != issuer:
+        shown = new if isinstance(new, str) else f"malformed ({new[:40].hex()})"
+        raise SigstoreVerificationError(f"certificate OIDC issuer extensions disagree: {OID_ISSUER_V1} says "
+                                        f"{issuer!r}, {OID_ISSUER_V2} says {shown!r}")
+    return issuer
 
 
 def _wanted(exact: str | None, pattern: re.Pattern[str] | None) -> str:
@@ -186,7 +233,9 @@ def verify_dsse(data: bytes, policy: IdentityMatch, *, staging: bool, offline: b
     """Verify a keyless DSSE bundle (chain to Fulcio, SCT, Rekor entry, identity); (type, payload)."""
     bundle = load_bundle(data)
     v = verifier(staging, offline, trust_config)
-    return _guard(lambda: v.verify_dsse(bundle, policy), _instance(staging, trust_config))  # type: ignore[no-any-return]
+    out = _guard(lambda: v.verify_dsse(bundle, policy), _instance(staging, trust_config))
+    _every_timestamp_verifies(v, bundle, _instance(staging, trust_config))
+    return out  # type: ignore[no-any-return]
 
 
 def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *, staging: bool,
@@ -200,6 +249,26 @@ def verify_artifact(data: bytes, artifact: bytes | str, policy: IdentityMatch, *
         algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(artifact.removeprefix("sha256:")))
     v = verifier(staging, offline, trust_config)
     _guard(lambda: v.verify_artifact(target, bundle, policy), _instance(staging, trust_config))
+    _every_timestamp_verifies(v, bundle, _instance(staging, trust_config))
+
+
+def _every_timestamp_verifies(v: Verifier, bundle: Bundle, instance: str) -> None:
+    """Refuse a bundle carrying an RFC 3161 timestamp that does not verify, as sigstore-js does.
+
+    sigstore-python only needs enough verified times (the log's integrated time is one), so it
+    skips a timestamp over another signature or from a TSA its root does not list; a bundle that
+    one verifier refuses is refused here too. The check is sigstore-python's own, per timestamp.
+    """
+    vd = bundle.verification_material.timestamp_verification_data
+    carried = list(vd.rfc3161_timestamps) if vd else []
+    if not carried:
+        return
+    check = getattr(v, "_verify_timestamp_authority", None)
+    verified = _guard(lambda: check(bundle), instance) if check is not None else []
+    if len(verified) != len(carried):
+        raise VerificationError(f"keyless signature refused against {instance}: {len(carried) - len(verified)} "
+                                f"of its {len(carried)} RFC 3161 timestamp(s) do not verify (not over this "
+                                "signature, or not from a timestamp authority of the trusted root)")
 
 
 def _instance(staging: bool, trust_config: str | None) -> str:

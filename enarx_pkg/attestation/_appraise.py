@@ -49,7 +49,11 @@ def _lists(claims: Any, sect: Mapping[str, Any], prefix: str, fields: Mapping[st
 def _snp(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:
     yield from _lists(c, sect, "snp", {"measurements": "measurement", "host_data": "host_data",
                                        "id_key_digests": "id_key_digest", "products": "product",
-                                       "signing_keys": "signing_key"})
+                                       "signing_keys": "signing_key", "family_ids": "family_id",
+                                       "image_ids": "image_id"})
+    if sect.get("author_key_digests"):  # the ID key must be signed by a pinned author key (AUTHOR_KEY_EN)
+        author = c.author_key_digest if c.author_key_en else "(no author key: AUTHOR_KEY_EN is 0)"
+        yield listed("snp.author_key_digests", author, list(sect["author_key_digests"]))
     for which in sect.get("min_tcb_applies_to", ["reported"]):
         tcb, name = getattr(c, f"{which}_tcb"), "tcb" if which == "reported" else f"{which}_tcb"
         for comp, minimum in sect.get("min_tcb", {}).items():
@@ -87,6 +91,11 @@ def _tdx(c: Any, sect: Mapping[str, Any], policy: Policy) -> Iterator[Check]:
     observed = {"pcesvn": c.pck.pcesvn, "qe_svn": c.qe_svn, "tdx_module": bytes.fromhex(c.tee_tcb_svn)[0]}
     for comp, minimum in sect.get("min_tcb", {}).items():
         yield at_least(f"tdx.tcb.{comp}", observed[comp], minimum)
+    if not sect.get("allow_sept_ve", False):  # without it the host can inject #VE at will (Linux refuses to boot)
+        yield Check("tdx.sept_ve_disable", c.sept_ve_disable, "set" if c.sept_ve_disable else "not set",
+                    "set (allow_sept_ve = true accepts a TD without it)")
+    if c.mrservicetd:  # a TD 1.5 quote: a bound service TD (migration) is refused unless pinned
+        yield listed("tdx.mrservicetd", c.mrservicetd, list(sect.get("mrservicetd", ["00" * 48])))
     yield from _tcb_status(c, sect, policy)
 
 

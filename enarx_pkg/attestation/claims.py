@@ -61,6 +61,8 @@ class SnpClaims:
     author_key_en: bool = False
     crl_checked: bool = False
     hcl_ak_pub: str = ""  # Azure HCL: the vTPM attestation key bound by REPORT_DATA (JWK)
+    launch_mit_vector: int = 0  # report v5: verified mitigation vectors (0 before v5)
+    current_mit_vector: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class TdxClaims:
     pce_svn: int
     pck: PckInfo
     tcb: TcbEvaluation | None = None
+    sept_ve_disable: bool = False  # TD ATTRIBUTES.SEPT_VE_DISABLE
+    mrservicetd: str = ""  # TD 1.5 (v5 body type 3) only: the bound service TD, zero if none
 
 
 @dataclass(frozen=True)

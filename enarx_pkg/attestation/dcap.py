@@ -34,6 +34,8 @@ TD15_BODY_LEN = 648
 QE_REPORT_LEN = 384
 MAX_QUOTE = 64 * 1024
 TEE_SGX, TEE_TDX = 0x00, 0x81
+SGX_DEBUG = 0x02  # ATTRIBUTES.DEBUG of an SGX report (the enclave's and the QE's)
+SEPT_VE_DISABLE = 0x10  # TD ATTRIBUTES bit 28 (byte 3)
 INTEL_QE_VENDOR = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
 _P256 = ec.SECP256R1()
 
@@ -215,6 +217,8 @@ def verify_quote(evidence: bytes, *, certs: Sequence[bytes] = (), collateral: Co
     when = _x509.now_or(at)
     _x509.check_chain_validity(pck.chain, when, "pck.chain")
     _verify(pck.key, q.qe_report_sig, q.qe_report, "qe_report.signature", "QE report is not signed by the PCK")
+    if q.qe_report[48] & SGX_DEBUG:  # a debugger can make a debug QE sign anything: never a production QE
+        raise EvidenceError("qe_report.debug", "the quoting enclave is a DEBUG enclave")
     binding = hashlib.sha256(q.att_key + q.qe_auth).digest()
     if q.qe_report[320:352] != binding or any(q.qe_report[352:384]):
         raise EvidenceError("qe_report.binding", "QE report_data does not bind the attestation key")
@@ -250,7 +254,7 @@ def claims_of(q: Quote, pck: PckInfo, tcb: object) -> TdxClaims | SgxClaims:
     if q.tee == "sgx":
         return SgxClaims(
             tee="sgx", version=q.version, measurement=b[64:96].hex(), report_data=b[320:384],
-            debug=bool(b[48] & 0x02), mrenclave=b[64:96].hex(), mrsigner=b[128:160].hex(),
+            debug=bool(b[48] & SGX_DEBUG), mrenclave=b[64:96].hex(), mrsigner=b[128:160].hex(),
             isvprodid=int.from_bytes(b[256:258], "little"), isvsvn=int.from_bytes(b[258:260], "little"),
             attributes=b[48:64].hex(), cpusvn=b[0:16].hex(), qe_svn=q.qe_svn, pce_svn=q.pce_svn,
             pck=pck, tcb=tcb,  # type: ignore[arg-type]
@@ -259,9 +263,11 @@ def claims_of(q: Quote, pck: PckInfo, tcb: object) -> TdxClaims | SgxClaims:
     def h(a: int, n: int = 48) -> str:
         return b[a : a + n].hex()
 
+    # TD ATTRIBUTES byte 0 is TUD ("TD under debug"): the TD is untrusted if ANY of its bits is set
     return TdxClaims(
-        tee="tdx", version=q.version, measurement=h(136), report_data=b[520:584], debug=bool(b[120] & 0x01),
+        tee="tdx", version=q.version, measurement=h(136), report_data=b[520:584], debug=b[120] != 0,
         mrtd=h(136), rtmr=(h(328), h(376), h(424), h(472)), mrconfigid=h(184), mrowner=h(232),
         mrownerconfig=h(280), mrseam=h(16), td_attributes=h(120, 8), xfam=h(128, 8), tee_tcb_svn=h(0, 16),
         qe_svn=q.qe_svn, pce_svn=q.pce_svn, pck=pck, tcb=tcb,  # type: ignore[arg-type]
+        sept_ve_disable=bool(b[123] & SEPT_VE_DISABLE), mrservicetd=h(600) if len(b) == TD15_BODY_LEN else "",
     )

@@ -44,14 +44,15 @@ _BOOL, _INT = {"type": "boolean"}, {"type": "integer", "minimum": 0}
 _STATUS = _enum(STATUSES)
 SPEC: dict[str, dict[str, Any]] = {
     "snp": {"measurements": _hex(48), "host_data": _hex(32), "id_key_digests": _hex(48),
+            "author_key_digests": _hex(48), "family_ids": _hex(16), "image_ids": _hex(16),
             "products": _enum(["Milan", "Genoa", "Turin"]), "signing_keys": _enum(["vcek", "vlek"]),
             "min_tcb": _mins("bootloader", "tee", "snp", "microcode", "fmc"),
             "min_tcb_applies_to": {**_enum(["reported", "committed", "launch", "current"]), "minItems": 1},
             "min_guest_svn": _INT, "vmpl": _ints(), "allow_smt": _BOOL, "allow_migration_agent": _BOOL,
             "debug": _BOOL},
     "tdx": {"mrtd": _hex(48), "rtmr0": _hex(48), "rtmr1": _hex(48), "rtmr2": _hex(48), "rtmr3": _hex(48),
-            "mrconfigid": _hex(48), "min_tcb": _mins("pcesvn", "qe_svn", "tdx_module"),
-            "tcb_status": _STATUS, "debug": _BOOL},
+            "mrconfigid": _hex(48), "mrservicetd": _hex(48), "min_tcb": _mins("pcesvn", "qe_svn", "tdx_module"),
+            "tcb_status": _STATUS, "allow_sept_ve": _BOOL, "debug": _BOOL},
     "sgx": {"mrenclave": _hex(32), "mrsigner": _hex(32), "isvprodid": _ints(),
             "min_tcb": _mins("isvsvn", "pcesvn", "qe_svn"), "tcb_status": _STATUS, "debug": _BOOL},
     "cca": {"measurements": _hex(32, 48, 64), "cpak": {"type": "array", "items": {"pattern": _FP}},

@@ -1,4 +1,4 @@
-"""AMD SEV-SNP attestation reports (v2, v3): parse, and verify VCEK/VLEK ← ASK/ASVK ← ARK.
+"""AMD SEV-SNP attestation reports (v2 to v5): parse, and verify VCEK/VLEK ← ASK/ASVK ← ARK.
 
 Layout and algorithms from AMD's SEV-SNP ABI specification (report structure, Table 23) and the
 VCEK certificate specification (TCB and hwID extensions under 1.3.6.1.4.1.3704.1).
@@ -25,7 +25,7 @@ from enarx_pkg.attestation.claims import SnpClaims, SnpTcb
 
 REPORT_LEN = 1184
 SIGNED_LEN = 0x2A0
-VERSIONS = (2, 3)
+VERSIONS = (2, 3, 4, 5)  # same layout; v5 (SNP ABI 1.57+, Turin) fills the two mitigation vectors at 0x1F8
 _OID = "1.3.6.1.4.1.3704.1."
 _TCB_OIDS = {"bootloader": "3.1", "tee": "3.2", "snp": "3.3", "microcode": "3.8", "fmc": "3.9"}
 _DER = Encoding.DER
@@ -62,7 +62,7 @@ def _peek(r: bytes) -> tuple[int, str]:
     """Version and CPUID product of a report, after the checks every parse needs."""
     version, sig_algo = int.from_bytes(r[0:4], "little"), int.from_bytes(r[0x34:0x38], "little")
     if version not in VERSIONS:
-        raise MalformedEvidence("snp.version", f"unsupported SNP report version {version} (accepted: 2, 3)")
+        raise MalformedEvidence("snp.version", f"unsupported SNP report version {version} (accepted: 2 to 5)")
     if sig_algo != 1:
         raise MalformedEvidence("snp.signature_algo", f"signature algorithm {sig_algo} is not ECDSA P-384/SHA-384")
     if any(r[SIGNED_LEN + 144 :]):
@@ -101,6 +101,7 @@ def parse_report(evidence: bytes, product: str = "", *, crl_checked: bool = Fals
         reported_tcb=_tcb(u64(0x180), product), current_tcb=_tcb(u64(0x38), product),
         committed_tcb=_tcb(u64(0x1E0), product), launch_tcb=_tcb(u64(0x1F0), product),
         platform_info=u64(0x40), firmware=f"{r[0x1EA]}.{r[0x1E9]} build {r[0x1E8]}", crl_checked=crl_checked,
+        launch_mit_vector=u64(0x1F8) if version >= 5 else 0, current_mit_vector=u64(0x200) if version >= 5 else 0,
     )
 
 

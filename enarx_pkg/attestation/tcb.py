@@ -155,6 +155,9 @@ def check_kind(tee: str, info: dict[str, Any], qe_id: dict[str, Any] | None) -> 
         raise EvidenceError("collateral.tcb_info.kind", f"TCB info is id {info.get('id')!r} version "
                                                         f"{info.get('version')!r}; a {tee} quote needs "
                                                         f"{want_info!r} v3")
+    if info.get("tcbType") != 0:  # type 0: 16 SGX components + PCESVN, the only layout the levels are read as
+        raise EvidenceError("collateral.tcb_info.kind", f"TCB info has tcbType {info.get('tcbType')!r}; only 0 "
+                                                        "is defined")
     if qe_id is not None and (qe_id.get("id") != want_qe or qe_id.get("version") != 2):
         raise EvidenceError("collateral.qe_identity.kind", f"QE identity is id {qe_id.get('id')!r} version "
                                                            f"{qe_id.get('version')!r}; a {tee} quote needs "

@@ -271,8 +271,10 @@ class HostClient:
         if r.status_code < 300:
             return
         text = _error_text(bounded.read(r, self.limits.refusal_bytes))
+        hint = ("pass the agent's token with --host-token-file FILE (`host serve` wrote it to DATA/agent-token, "
+                "or to its --token-file)") if r.status_code == 401 else None
         raise HostRefused(f"host agent {what}: {text or '(answer too long to show)'}", url=self.url + path,
-                          status=r.status_code)
+                          status=r.status_code, hint=hint)
 
 
 def _timed(chunks: Iterator[bytes], deadline: Deadline) -> Iterator[bytes]:

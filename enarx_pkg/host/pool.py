@@ -6,7 +6,8 @@ create-keep costs a key generation and a signature, not an interpreter start.
 A keep trusts nothing of the agent's environment: it starts with an environment of its own
 (:data:`KEEP_ENV`; no ``PYTHON*``, ``HOME``, ``XDG_*``, proxies or ``SSL_CERT_*`` of the host), in
 ``/``, as an isolated interpreter (``-I``: no ``PYTHONPATH``, user site or script directory on
-``sys.path``) that neither reads nor writes ``.pyc`` files (keep/measure.py says why).
+``sys.path``) that neither reads nor writes ``.pyc`` files (keep/measure.py says why). The keep
+checks all of this itself and refuses to start otherwise (keep/launch.py): the agent is the host's.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 
 from enarx_pkg._internal import seal
 from enarx_pkg.errors import TransportError
-from enarx_pkg.keep.measure import NO_PYCACHE
+from enarx_pkg.keep.launch import CWD as KEEP_CWD
+from enarx_pkg.keep.launch import ENV as KEEP_ENV
+from enarx_pkg.keep.launch import FLAGS
 
 READY_TIMEOUT_S = 60.0
-KEEP_ENV = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-KEEP_CWD = "/"
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class KeepCommand:
     publish: tuple[int, int] = (0, 0)  # loopback ports listen files may bind ((0, 0): any free one)
 
     def argv(self) -> list[str]:
-        return [sys.executable, "-I", "-B", "-X", f"pycache_prefix={NO_PYCACHE}", "-m", "enarx_pkg.keep",
+        return [sys.executable, *FLAGS, "-m", "enarx_pkg.keep",
                 "--backend", self.backend, "--data", self.data_dir,
                 "--publish-range", f"{self.publish[0]}-{self.publish[1]}", *self.extra]
 

@@ -10,8 +10,9 @@ so no code joins the process after the measurement was taken. What is hashed:
 - the source of every Python module in ``sys.modules``: the keep runs with ``-X pycache_prefix``
   set to :data:`NO_PYCACHE`, a path under a non-directory where no ``.pyc`` can exist, so every
   module is compiled from the source that is measured, never from a host-writable ``__pycache__``;
-- the ``.pth`` files of the site directories (run at interpreter start) and the data files the keep
-  reads (:data:`DATA`).
+- the ``.pth`` files of the site directories (run at interpreter start), the data files the keep
+  reads (:data:`DATA`), OpenSSL's ``openssl.cnf``, and the system trust roots the keep pinned
+  (``_internal/roots.py``: it trusts those bytes, not whatever the host's ``/etc/ssl`` says later).
 
 Each file is named by its module, or by its path below the ``sys.path`` entry that holds it, so the
 same code installed elsewhere measures the same. The residual risk (a file swapped between loading
@@ -29,10 +30,11 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from enarx_pkg._internal import roots
 from enarx_pkg.errors import Error, ExitCode
+from enarx_pkg.keep.launch import NO_PYCACHE as NO_PYCACHE
 
 DOMAIN = b"enarx-pkg/sim-measurement/v2\0"
-NO_PYCACHE = "/dev/null/enarx-keep-pycache"
 DATA = (("enarx_pkg.manifest", "enarx-toml.schema.json"),)  # read by the keep after it was measured
 MAPS = Path("/proc/self/maps")
 
@@ -53,15 +55,27 @@ def loaded_files() -> dict[str, str]:
         holder = sys.modules.get(package)
         if holder is not None and holder.__file__:
             files[f"data:{package}/{resource}"] = str(Path(holder.__file__).parent / resource)
+    if "ssl" in sys.modules:  # OpenSSL read its configuration when ssl was imported
+        conf = Path(sys.modules["ssl"].get_default_verify_paths().openssl_cafile).parent / "openssl.cnf"
+        if conf.is_file():
+            files["data:openssl.cnf"] = str(conf)
     return files
+
+
+def _held() -> dict[str, bytes]:
+    """Bytes the keep read once and holds (not a file it may read again): the pinned trust roots."""
+    store = roots.pinned()
+    return {} if store is None else {"data:trust-store": store}
 
 
 @cache
 def measurement() -> bytes:
     """48 bytes: SHA-384(domain ‖ for each loaded file, by label: label ‖ NUL ‖ SHA-384(its bytes))."""
     h = hashlib.sha384(DOMAIN)
-    for label, path in sorted(loaded_files().items()):
-        h.update(label.encode("utf-8", "surrogateescape") + b"\0" + _hash_file(path))
+    digests = {label: _hash_file(path) for label, path in loaded_files().items()}
+    digests |= {label: hashlib.sha384(data).digest() for label, data in _held().items()}
+    for label, digest in sorted(digests.items()):
+        h.update(label.encode("utf-8", "surrogateescape") + b"\0" + digest)
     return h.digest()
 
 

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, NoReturn
 from enarx_pkg._internal import canonical, seal
 from enarx_pkg.errors import Error, InputError, VerificationError
 from enarx_pkg.keep import measure
+from enarx_pkg.keep.memory import keep_private
 from enarx_pkg.keep.tls import KeepTls
 from enarx_pkg.keep.workload import execute, prewarm
 
@@ -128,6 +129,7 @@ def serve(opts: KeepOptions, pipe: Pipe) -> int:
     pipe.send(seal.R_READY, canonical.dumps({"backend": opts.backend, "measurement": evidence.measurement.hex()}))
     create = json.loads(pipe.receive(seal.R_CREATE))
     keep_id, nonce = str(create["keep_id"]), base64.b64decode(create["nonce"])
+    keep_private()  # before the key: no core dump, no ptrace (keep/memory.py)
     key = X25519PrivateKey.generate()
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     report, aux = evidence.issue(seal.report_data(nonce, public))

@@ -2,8 +2,9 @@
 
 The keep pulls through :func:`enarx_pkg.pull.pull`, as ``enarx-pkg pull`` does, under the tighter
 :data:`LIMITS`. Every byte from the registry is checked before use: the manifest against the sealed
-digest, each blob against its descriptor (the OCI client does this while streaming), each decrypted
-layer against the plaintext digest in the sealed layer key and in the manifest annotation.
+digest, each blob against its descriptor (the OCI client does this while streaming, and the keep
+again as it copies a plain layer into its memory: the blob's file is on the host's disk), each
+decrypted layer against the plaintext digest in the sealed layer key and in the manifest annotation.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from enarx_pkg import pull
-from enarx_pkg._internal import seal
+from enarx_pkg._internal import digest, roots, seal
 from enarx_pkg.errors import InputError, VerificationError
 from enarx_pkg.manifest.model import Dir
 from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, Descriptor, Layout
@@ -53,6 +54,7 @@ def prewarm() -> None:
     from enarx_pkg.oci.reference import parse_registry
 
     X25519PrivateKey.generate()  # loads cryptography's OpenSSL backend
+    roots.pin()  # the TLS roots the keep trusts: read now, measured next, never re-read from the host's disk
     keepside.prewarm()  # prot = "tls": ssl, the TLS termination and certificate code
     with Client(parse_registry("127.0.0.1:1"), None):  # builds httpx's transports (no request is sent)
         "registry.invalid".encode("idna")
@@ -106,28 +108,39 @@ def fetch(envelope: seal.Envelope, work: Path, timings: dict[str, float]) -> tup
     timings["keep_pull"] = time.perf_counter() - t
     t = time.perf_counter()
     manifest = result.layout.manifest(result.manifest_digest)
-    module = _plaintext(result.layout, envelope, manifest.layer(MEDIA_WASM), work / "module.wasm")
-    config = _plaintext(result.layout, envelope, manifest.layer(MEDIA_ENARX_CONFIG), work / "Enarx.toml")
+    module = _plaintext(result.layout, envelope, manifest.layer(MEDIA_WASM), "module.wasm")
+    config = _plaintext(result.layout, envelope, manifest.layer(MEDIA_ENARX_CONFIG), "Enarx.toml")
     timings["keep_decrypt"] = time.perf_counter() - t
     if config.stat().st_size > MAX_CONFIG_BYTES:
         raise InputError("the package's Enarx.toml is over the size limit")
     return module, config.read_text("utf-8")
 
 
-def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, dest: Path) -> Path:
-    """The pulled layer (checked against its digest as it arrived) at ``dest``, decrypted if encrypted."""
+def _plaintext(layout: Layout, envelope: seal.Envelope, desc: Descriptor, name: str) -> Path:
+    """The layer's plaintext in an anonymous file in the keep's memory, checked there as it is copied
+    in: decrypted (against the sealed plaintext digest), or, for a plain layer, hashed again. The blob
+    on disk was verified as it arrived, but the disk is the host's, which could change it afterwards.
+    The file stays open for the rest of the keep's life (one workload), read by its /proc/self/fd name."""
     from enarx_pkg import encrypt
 
-    blob = layout.blob_path(desc.digest)
-    if not encrypt.is_encrypted(desc):
-        os.link(blob, dest)  # the workload sees the name it always had (argv[0] of a package without a name)
-        return dest
     key = envelope.layer_keys.get(desc.digest)
-    if key is None:
+    if encrypt.is_encrypted(desc) and key is None:
         raise VerificationError(f"layer {desc.digest} is encrypted but the envelope holds no key for it")
-    with open(blob, "rb") as src, open(dest, "wb") as out:
-        encrypt.decrypt_layer(src, desc, key, out)
-    return dest
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    with open(layout.blob_path(desc.digest), "rb") as src, os.fdopen(os.dup(fd), "wb") as out:
+        if key is not None and encrypt.is_encrypted(desc):
+            encrypt.decrypt_layer(src, desc, key, out)
+        else:
+            _copy_checked(src, out, desc)
+    return Path(f"/proc/self/fd/{fd}")
+
+
+def _copy_checked(src: BinaryIO, out: BinaryIO, desc: Descriptor) -> None:
+    hasher = digest.Hasher()
+    while chunk := src.read(1 << 20):
+        hasher.update(chunk)
+        out.write(chunk)
+    hasher.verify(desc.digest, desc.size, f"layer {desc.digest} (changed on the keep's disk after it was pulled)")
 
 
 def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | Path, work: Path,
@@ -151,7 +164,7 @@ def run(envelope: seal.Envelope, module: Path, config_text: str, stdin: bytes | 
     spec = runtime.spec_for(toml, module, args=envelope.args, base_dir=work, stdin=stdin,
                             stdout=on_stdout, stderr=on_stderr, cache=False, publish=publish,
                             tls=tls(toml) if tls is not None else None)
-    spec = replace(spec, env=env, dirs=spec.dirs + dirs)
+    spec = replace(spec, env=env, dirs=spec.dirs + dirs, name=spec.name if toml.package else "module")
     return int(runtime.run(spec))
 
 

@@ -78,7 +78,8 @@ def init_project(directory: Path, *, name: str | None = None, lang: Lang = "wat"
     written, kept = [], []
     rust = rust_toolchain() if lang == "rust" else None
     if not (directory / ".gitignore").exists():  # never replace the user's own, even with --force
-        write_text(directory / ".gitignore", GITIGNORE)
+        # componentize-py imports app.py to build it, which leaves Python's bytecode cache beside it
+        write_text(directory / ".gitignore", GITIGNORE + ("__pycache__/\n" if lang == "python" else ""))
         written.append(directory / ".gitignore")
     for relative, text in _sources(lang, name):
         target = directory / relative

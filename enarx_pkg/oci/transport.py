@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from enarx_pkg._internal import bounded, neterr
+from enarx_pkg._internal import bounded, neterr, roots
 from enarx_pkg.errors import NotFoundError, TransportError
 from enarx_pkg.oci.auth import Authenticator, AuthError, CredentialSource
 from enarx_pkg.oci.rawhttp import RAW, RawTransport
@@ -222,12 +221,12 @@ class _LazyTLSTransport(httpx.BaseTransport):
 
 
 def _tls_context() -> ssl.SSLContext:
-    """The system trust store (what skopeo and docker use; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured).
+    """The system trust store (what skopeo and docker use; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), or
+    the roots a keep pinned before it was measured (``_internal/roots.py``).
 
     Also cheaper than parsing certifi's bundle on every start, which matters for a CLI.
     """
-    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"),
-                                      capath=os.environ.get("SSL_CERT_DIR"))
+    return roots.client_context()
 
 
 def _discard(resp: httpx.Response) -> None:
@@ -253,6 +252,9 @@ def _repository(path: str) -> str:
     return path
 
 
+MAX_REGISTRY_MESSAGE = 500
+
+
 def _registry_error(resp: httpx.Response) -> str:
     """The registry's own error code and message (short, printable), if its body carries one."""
     try:
@@ -264,5 +266,7 @@ def _registry_error(resp: httpx.Response) -> str:
         text = f"{first.get('code', '')}: {first.get('message', '')}"
     except (ValueError, AttributeError, IndexError, TypeError, httpx.HTTPError, httpx.StreamError):
         return ""
-    text = "".join(c for c in text if c.isprintable())[:200]
+    text = "".join(c for c in text if c.isprintable())
+    if len(text) > MAX_REGISTRY_MESSAGE:  # long enough for a registry's advice; cut visibly, never mid-advice
+        text = text[:MAX_REGISTRY_MESSAGE - 1] + "…"
     return f" ({text})" if text.strip(": ") else ""

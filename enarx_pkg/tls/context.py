@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from enarx_pkg._internal import roots
 from enarx_pkg.errors import InputError
 
 
@@ -56,7 +57,10 @@ def connect_context(*, cafile: Path | None = None, cadata: str | None = None,
     keep's certificate is presented when the server asks for one (mTLS)."""
     if cafile is not None and not cafile.is_file():
         raise InputError(f"TLS CA file {cafile} does not exist")
-    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None, cadata=cadata)
+    if cafile is None and cadata is None:
+        ctx = roots.client_context()  # the system roots (in a keep: the ones it measured)
+    else:
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None, cadata=cadata)
     _versions(ctx, tls12)
     if key is not None and chain:
         _load_chain(ctx, key, chain)

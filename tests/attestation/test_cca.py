@@ -94,3 +94,15 @@ def test_truncated_token_malformed(vec, cut):
     data = vec.read(TOKEN)
     with pytest.raises(MalformedEvidence):
         verify_cca(data[: len(data) - cut], certs=[vec.read(CPAK)])
+
+
+def test_realm_challenge_must_be_our_nonce(vec):
+    """The realm challenge is CCA's report_data: a token made for another nonce is refused by the binding."""
+    from enarx_pkg.attestation.policy import Policy, appraise
+
+    c = verify_evidence("cca", vec.read(TOKEN), certs=[vec.read(CPAK)])
+    pol = Policy.from_mapping({"tees": ["cca"], "debug": False,
+                               "cca": {"measurements": [c.measurement], "cpak": [c.cpak_fingerprint]}}, "t")
+    assert appraise(c, pol, expected_report_data=c.report_data).ok
+    other = hashlib.sha512(b"another deploy").digest()
+    assert [x.name for x in appraise(c, pol, expected_report_data=other).failed] == ["report_data"]

@@ -219,3 +219,38 @@ def test_pck_chain_missing_intermediate_refused(vec):
     with pytest.raises(EvidenceError) as exc:
         dcap.verified_pck_chain(pems[0] + b"-----END CERTIFICATE-----\n" + pems[2] + b"-----END CERTIFICATE-----\n")
     assert exc.value.check.startswith("pck.chain")
+
+
+@pytest.mark.parametrize("doc, key", [("gtdx-v5-fmspc-90c06f000000/tcbinfo.json", "tcbInfo"),
+                                      ("trustee-v4-fmspc-00a06d080000/tcbinfo.json", "tcbInfo"),
+                                      ("trustee-v4-fmspc-00a06d080000/qe_identity.json", "enclaveIdentity")])
+def test_later_collateral_is_signed_by_the_tcb_signing_key(vec, doc, key):
+    """The README's check: these signatures verify under the 2023 TCB Signing certificate's key (which
+    Intel reissued later; its validity is what refuses them at their own dates, see above)."""
+    from enarx_pkg.attestation import anchors
+
+    chain = vec.read(f"{COLLATERAL_2023}/tcb_signing_chain.pem")
+    data = vec.read(f"tdx/{doc}")
+    assert tcb._signed_by(data, key, chain, anchors.intel_roots(), "collateral")["issueDate"].startswith("202")
+    forged = data.replace(b'"issueDate":"20', b'"issueDate":"19', 1)
+    with pytest.raises(EvidenceError) as exc:
+        tcb._signed_by(forged, key, chain, anchors.intel_roots(), "collateral")
+    assert exc.value.check == "collateral.signature"
+
+
+@pytest.mark.parametrize("path", ["tdx/trustee-v4-spr/quote.dat", "tdx/gtdx-v4-spr-e4/quote.dat"])
+def test_collateral_2023_crls_checked_and_pck_not_revoked(vec, path):
+    c = verify_evidence("tdx", vec.read(path), collateral=_col(vec), at=TDX_2023)
+    assert c.tcb is not None and c.tcb.crl_checked and c.tcb.qe_status == "UpToDate"
+
+
+def test_fmspc_00a06d_out_of_date_is_refused_by_an_up_to_date_policy(vec):
+    from dataclasses import replace
+
+    from enarx_pkg.attestation.policy import Policy, appraise
+
+    data = vec.read("tdx/trustee-v4-fmspc-00a06d080000/quote.dat")
+    claims = replace(dcap.inspect_quote(data), tcb=_evaluate(vec, "trustee-v4-fmspc-00a06d080000"))
+    pol = Policy.from_mapping({"tees": ["tdx"], "collateral": {"require": []}, "tdx": {"mrtd": [claims.mrtd]}}, "t")
+    assert [(c.name, c.observed) for c in appraise(claims, pol, expected_report_data=None).failed] == \
+        [("tdx.tcb_status", "OutOfDate")]

@@ -123,7 +123,7 @@ def test_tdx_policy_with_collateral_status(vec):
     no_col = verify_evidence("tdx", vec.read("tdx/gtdx-v4-spr-e4/quote.dat"), at=NOW_2026)
     pol2 = Policy.from_mapping({"tees": ["tdx"], "tdx": {"mrtd": [no_col.mrtd]}}, "t")
     assert [c.name for c in appraise(no_col, pol2, expected_report_data=None).failed] == \
-        ["tdx.tcb_status", "collateral.qe_identity", "collateral.crl"]
+        ["tdx.sept_ve_disable", "tdx.tcb_status", "collateral.qe_identity", "collateral.crl"]  # attributes 0x40..
 
 
 def test_sgx_policy(vec):

@@ -56,12 +56,26 @@ def test_snp_reserved_bytes_after_signature_refused(vec):
     assert exc.value.check == "snp.signature.reserved"
 
 
-@pytest.mark.parametrize("version", [0, 1, 4, 5, 6, 255])
+@pytest.mark.parametrize("version", [0, 1, 6, 255])
 def test_snp_undocumented_report_versions_refused(vec, version):
     report, certs, at = vec.snp("virtee-milan")
     with pytest.raises(MalformedEvidence) as exc:
         verify_evidence("snp", _mutated(report, 0, version), certs=certs, at=at)
     assert exc.value.check == "snp.version"
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_snp_report_versions_4_and_5_verify(amd, version):
+    """Current SNP firmware (ABI 1.57+, Turin) writes v4/v5 reports, same layout; v5 fills the mitigation
+    vectors at 0x1F8/0x200. They were refused as undocumented."""
+    report, pki = amd
+    b = bytearray(report)
+    b[0] = version
+    b[0x1F8:0x208] = (3).to_bytes(8, "little") + (7).to_bytes(8, "little")
+    with anchors.replaced_for_tests(amd=pki.pins):
+        c = verify_snp(amd_pki.resign(bytes(b), pki.vcek_key), certs=pki.certs(), at=NOW_2026)
+    assert c.version == version and c.product == "Milan"
+    assert (c.launch_mit_vector, c.current_mit_vector) == ((3, 7) if version == 5 else (0, 0))
 
 
 @pytest.mark.parametrize("signing_key", [2, 3, 6, 7])

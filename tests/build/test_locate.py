@@ -83,6 +83,21 @@ def test_publish_takes_the_current_version(bumped: dict[str, Any], docker_regist
     assert json.loads(capsys.readouterr().out)["reference"].endswith(bumped["old"])
 
 
+def test_publish_of_an_older_version_tags_it_with_its_own_version(bumped: dict[str, Any], docker_registry: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """DIR:1.0.0 after the project moved on to 1.1.0 goes out as 1.0.0, not under the Enarx.toml's 1.1.0."""
+    root = str(bumped["root"])
+    assert main(["publish", "--registry", docker_registry.host, "--repository", "loop/older", "--json",
+                 f"{root}:1.0.0"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["tag"] == "1.0.0" and json.loads(out)["reference"].endswith(bumped["old"])
+    assert f"WARNING: published without a signature: `deploy` refuses unsigned packages; sign it (enarx-pkg sign " \
+           f"{root}:1.0.0 --key KEY) and publish again" in err
+    assert main(["inspect", "--json", f"{docker_registry.host}/loop/older:1.0.0"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest"] == bumped["old"]
+    assert main(["inspect", f"{docker_registry.host}/loop/older:1.1.0"]) == 66  # nothing under the newer tag
+
+
 def test_unbuilt_version_says_build(bumped: dict[str, Any], tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     proj = tmp_path / "p"
@@ -103,3 +118,50 @@ def test_missing_path_is_not_found(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["run", str(tmp_path / "nope")]) == 66
     assert main(["inspect", str(tmp_path / "nope")]) == 66
     assert "no such package directory" in capsys.readouterr().err
+
+
+def test_signing_after_an_unsigned_publish_and_publishing_again_adds_the_signature(
+        bumped: dict[str, Any], docker_registry: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the unsigned-publish warning advises works: the same tag and digest, now with a signature."""
+    root, repo = str(bumped["root"]), f"{docker_registry.host}/loop/late"
+    publish = ["publish", "--registry", docker_registry.host, "--repository", "loop/late", "--json", f"{root}:1.0.0"]
+    assert main(publish) == 0
+    assert main(["verify", "--key", str(bumped["pub"]), f"{repo}:1.0.0"]) == 77
+    assert "hint: sign it with `enarx-pkg sign` before `enarx-pkg publish`" in capsys.readouterr().err
+    assert main(["sign", "--key", str(bumped["key"]), f"{root}:1.0.0"]) == 0
+    capsys.readouterr()
+    assert main(publish) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["referrers"]) == 1 and "WARNING" not in err
+    assert main(["verify", "--key", str(bumped["pub"]), f"{repo}:1.0.0"]) == 0
+
+
+def test_sign_and_verify_default_to_the_current_directory(bumped: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Like build, run, inspect and publish: `enarx-pkg sign --key K` in a project signs its current version."""
+    monkeypatch.chdir(bumped["root"])
+    assert main(["sign", "--key", str(bumped["key"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifestDigest"] == bumped["new"]
+    assert main(["verify", "--key", str(bumped["pub"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifestDigest"] == bumped["new"]
+
+
+@pytest.mark.parametrize(("form", "tag"), [("{root}", "1.1.0"), ("{root}:1.0.0", "1.0.0")])
+def test_encrypt_names_its_package_like_every_other_command(bumped: dict[str, Any], tmp_path: Path, form: str,
+                                                            tag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`encrypt hello` (a project, as the README shows it) encrypts the build of its current version."""
+    out = tmp_path / "enc"
+    assert main(["encrypt", form.format(**bumped), "--recipient", str(bumped["pub"]), "-o", str(out), "--json"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [tag]
+    assert json.loads(capsys.readouterr().out)["digest"] == index["manifests"][0]["digest"]
+
+
+def test_no_package_named_outside_a_project_says_what_to_give(bumped: dict[str, Any], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--key", str(bumped["pub"])]) == 66
+    err = capsys.readouterr().err
+    assert ". is neither an OCI image layout nor a project directory with Enarx.toml" in err
+    assert "hint: give a project directory, an OCI layout (oci:DIR[:TAG]) or registry/repository[:tag]" in err

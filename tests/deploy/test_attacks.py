@@ -163,6 +163,29 @@ def test_registry_serving_other_content_for_the_digest_is_refused(published, sim
     assert output_frames(agent) == 1  # only the sealed error frame: the workload never ran
 
 
+def test_registry_serving_a_same_size_blob_for_the_digest_is_refused(published, sim_host, policy_for) -> None:
+    """The keep pulls through a registry that answers the module's digest with bytes of the same size,
+    one of them changed: neither the size nor the Content-Length gives it away, only the digest."""
+    wasm_layer: list[str] = []
+    altered: list[str] = []
+
+    def flip(method: str, path: str, status: int, body: bytes) -> bytes:
+        if "/manifests/" in path and not wasm_layer and status == 200:
+            wasm_layer.append(json.loads(body)["layers"][0]["digest"])
+        if wasm_layer and path.endswith(f"/blobs/{wasm_layer[0]}") and status == 200 and body:
+            altered.append(path)
+            return body[:-1] + bytes([body[-1] ^ 0x01])
+        return body
+
+    registry = Proxy(published.registry_url, on_response=flip)
+    agent = Proxy(sim_host.url)
+    with running(registry), running(agent):
+        r = deploy_via(published, sim_host, agent.url, policy_for(sim_host), keep_registry=registry.url)
+    assert altered, "the keep never fetched the module through the altered registry"
+    refused(r, VerificationError, "in the keep")
+    assert output_frames(agent) == 1  # only the sealed error frame: the workload never ran
+
+
 # -- the package or the keep is not what the policy asks for -----------------------------------------
 
 def test_package_signed_by_another_key_is_refused_before_any_host(published, sim_host, policy_for) -> None:

@@ -53,6 +53,7 @@ def test_backends_disjoint_from_the_policy_are_refused_before_any_host(snp_only,
     err = capsys.readouterr().err
     assert code == ExitCode.ATTESTATION_REFUSED, err
     assert "[keep] backends (snp, tdx) and the policy's tees (sim) have no TEE in common" in err
+    assert 'hint: to deploy to a sim keep while developing, add "sim" to [keep] backends in Enarx.toml' in err
     assert "creating keep" not in err and "sealing" not in err
     assert proxy.log == []  # no host was contacted
 
@@ -75,3 +76,13 @@ def test_host_tee_outside_the_package_backends_is_refused_after_attestation(snp_
     assert r.status is None and MARKER not in r.stdout
     assert "verifying sim evidence" in events and not any("sealing" in e for e in events)
     assert not any("/provision" in p for p in proxy.paths())  # nothing was sealed or sent
+
+
+def test_a_hardware_policy_for_a_package_of_other_tees_is_told_to_pick_another_policy() -> None:
+    from enarx_pkg.deploy_checks import check_backends
+
+    with pytest.raises(AttestationError) as info:
+        check_backends(("sgx",), ("snp", "tdx"))
+    assert "have no TEE in common" in str(info.value)
+    assert info.value.hint == "deploy with a policy for a TEE the package was built for"
+    check_backends(("snp", "sim"), ("sim",))  # sharing one TEE passes

@@ -116,3 +116,26 @@ def test_one_shot_secret_source_is_read_once_for_every_host(published, sim_host,
     report = json.loads(capfdbinary.readouterr().out)
     assert code == 1 and report["error"] is None  # the probe exits with argc - 1
     assert [("env=PROBE_SECRET=from-a-pipe" in h["stdout"]) for h in report["hosts"]] == [True, True]
+
+
+def test_no_policy_points_at_host_keyscan(published, sim_host, capfdbinary) -> None:
+    with running(Proxy(sim_host.url)) as proxy:
+        code = main(["deploy", published.plain, "--host", proxy.url, "--host-token-file", str(sim_host.token_file),
+                     "--key", str(published.signer_pub), "--insecure-sim"])
+    err = _refused(capfdbinary, proxy)
+    assert code == ExitCode.USAGE and "deploy needs an attestation policy: --policy FILE" in err
+    assert "hint: `enarx-pkg host keyscan URL --host-token-file FILE > policy.toml` writes one" in err
+
+
+def test_no_host_token_says_which_option_carries_it(published, sim_host, policy_for, monkeypatch,
+                                                    capfdbinary) -> None:
+    """The agent's 401 names the option: a newcomer who left out --host-token-file learns where the token is."""
+    monkeypatch.setenv("PROBE_SECRET_SOURCE", SECRET)
+    with running(Proxy(sim_host.url)) as proxy:
+        code = main(["deploy", published.plain, "--host", proxy.url, "--policy", str(policy_for(sim_host)),
+                     "--key", str(published.signer_pub), "--insecure-sim"])
+    out, err = capfdbinary.readouterr()
+    assert code == ExitCode.TRANSPORT and b"host agent refused: missing or wrong bearer token" in err
+    assert b"hint: pass the agent's token with --host-token-file FILE" in err
+    assert b"sealing" not in err and SECRET.encode() not in out + err
+    assert [(e.method, e.path, e.status) for e in proxy.log] == [("POST", "/v1/keeps", 401)]  # nothing after

@@ -128,5 +128,6 @@ def test_pins_from_real_evidence_accept_that_evidence(testvectors: Path, name: s
     loaded = ap.Policy.from_mapping(tomllib.loads(keyscan.render(policy, "vector")), "vector")
     failed = {c.name for c in ap.appraise(claims, loaded, expected_report_data=None).failed}
     # debug stays forbidden; TCB status, QE identity and CRLs (required by default for TDX/SGX) need collateral
-    assert failed <= {"debug", f"{tee}.tcb_status", "collateral.qe_identity", "collateral.crl"}
+    assert failed <= {"debug", f"{tee}.tcb_status", "collateral.qe_identity", "collateral.crl", "tdx.sept_ve_disable"}
+    assert ("tdx.sept_ve_disable" in failed) == any("SEPT_VE_DISABLE" in n for n in notes)
     assert ("debug" in failed) == claims.debug == any("debug" in n for n in notes)

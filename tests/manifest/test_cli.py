@@ -197,7 +197,10 @@ def test_init_writes_gitignore_and_json(tmp_path: Path, capsys: pytest.CaptureFi
     assert out["name"] == "mine" and str(tmp_path / "mine" / "Enarx.toml") in out["written"]
     assert main(["init", str(tmp_path / "fresh")]) == 0
     ignored = (tmp_path / "fresh" / ".gitignore").read_text().split()
-    assert "target/" in ignored and "build/" in ignored
+    assert "target/" in ignored and "build/" in ignored and "__pycache__/" not in ignored
+    # componentize-py imports app.py while building: its bytecode cache would show up in `git status`
+    assert main(["init", str(tmp_path / "py"), "--lang", "python"]) == 0
+    assert "__pycache__/" in (tmp_path / "py" / ".gitignore").read_text().split()
 
 
 @pytest.mark.slow

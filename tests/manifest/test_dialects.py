@@ -101,3 +101,14 @@ def test_the_dialect_pair_shown_in_docs_manifest_md() -> None:
            '[[files]]\nkind = "listen"\nname = "api"\nport = 8443\n'
            '[[files]]\nkind = "connect"\nname = "db"\nhost = "db.example.com"\nport = 5432\nprot = "tcp"\n')
     assert manifest.to_toml(manifest.loads(old)) == manifest.to_toml(manifest.loads(new))
+
+
+@pytest.mark.skipif(not VECTORS, reason=f"no Enarx.toml test vectors at {TESTVECTORS / 'enarx-toml'}")
+def test_real_vectors_normalise_as_their_readme_says() -> None:
+    """paperback.toml: fds in file order (0 null, 1 stdout, 2 stdin, 3 stderr); every real `listen`
+    without an addr listens on all addresses."""
+    paper = manifest.load(TESTVECTORS / "enarx-toml" / "paperback.toml")
+    assert [f.kind for f in paper.files] == ["null", "stdout", "stdin", "stderr"]
+    assert paper.fd_names == "null:stdout:stdin:stderr"
+    listens = [f for p in VECTORS for f in manifest.load(p).files if f.kind == "listen"]
+    assert len(listens) >= 7 and {f.addr for f in listens} == {"::"}

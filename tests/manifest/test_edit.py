@@ -385,3 +385,24 @@ def test_secret_add_and_remove_json(project: Path, capsys: pytest.CaptureFixture
     assert json.loads(capsys.readouterr().out) == {"path": str(project / "Enarx.toml"), "name": "API_KEY",
                                                    "removed": True}
     assert "API_KEY" not in (project / "Enarx.toml").read_text()
+
+
+# --- the project directory as a positional DIR ---------------------------------------------------
+
+
+def test_dir_is_taken_positionally_like_build_and_run(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`enarx-pkg version bump minor hello` as a newcomer types it; --dir still works, and both must agree."""
+    before = manifest.load(project).package.version  # type: ignore[union-attr]
+    assert cli("version", "bump", "minor", str(project), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["old"] == before
+    assert cli("secret", "add", "API_KEY", "--env", "API_KEY", str(project)) == 0
+    assert cli("secret", "list", str(project), "--json") == 0
+    assert "API_KEY" in {s["name"] for s in json.loads(capsys.readouterr().out)["secrets"]}
+    assert cli("secret", "remove", "API_KEY", str(project)) == 0
+    assert "API_KEY" not in {s.name for s in manifest.load(project).secrets}
+    text = (project / "Enarx.toml").read_text()
+    capsys.readouterr()
+    assert cli("version", "bump", "patch", str(project), "--dir", str(project / "elsewhere")) == 2
+    assert "two project directories" in capsys.readouterr().err
+    assert (project / "Enarx.toml").read_text() == text
+    assert cli("version", "bump", "patch", str(project), "--dir", str(project)) == 0

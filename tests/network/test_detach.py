@@ -78,6 +78,27 @@ def test_keep_status_logs_and_stop_from_a_second_process(
     assert again.returncode != 0 and "no state for keep" in again.stderr
 
 
+def test_keep_commands_without_host_use_the_host_the_state_file_records(
+        rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
+    """`keep logs ID` like `docker logs ID`: the state file knows the host; a --host that disagrees is refused."""
+    host, _ = detach_host
+    d = deploy_detached(rust_service, host, tmp_path)
+    listed = cli("keep", "list", env=d.env)
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(d.keep_id)]
+    assert row.split()[1:3] == ["running", host.url]
+    rows = json.loads(cli("keep", "list", "--json", env=d.env).stdout)
+    assert {"keep_id": d.keep_id, "host": host.url} == {k: v for k, v in rows[0].items() if k in ("keep_id", "host")}
+    status = cli("keep", "status", d.keep_id, env=d.env)
+    assert status.returncode == 0 and f"keep {d.keep_id}: running" in status.stdout, status.stderr
+    assert cli("keep", "logs", d.keep_id, env=d.env).returncode == 0
+    wrong = cli("keep", "stop", d.keep_id, "--host", "http://127.0.0.1:9", env=d.env)
+    assert wrong.returncode == 2 and f"keep {d.keep_id} runs on {host.url}, not http://127.0.0.1:9" in wrong.stderr
+    stop = cli("keep", "stop", d.keep_id, env=d.env)
+    assert stop.returncode == 0 and f"keep {d.keep_id} stopped" in stop.stdout, stop.stderr
+    assert not d.state.exists()
+
+
 def test_undeclared_ports_of_the_range_are_never_bound(
         rust_service: Service, detach_host: tuple[HostAgent, int], tmp_path: Path) -> None:
     """The workload declares one listen port: the keep binds exactly one port; the rest refuse anyone."""
@@ -105,6 +126,7 @@ def test_keep_logs_by_another_token_holder_is_refused(
     # another tenant's state file for this keep id, with its own (wrong) capability and key
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(secret | {"capability": "x" * 43, "session_key": "A" * 43 + "="}))
+    forged.chmod(0o600)  # its owner's own file (keep commands refuse any other)
     r = cli("keep", "logs", "--state", str(forged), "--host", host.url, env=d.env)
     assert r.returncode == 69, r.stderr  # TRANSPORT: the agent refused
     assert "no keep with this id and capability" in r.stderr

@@ -200,3 +200,29 @@ def test_podman_pulls_docker_and_oci_images_and_an_index(registry_server, contai
     assert image["Architecture"] == "amd64"
     assert len(image["RootFS"]["Layers"]) == 1  # the layer was unpacked into podman's storage
 
+
+
+def test_anonymous_skopeo_on_a_private_repository_is_asked_to_authenticate(registry_server, oci_layout, tmp_path):
+    """skopeo without credentials gets an anonymous token, then a 401 challenge (as from distribution): it says
+    'unauthorized' (what it says for distribution), not 'denied: token does not grant pull', which blamed a
+    token the user never gave."""
+    import httpx
+
+    token = registry_server.token("push:private/*")
+    ref = f"docker://{registry_server.host}/private/hello:1.0.0"
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", f"x:{token}", f"oci:{oci_layout}:1.0.0", ref)
+    env = dict(os.environ, HOME=str(tmp_path), XDG_RUNTIME_DIR=str(tmp_path), REGISTRY_AUTH_FILE=str(tmp_path / "a"))
+    r = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", ref], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode != 0 and r.stderr.rstrip().endswith("unauthorized\""), r.stderr  # as for distribution
+    assert "does not grant" not in r.stderr
+    base = f"http://{registry_server.host}"
+    anon = httpx.get(f"{base}/token", params={"service": registry_server.host,
+                                              "scope": "repository:private/hello:pull"}).json()["token"]
+    got = httpx.get(f"{base}/v2/private/hello/manifests/1.0.0", headers={"Authorization": f"Bearer {anon}"})
+    assert got.status_code == 401 and got.json()["errors"][0]["code"] == "UNAUTHORIZED"
+    assert got.headers["www-authenticate"].startswith("Bearer realm=")
+    # a real token short of the scope is still told so (403 DENIED)
+    other = registry_server.token("pull:elsewhere/*")
+    denied = httpx.get(f"{base}/v2/private/hello/manifests/1.0.0", headers={"Authorization": f"Bearer {other}"})
+    assert denied.status_code == 403 and "does not grant pull on private/hello" in denied.text

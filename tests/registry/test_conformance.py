@@ -1,7 +1,8 @@
 """OCI distribution-spec v1.1 conformance: pull, push, content discovery, content management.
 
 Written from the spec's four conformance sections (and the checks of its conformance suite) and run
-against ours (SQLite and PostgreSQL) and, as a control, CNCF distribution 2.8 (``docker-registry``),
+against ours (SQLite, PostgreSQL, and two PostgreSQL replicas behind a load balancer that sends each
+request to the next replica in turn) and, as a control, CNCF distribution 2.8 (``docker-registry``),
 so a test that fails only on ours is our bug and one that fails on both is a wrong test.
 Expected differences of the control are named where they are asserted (``EXPECTED_DIFFERENCES``).
 """
@@ -14,9 +15,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.fixtures.registry import RegistryServer, RoundRobin, start_registry
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -31,6 +35,7 @@ EXPECTED_DIFFERENCES = {
     "invalid-reference": "GET of a malformed digest reference answers 500 (the suite wants 400 or 404)",
     "content-range": "a PATCH whose Content-Range does not continue the upload is accepted (202), not 416",
     "tag-order": "the tag list is not in lexical order, and ?n=/last= do not page it (added in distribution 3)",
+    "tag-parameter": "a manifest PUT by digest ignores ?tag= and sends no OCI-Tag (the spec makes it a MAY)",
 }
 
 
@@ -44,11 +49,26 @@ class Target:
         return self.name == "distribution"
 
 
-@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "distribution"])
+@pytest.fixture(scope="module")
+def replicas(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RegistryServer]]:
+    """Two replicas on one PostgreSQL database and one blob directory, as ``registry serve`` documents it."""
+    url = postgres_server.database("registry_conformance_replicas")
+    shared: Path = tmp_path_factory.mktemp("conformance-replicas")
+    servers = [start_registry(shared, database=url), start_registry(shared, database=url)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "ours-replicas", "distribution"])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if request.param == "distribution":
         peer = request.getfixturevalue("docker_registry")
         client = httpx.Client(base_url=peer.url, timeout=60)
+    elif request.param == "ours-replicas":
+        servers = request.getfixturevalue("replicas")
+        client = httpx.Client(base_url=servers[0].url, timeout=60, transport=RoundRobin([s.port for s in servers]),
+                              headers={"Authorization": f"Bearer {servers[0].admin_token}"})
     else:
         server = request.getfixturevalue("registry_server" if request.param == "ours-sqlite" else "postgres_registry")
         client = httpx.Client(base_url=server.url, timeout=60,
@@ -118,6 +138,10 @@ def test_pull_blob_with_get_head_and_ranges(target):
         r = target.http.get(f"/v2/{repo}/blobs/{digest}", headers={"Range": f"bytes={spec}"})
         assert r.status_code == 206 and r.content == part, spec
         assert r.headers["content-length"] == str(len(part))
+    for spec in ("500-0", "5000-10000"):
+        # the status line only: distribution 2.8 announces the blob's length and then sends a short 416 text
+        with target.http.stream("GET", f"/v2/{repo}/blobs/{digest}", headers={"Range": f"bytes={spec}"}) as r:
+            assert r.status_code == 416, spec
 
 
 def test_pull_missing_things_is_404(target):
@@ -166,6 +190,40 @@ def test_push_chunked_with_status_and_out_of_order_chunk(target):
     assert target.http.get(f"/v2/{repo}/blobs/{sha(data)}").content == data
 
 
+def test_push_an_empty_blob_then_head_get_and_delete_it(target):
+    repo, empty = new_repo(), b""
+    push_blob(target, repo, empty)
+    head = target.http.head(f"/v2/{repo}/blobs/{sha(empty)}")
+    assert head.status_code == 200 and head.headers["content-length"] == "0"
+    got = target.http.get(f"/v2/{repo}/blobs/{sha(empty)}")
+    assert got.status_code == 200 and got.content == b"" and got.headers["docker-content-digest"] == sha(empty)
+    assert target.http.delete(f"/v2/{repo}/blobs/{sha(empty)}").status_code == 202
+    assert target.http.head(f"/v2/{repo}/blobs/{sha(empty)}").status_code == 404
+
+
+def test_push_chunked_with_an_out_of_order_final_put_then_recover(target):
+    repo, data = new_repo(), os.urandom(3000)
+    location = target.http.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
+    r = target.http.patch(location, content=data[:1000], headers={"Content-Range": "0-999",
+                                                                  "Content-Type": "application/octet-stream"})
+    location = r.headers["location"]
+    bad = target.http.put(with_digest(location, sha(data)), content=data[2000:],
+                          headers={"Content-Range": "2000-2999", "Content-Type": "application/octet-stream"})
+    if target.control:
+        assert bad.status_code in (201, 202, 400, 416), EXPECTED_DIFFERENCES["content-range"]
+        return
+    assert bad.status_code == 416
+    status = target.http.get(location)
+    assert status.status_code == 204 and status.headers["range"] == "0-999"
+    r = target.http.patch(status.headers["location"], content=data[1000:2000],
+                          headers={"Content-Range": "1000-1999", "Content-Type": "application/octet-stream"})
+    assert r.status_code == 202 and r.headers["range"] == "0-1999"
+    r = target.http.put(with_digest(r.headers["location"], sha(data)), content=data[2000:],
+                        headers={"Content-Range": "2000-2999", "Content-Type": "application/octet-stream"})
+    assert r.status_code == 201 and r.headers["docker-content-digest"] == sha(data)
+    assert target.http.get(r.headers["location"]).content == data
+
+
 def test_push_streamed_patch_then_put(target):
     repo, data = new_repo(), os.urandom(70_000)
     location = target.http.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
@@ -212,6 +270,61 @@ def test_push_manifest_by_tag_and_digest(target):
     assert r.status_code == 201 and r.headers["location"]
     bad = put_manifest(target, repo, "sha256:" + "0" * 64, body)
     assert bad.status_code == 400 and bad.json()["errors"][0]["code"] == "DIGEST_INVALID"
+
+
+def test_push_manifest_location_pulls_the_exact_bytes(target):
+    repo = new_repo()
+    body = image(target, repo, b"follow the location")
+    for ref in ("by-tag", sha(body)):
+        r = put_manifest(target, repo, ref, body)
+        assert r.status_code == 201 and r.headers["docker-content-digest"] == sha(body)
+        got = target.http.get(r.headers["location"], headers=[("Accept", INDEX), ("Accept", MANIFEST)])
+        assert got.status_code == 200 and got.content == body
+        assert got.headers["content-type"] == MANIFEST and got.headers["content-length"] == str(len(body))
+
+
+def test_push_a_large_manifest(target):
+    repo = new_repo()
+    annotations = {f"large-annotation-{i}": "A" * 10000 for i in range(390)}  # the suite's ~3.9 MB manifest
+    body = image(target, repo, annotations=annotations)
+    assert put_manifest(target, repo, "large-manifest", body).status_code == 201
+    got = target.http.get(f"/v2/{repo}/manifests/large-manifest", headers={"Accept": MANIFEST})
+    assert got.status_code == 200 and got.content == body
+    head = target.http.head(f"/v2/{repo}/manifests/large-manifest", headers={"Accept": MANIFEST})
+    assert head.headers["content-length"] == str(len(body)) and head.headers["docker-content-digest"] == sha(body)
+
+
+def test_push_an_empty_index_a_nested_index_and_a_layerless_artifact(target):
+    repo = new_repo()
+    empty = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": []}).encode()
+    assert put_manifest(target, repo, sha(empty), empty, INDEX).status_code == 201
+    nested = json.dumps({"schemaVersion": 2, "mediaType": INDEX,
+                         "manifests": [{"mediaType": INDEX, "digest": sha(empty), "size": len(empty)}]}).encode()
+    assert put_manifest(target, repo, "index-of-index", nested, INDEX).status_code == 201
+    config = push_blob(target, repo, b"{}")
+    artifact = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": ARTIFACT,
+                           "config": {"mediaType": EMPTY, "digest": config, "size": 2},
+                           "layers": [{"mediaType": EMPTY, "digest": config, "size": 2}]}).encode()
+    assert put_manifest(target, repo, "artifact-without-layers", artifact).status_code == 201
+    for ref, body, media_type in (("index-of-index", nested, INDEX), (sha(empty), empty, INDEX),
+                                  ("artifact-without-layers", artifact, MANIFEST)):
+        got = target.http.get(f"/v2/{repo}/manifests/{ref}", headers=[("Accept", INDEX), ("Accept", MANIFEST)])
+        assert got.content == body and got.headers["content-type"] == media_type
+
+
+def test_push_manifest_by_digest_with_tag_parameters(target):
+    repo = new_repo()
+    body = image(target, repo, b"tag parameters")
+    r = target.http.put(f"/v2/{repo}/manifests/{sha(body)}", params=[("tag", "1.2.3"), ("tag", "latest")],
+                        content=body, headers={"Content-Type": MANIFEST})
+    assert r.status_code == 201
+    if target.control:
+        assert "oci-tag" not in r.headers, EXPECTED_DIFFERENCES["tag-parameter"]
+        return
+    tags = [t.strip() for v in r.headers.get_list("oci-tag") for t in v.split(",")]
+    assert tags == ["1.2.3", "latest"]
+    for tag in tags:
+        assert target.http.head(f"/v2/{repo}/manifests/{tag}").headers["docker-content-digest"] == sha(body)
 
 
 def test_push_manifest_with_a_missing_blob_is_refused(target):

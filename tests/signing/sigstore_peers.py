@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -111,19 +112,26 @@ def private_sigstore(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Priva
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     d = tmp_path_factory.mktemp("private-sigstore")
-    proc = subprocess.Popen(["node", str(SIGSTORE_JS / "mock-server.js")], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with openssl_tsa(d / "tsa") as (tsa_url, chain), mock_sigstore(d, tsa_url, chain) as instance:
+        yield instance
+
+
+@contextmanager
+def mock_sigstore(d: Path, tsa_url: str, tsa_chain: tuple[bytes, ...],
+                  config: dict[str, Any] | None = None) -> Iterator[PrivateSigstore]:
+    """One mock Fulcio/Rekor process (``config``: see mock-server.js) and its trust config in ``d``."""
+    proc = subprocess.Popen(["node", str(SIGSTORE_JS / "mock-server.js"), json.dumps(config or {})],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line:
             pytest.fail(f"mock-server.js did not start: {proc.stderr.read() if proc.stderr else ''}")
         mock = json.loads(line)
-        with openssl_tsa(d / "tsa") as (tsa_url, chain):
-            config = trust_config(mock, tsa_url, chain)
-            (d / "trust-config.json").write_text(json.dumps(config, indent=1))
-            (d / "trusted-root.json").write_text(json.dumps(config["trustedRoot"], indent=1))
-            yield PrivateSigstore(mock["url"], tsa_url, d / "trust-config.json", d / "trusted-root.json", chain)
+        trust = trust_config(mock, tsa_url, tsa_chain)
+        (d / "trust-config.json").write_text(json.dumps(trust, indent=1))
+        (d / "trusted-root.json").write_text(json.dumps(trust["trustedRoot"], indent=1))
+        yield PrivateSigstore(mock["url"], tsa_url, d / "trust-config.json", d / "trusted-root.json", tsa_chain)
     finally:
         if proc.stdin:
             proc.stdin.close()

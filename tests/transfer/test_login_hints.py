@@ -23,6 +23,16 @@ def test_wrong_password_at_login_does_not_suggest_login(registry_server: Any, tm
     assert "ep_wrong-password-123" not in err and not (tmp_path / "cfg").exists()
 
 
+def test_password_stdin_without_a_user_name_says_to_pass_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setattr("sys.stdin", _Line("enxr_a-token-value\n"))
+    code = main(["login", "127.0.0.1:9", "--password-stdin"])  # refused before any connection
+    err = capsys.readouterr().err
+    assert code == 2 and "no user name: pass -u USER with --password-stdin" in err
+    assert "enxr_a-token-value" not in err and not (tmp_path / "cfg").exists()
+
+
 def test_token_without_push_scope_names_the_scope(registry_server: Any, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

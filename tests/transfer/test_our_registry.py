@@ -84,3 +84,18 @@ def test_upload_resumes_at_the_registry_offset_after_a_lost_answer(registry_serv
     assert patches == [0, mib, 2 * mib, 3 * mib, 4 * mib]  # went on from the registry's offset, nothing resent
     got = pull(f"{registry_server.host}/ours/resume:1", tmp_path / "out", credentials=_creds(registry_server))
     assert got.manifest_digest == dg
+
+
+def test_a_taken_version_tag_is_refused_with_the_registry_advice_in_full(registry_server: Any, tmp_path: Path) -> None:
+    """Version tags are immutable on our registry; its 409 names the admin command, which must reach the user."""
+    from enarx_pkg.oci.transport import TransportError
+
+    first, _ = make_package(tmp_path / "one", note="first")
+    second, _ = make_package(tmp_path / "two", note="second")
+    target = Target(parse_registry(registry_server.host), "ours/immutable", "1.0.0")
+    publish(first, target, credentials=_creds(registry_server))
+    with pytest.raises(TransportError) as exc:
+        publish(second, target, credentials=_creds(registry_server))
+    text = exc.value.diagnostics()
+    assert "ours/immutable:1.0.0 already points to sha256:" in text and "HTTP 409" in text
+    assert "'enarx-pkg registry repo ours/immutable --allow-overwrite')" in text  # not cut short

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Verify one DCAP quote with @phala/dcap-qvl against a collateral folder laid out as
 // `enarx-pkg attest fetch-collateral` writes it. Usage: verify.js QUOTE DIR UNIX_TIME [ROOT_CA_DER]
-// Prints {"ok": true, "status", "advisory_ids"} or {"ok": false, "error"}; exit 0 either way.
+// Prints {"ok": true, "status", "advisory_ids", "report_data"} or {"ok": false, "error"}; exit 0 either way.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -44,7 +44,9 @@ function main() {
     const col = collateral(dir);
     const verifier = rootCa ? QuoteVerifier.newWithRootCa(fs.readFileSync(rootCa)) : null;
     const r = verifier ? verifier.verify(quote, col, Number(time)) : verify(quote, col, Number(time));
-    console.log(JSON.stringify({ ok: true, status: r.status, advisory_ids: r.advisory_ids || [] }));
+    const body = r.report.data.base || r.report.data;  // TD 1.5 wraps the TD 1.0 fields in .base
+    const reportData = Buffer.from(body.reportData).toString('hex');
+    console.log(JSON.stringify({ ok: true, status: r.status, advisory_ids: r.advisory_ids || [], report_data: reportData }));
   } catch (e) {
     let msg = e.message;
     for (let c = e.cause; c; c = c.cause) msg += `: ${c.message || c}`;

@@ -4,6 +4,12 @@
 // log and the transparency log are the mock's own, with fresh P-256 keys per run.
 //
 // Prints one JSON line: the base URL and the public material a trusted root needs.
+//
+// Optional argv[2], a JSON object, makes a mis-issuing instance for the tests that check what
+// verifiers refuse: {"caClock": ISO time the CA issues at, "tlogClock": ISO time the log records,
+// "ct": false for certificates without an SCT, "extensions": {OID: value, or null to leave it out}}
+// (values replace what the CA derives from the
+// token; 1.3.6.1.4.1.57264.1.1 is written raw as Fulcio's legacy issuer, others as DER UTF8String).
 // Where sigstore-python's client and the mock disagree on the wire, this file adapts the request
 // (see ADAPT below); the mock's answers are passed through unchanged.
 'use strict';
@@ -83,6 +89,18 @@ function readBody(req) {
   });
 }
 
+// The CA's extensions replaced as configured (a test instance that issues what Fulcio would not).
+function misissue(ca, replace) {
+  const issue = ca.issueCertificate.bind(ca);
+  const LEGACY_ISSUER = '1.3.6.1.4.1.57264.1.1';
+  ca.issueCertificate = (opts) => {
+    const kept = (opts.extensions || []).filter((e) => !(e.oid in replace));
+    const added = Object.entries(replace).filter(([, v]) => v !== null)
+      .map(([oid, value]) => ({ oid, value, legacy: oid === LEGACY_ISSUER }));
+    return issue({ ...opts, extensions: [...kept, ...added] });
+  };
+}
+
 async function main() {
   const server = http.createServer();
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -90,10 +108,14 @@ async function main() {
   const ctPair = keyPair();
   const caPair = keyPair();
   const tlogPair = keyPair();
-  const ca = await mock.initializeCA(caPair, await mock.initializeCTLog(ctPair));
+  const config = JSON.parse(process.argv[2] || '{}');
+  const clock = (iso) => (iso ? new Date(iso) : undefined);
+  const ctLog = config.ct === false ? undefined : await mock.initializeCTLog(ctPair);
+  const ca = await mock.initializeCA(caPair, ctLog, clock(config.caClock));
+  misissue(ca, config.extensions || {});
   const routes = {
     '/api/v2/signingCert': [mock.fulcioHandler(ca, { strict: true }), adaptFulcio],
-    '/api/v1/log/entries': [mock.rekorHandler(await mock.initializeTLog(url, tlogPair), { strict: true }), adaptRekor],
+    '/api/v1/log/entries': [mock.rekorHandler(await mock.initializeTLog(url, tlogPair, clock(config.tlogClock)), { strict: true }), adaptRekor],
   };
   server.on('request', async (req, res) => {
     const route = routes[req.url];
