@@ -402,7 +402,8 @@ def locate_local(text: str, ref: str | None = None, *, command: str) -> LocalPac
 
 def require_published(text: str, command: str) -> None:
     """Refuse a local project or layout where only a registry reference will do (``deploy``)."""
-    path = Path(text.removeprefix("oci:").split("@", 1)[0])
+    base, _ = _split_selector(text.removeprefix("oci:"), text.startswith("oci:"))  # DIR:TAG as locate reads it
+    path = Path(base or text)
     if text.startswith("oci:") or (path / "Enarx.toml").is_file() or (path / "oci-layout").is_file():
         raise UsageError(f"{command} needs a published package; {text} is a local "
                          + ("project" if (path / "Enarx.toml").is_file() else "OCI layout"),

@@ -165,6 +165,17 @@ class _RedirectGet(RedirectResponse):
                                            "Content-Type": "application/octet-stream"})(scope, receive, send)
 
 
+class _BlobStream(StreamingResponse):
+    """The blob's bytes from the store; a HEAD gets the headers and never asks the store for the bytes."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
 class S3BlobStore:
     """Blobs and upload parts in one bucket (see :class:`registry.storage.Storage`)."""
 
@@ -214,8 +225,8 @@ class S3BlobStore:
         headers["Content-Length"] = str(end - start + 1)
         if size == 0:
             return Response(b"", 200, headers=headers)
-        return StreamingResponse(iterate_in_threadpool(_read_ahead(self.store.stream(digest, start, end))), status,
-                                 headers=headers)
+        return _BlobStream(iterate_in_threadpool(_read_ahead(self.store.stream(digest, start, end))), status,
+                           headers=headers)
 
     def upload_file(self, path: Path, digest: str) -> None:
         """Send a local file whose digest the caller checked, under that digest (for ``migrate-storage``)."""

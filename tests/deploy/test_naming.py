@@ -26,6 +26,22 @@ def test_deploy_of_a_local_project_says_publish_first(tmp_path: Path, capsys: py
     assert f"enarx-pkg publish {root}" in err and "docker.io" not in err
 
 
+@pytest.mark.parametrize("form", ["proj:0.1.0", "proj", "proj/target/oci:0.1.0"])
+def test_deploy_of_a_local_name_with_a_tag_is_not_sent_to_docker_hub(tmp_path: Path, form: str,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`deploy hello:0.1.0` beside the project `hello` names it as run/sign/publish would, not docker.io's hello."""
+    root = wat_project(tmp_path / "proj", '(func (export "_start"))')
+    assert main(["build", str(root)]) == 0
+    keys.generate(tmp_path / "k", password_env=None)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = main(["deploy", form, "--host", "http://127.0.0.1:9", "--policy", "p.toml", "--key", "k.pub"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"needs a published package; {form} is a local" in err, err
+    assert "docker.io" not in err
+
+
 def test_host_without_scheme_is_http_on_loopback_and_refused_elsewhere() -> None:
     assert service_url("127.0.0.1:5077", "--host") == "http://127.0.0.1:5077"
     assert service_url("localhost:5077/", "--host") == "http://localhost:5077"

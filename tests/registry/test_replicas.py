@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.registry import RegistryServer, start_registry
+from tests.fixtures.registry import RegistryServer, RoundRobin, start_registry
 from tests.registry.conftest import sha
 
 SIZE = 2 << 20
@@ -122,3 +122,25 @@ def test_a_chunked_upload_continues_on_another_replica(sqlite_replicas):
     assert httpx.get(b.url + location, headers=auth).headers["range"] == f"0-{len(data) - 1}"
     assert httpx.put(b.url + location, params={"digest": sha(data)}, headers=auth).status_code == 201
     assert httpx.get(f"{a.url}/v2/acme/moving/blobs/{sha(data)}", headers=auth).content == data
+
+
+def test_docker_token_flow_through_a_round_robin_balancer(postgres_replicas):
+    """Challenge, /token and the bearer's use each land on another replica: they share the signing key."""
+    a, b = postgres_replicas
+    api_token = a.token("push:acme/*", name="ci")
+    with httpx.Client(base_url=a.url, transport=RoundRobin([a.port, b.port]), timeout=60) as http:
+        challenge = http.get("/v2/")
+        assert challenge.status_code == 401
+        realm = challenge.headers["www-authenticate"].split('realm="', 1)[1].split('"', 1)[0]
+        r = http.get(realm, params={"service": a.host, "scope": "repository:acme/lb:pull,push"}, auth=("ci", api_token))
+        bearer = {"Authorization": f"Bearer {r.json()['token']}"}
+        data = os.urandom(3 * PIECE)
+        location = http.post("/v2/acme/lb/blobs/uploads/", headers=bearer).headers["location"]
+        for i in range(3):
+            r = http.patch(location, content=data[i * PIECE:(i + 1) * PIECE], headers={
+                **bearer, "Content-Range": f"{i * PIECE}-{(i + 1) * PIECE - 1}"})
+            assert r.status_code == 202, r.text
+        assert http.put(location, params={"digest": sha(data)}, headers=bearer).status_code == 201
+        for _ in range(2):  # once from each replica
+            assert http.get(f"/v2/acme/lb/blobs/{sha(data)}", headers=bearer).content == data
+        assert http.get("/v2/acme/other/blobs/" + sha(data), headers=bearer).status_code in (401, 403)

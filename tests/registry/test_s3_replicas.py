@@ -216,6 +216,7 @@ class _Relay:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.open = True
+        self.from_store = 0  # bytes the store sent through the relay
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -228,12 +229,14 @@ class _Relay:
                 conn.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target))
-            for src, dst in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+            for src, dst, count in ((conn, upstream, False), (upstream, conn, True)):
+                threading.Thread(target=self._pipe, args=(src, dst, count), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
         try:
             while self.open and (data := src.recv(65536)):
+                if count:
+                    self.from_store += len(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -262,6 +265,25 @@ def test_store_unreachable_is_503_with_retry_after_and_nothing_visible(postgres_
         assert client.http.head(f"/v2/acme/cut/blobs/{sha(data)}").status_code in (404, 503)  # never 200
         log = (server.data_dir / "server.log").read_text()
         assert "Traceback" not in log
+    finally:
+        server.stop()
+
+
+def test_a_blob_head_reads_nothing_of_the_blob_from_the_store(postgres_server, swift, bucket, tmp_path):
+    relay = _Relay(int(swift.endpoint.rsplit(":", 1)[1]))
+    url = postgres_server.database("registry_s3_replicas")
+    args = ["--storage", f"s3://{bucket}/reg", "--s3-endpoint", f"http://127.0.0.1:{relay.port}"]
+    server = start_registry(tmp_path / "head", database=url, extra=args, env=swift.env())
+    try:
+        client = Client(server, server.admin_token)
+        data = os.urandom(8 << 20)
+        digest = client.push_blob("acme/head", data)
+        before = relay.from_store
+        for _ in range(3):
+            head = client.http.head(f"/v2/acme/head/blobs/{digest}")
+            assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
+        client.http.get("/v2/")  # same connection: answered only once the HEADs' handlers have finished
+        assert relay.from_store - before < 1 << 20  # a few object HEADs, never the 8 MiB body
     finally:
         server.stop()
 
