@@ -1,9 +1,10 @@
 """OCI distribution-spec v1.1 conformance: pull, push, content discovery, content management.
 
 Written from the spec's four conformance sections (and the checks of its conformance suite) and run
-against ours (SQLite, PostgreSQL, and two PostgreSQL replicas behind a load balancer that sends each
-request to the next replica in turn) and, as a control, CNCF distribution 2.8 (``docker-registry``),
-so a test that fails only on ours is our bug and one that fails on both is a wrong test.
+against ours (SQLite, PostgreSQL, two PostgreSQL replicas behind a load balancer that sends each
+request to the next replica in turn, and ``--workers 2`` with a connection per request) and, as a
+control, CNCF distribution 2.8 (``docker-registry``), so a test that fails only on ours is our bug and
+one that fails on both is a wrong test.
 Expected differences of the control are named where they are asserted (``EXPECTED_DIFFERENCES``).
 """
 
@@ -60,11 +61,25 @@ def replicas(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
         server.stop()
 
 
-@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "ours-replicas", "distribution"])
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """One ``registry serve --workers 2`` (SQLite): uvicorn's worker processes share the listening socket."""
+    server = start_registry(tmp_path_factory.mktemp("conformance-workers"), extra=["--workers", "2"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["ours-sqlite", "ours-postgresql", "ours-replicas", "ours-workers",
+                                        "distribution"])
 def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if request.param == "distribution":
         peer = request.getfixturevalue("docker_registry")
         client = httpx.Client(base_url=peer.url, timeout=60)
+    elif request.param == "ours-workers":
+        server = request.getfixturevalue("workers")
+        # a connection per request, so the kernel hands requests to either worker
+        client = httpx.Client(base_url=server.url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0),
+                              headers={"Authorization": f"Bearer {server.admin_token}"})
     elif request.param == "ours-replicas":
         servers = request.getfixturevalue("replicas")
         client = httpx.Client(base_url=servers[0].url, timeout=60, transport=RoundRobin([s.port for s in servers]),
