@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["cli_startup", "build", "run", "verify", "attest", "tls", "transfer", "registry", "deploy"]
+ORDER = ["cli_startup", "build", "run", "verify", "attest", "tls", "transfer", "registry", "deploy", "frozen_build"]
 
 
 def main(argv: list[str]) -> int:
