@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from enarx_pkg import __version__, network
-from enarx_pkg._internal import atomic, canonical, gitinfo, recipes, wasmbin, wasmcheck
+from enarx_pkg._internal import atomic, canonical, frozen_host, gitinfo, recipes, wasmbin, wasmcheck
 from enarx_pkg.errors import BuildError, InputError, NotFoundError
 from enarx_pkg.manifest.model import Build, EnarxToml
 from enarx_pkg.package import (
@@ -179,8 +179,11 @@ def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
         say(f"zig {argv[3]} {' '.join(spec.sources)} (the first build on a machine takes about a minute)")
         recipes.run_command(argv, project, env)
     elif spec.command:
-        say(f"running {' '.join(spec.command)}")
-        recipes.run_command(spec.command, workdir, env, shell=spec.shell)
+        frozen = frozen_host.wanted(spec.deterministic, spec.command)
+        if frozen:
+            env.update(frozen_host.environment(project, env))
+        say(f"running {' '.join(spec.command)}" + (" on a frozen host (clock, entropy, file metadata)" * frozen))
+        recipes.run_command(spec.command, workdir, env, shell=spec.shell, frozen=frozen)
     if not output.is_file():
         raise BuildError(f"the build did not produce {spec.output} (looked for {output})",
                          hint="check [build] output against what the build command writes")
@@ -246,6 +249,7 @@ def _build_record(spec: Build, project: Path, module: Path, mod_digest: str, sou
         "command": list(spec.command) if spec.command else spec.recipe,
         "recipeCommand": recipes.recipe_argv(spec),
         "shell": spec.shell,
+        "frozenHost": bool(spec.command) and frozen_host.wanted(spec.deterministic, spec.command),
         "workdir": spec.workdir,
         "toolchains": recipes.toolchain_versions(spec),
         "source": {"repository": source.repository, "revision": source.revision, "dirty": source.dirty},

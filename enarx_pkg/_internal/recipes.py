@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from enarx_pkg._internal import frozen_host
 from enarx_pkg._internal.cachedir import user_cache_dir
 from enarx_pkg.errors import BuildError
 
@@ -111,7 +112,8 @@ def wat_to_wasm(sources: Sequence[Path], output: Path) -> None:
     atomic.write_bytes(output, bytes(binary))
 
 
-def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: bool = False) -> None:
+def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: bool = False,
+                frozen: bool = False) -> None:
     """Run a build step; on failure raise :class:`BuildError` showing the end of its stderr."""
     shown = argv[0] if shell else " ".join(argv)
     try:
@@ -124,6 +126,11 @@ def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: b
                          hint="install it, or give its full path in [build] command") from None
     except subprocess.TimeoutExpired:
         raise BuildError(f"build command timed out after {BUILD_TIMEOUT_S} s: {shown}") from None
+    if frozen and frozen_host.killed_by_trap(proc.returncode):
+        raise BuildError(f"build command killed by SIGSYS on the frozen host: {shown}\n"
+                         "it started another program (a wrapper script, a shell), which a frozen command "
+                         "cannot do", hint="give the real program (e.g. the venv's componentize-py) in "
+                         "[build] command, or set [build] deterministic = false")
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).decode("utf-8", "replace")[-STDERR_TAIL:].rstrip()
         raise BuildError(f"build command failed with exit status {proc.returncode}: {shown}\n"

@@ -246,6 +246,9 @@ def _build(raw: dict[str, Any], ctx: Context) -> Build:
                 expected='command = [...] or recipe = "wat", "c", "cpp" or "prebuilt"')
     if command is not None and recipe is not None:
         ctx.add(("build", "recipe"), "both command and recipe given", expected="one of them")
+    if raw.get("deterministic") and (shell or command is None):
+        ctx.add(("build", "deterministic"), "deterministic = true needs an argv command run without a shell",
+                expected="command = [...] with shell = false (a frozen command cannot start other programs)")
     if recipe in ("wat", "c", "cpp") and not sources:
         ctx.add(("build",), f'recipe "{recipe}" needs sources', key=True, expected='sources = ["main.c"]')
     for at, value in [(("build", "output"), raw["output"]), (("build", "workdir"), raw.get("workdir", "."))]:
@@ -255,7 +258,7 @@ def _build(raw: dict[str, Any], ctx: Context) -> Build:
     argv = (command,) if isinstance(command, str) else tuple(command) if command is not None else None
     return Build(output=raw["output"], command=argv, shell=shell, workdir=raw.get("workdir", "."),
                  env=MappingProxyType(dict(sorted(raw.get("env", {}).items()))), recipe=recipe,
-                 sources=sources, debug=bool(raw.get("debug", False)))
+                 sources=sources, debug=bool(raw.get("debug", False)), deterministic=raw.get("deterministic"))
 
 
 def _inside(path: KeyPath, value: str, ctx: Context) -> None:

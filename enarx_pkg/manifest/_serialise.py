@@ -35,6 +35,8 @@ def normalised(model: EnarxToml) -> dict[str, Any]:
             "workdir": b.workdir,
             "output": b.output, "env": dict(sorted(b.env.items())),
         })
+        if b.deterministic is not None:  # false is a choice too (a componentize-py build left unfrozen)
+            doc["build"]["deterministic"] = b.deterministic
     doc["keep"] = _keep(model.keep)
     if model.attestation:
         doc["attestation"] = _plain(model.attestation)

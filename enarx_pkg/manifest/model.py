@@ -55,6 +55,7 @@ class Build:
     recipe: Recipe | None = None
     sources: tuple[str, ...] = ()  # inputs of a built-in recipe (e.g. main.c, hello.wat)
     debug: bool = False  # keep DWARF debug info (release builds strip it; paths are mapped either way)
+    deterministic: bool | None = None  # frozen host for the command; None: yes for componentize-py
 
 
 def default_connect_name(host: str) -> str:

@@ -2,11 +2,15 @@
 
 Each example is built once by the session fixture (in one temp directory) and once more here in
 another, with a longer path at a different depth: debug info with absolute paths, or a toolchain
-that records its working directory, would show up as a different digest.
+that records its working directory, would show up as a different digest. The Python example
+(componentize-py, which snapshots a CPython run) is built on the frozen host; it is also rebuilt in
+place on another filesystem with another TMPDIR.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +20,6 @@ from enarx_pkg.build import build
 from enarx_pkg.package import Layout
 from tests.fixtures.examples import NAMES, copy_example
 
-# componentize-py 0.25.1 pre-initialises CPython inside the component and snapshots its heap in a WASI
-# context it builds itself: fixed environment (no PYTHONHASHSEED), the host's secure RNG and real clocks,
-# none of them settable. The guest's hash secret and wasi-libc's arc4random state come from random_get,
-# and wall-clock times of the freshly unpacked stdlib end up in the heap, so every build differs, even
-# in the same directory. Details and what was tried: docs/build.md, "Not reproducible: componentize-py".
-UNREPRODUCIBLE = {"python": "componentize-py snapshots a CPython heap seeded from WASI random_get and the clock"}
-
 
 def _manifest_and_module(layout_dir: Path) -> tuple[str, str]:
     layout = Layout.open(layout_dir)
@@ -31,14 +28,31 @@ def _manifest_and_module(layout_dir: Path) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=UNREPRODUCIBLE[n], strict=True))
-                                  if n in UNREPRODUCIBLE else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_example_digest_is_independent_of_the_checkout_path(
         name: str, built_example: Callable[[str], Path], tmp_path: Path) -> None:
     first = _manifest_and_module(built_example(name))
     elsewhere = copy_example(name, tmp_path / "another" / "checkout" / "of-the-repo" / name)
     second = _manifest_and_module(build(elsewhere).layout)
     assert second == first, f"{name}: module {first[1]} in one directory, {second[1]} in another"
+
+
+@pytest.mark.slow
+def test_python_example_is_the_same_rebuilt_in_place_on_another_filesystem(
+        built_example: Callable[[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """componentize-py snapshots a CPython run: on the frozen host its listings, file metadata, clock
+    and entropy do not depend on the filesystem or TMPDIR, and the run leaves no bytecode cache for
+    the next build to load instead of the source."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev or not os.access(shm, os.W_OK):
+        pytest.skip("needs a writable /dev/shm on another filesystem than the temporary directory")
+    first = _manifest_and_module(built_example("python"))
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        monkeypatch.setenv("TMPDIR", other)
+        project = copy_example("python", Path(other) / "python")
+        assert _manifest_and_module(build(project).layout) == first
+        assert not list(project.rglob("__pycache__")), "the build left a bytecode cache in the project"
+        assert _manifest_and_module(build(project).layout) == first
 
 
 def test_release_c_build_strips_debug_info_and_debug_keeps_it(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""A frozen host for build commands that snapshot a running program (``[build] deterministic``).
+
+componentize-py runs CPython inside the component once at build time and stores its heap; the
+host's clock, entropy and file metadata that run saw end up in the module. ``frozen_host.c``,
+preloaded into the command, makes them the same on every run (see its header). It is compiled once
+per machine with the zig that builds the C examples and kept in the user cache under the digest of
+its source; a cached library is loaded only if it is ours and writable by nobody else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from enarx_pkg._internal.cachedir import user_cache_dir
+from enarx_pkg.errors import BuildError
+
+SOURCE = Path(__file__).with_name("frozen_host.c")
+COMPILE_TIMEOUT_S = 600
+# The programs whose output is a snapshot of a run; their builds are frozen unless Enarx.toml says no.
+SNAPSHOTTERS = frozenset({"componentize-py"})
+
+
+def unsupported() -> str | None:
+    """Why this machine cannot freeze a build command (None: it can)."""
+    if sys.platform != "linux":
+        return f"needs Linux (this is {sys.platform})"
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"needs x86-64 (this is {platform.machine()})"
+    return None
+
+
+def wanted(setting: bool | None, command: tuple[str, ...] | None) -> bool:
+    """Whether to freeze: what Enarx.toml says, else yes for a known snapshotting command."""
+    if setting is not None:
+        return setting
+    return command is not None and Path(command[0]).name in SNAPSHOTTERS and unsupported() is None
+
+
+def environment(root: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables that freeze a command run in project ``root`` (compiling the library if needed).
+
+    A library the user preloads already (``env``) stays, after ours.
+    """
+    reason = unsupported()
+    if reason:
+        raise BuildError(f"[build] deterministic = true {reason}",
+                         hint="set [build] deterministic = false to build without it (the module then "
+                              "differs from build to build)")
+    preload = " ".join(filter(None, [str(library()), env.get("LD_PRELOAD")]))
+    return {"LD_PRELOAD": preload, "ENARX_FREEZE_ROOT": str(root.resolve())}
+
+
+def library() -> Path:
+    """The compiled library for this source, from the cache or freshly built into it."""
+    source = SOURCE.read_bytes()
+    cache = user_cache_dir("frozen-host")
+    target = cache / f"frozen-host-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    if _trusted(target):
+        return target
+    partial = cache / f".{target.name}.{os.getpid()}.partial"
+    argv = [sys.executable, "-m", "ziglang", "cc", "-target", "x86_64-linux-gnu.2.17", "-shared", "-fPIC",
+            "-O2", "-o", str(partial), str(SOURCE)]
+    env = {**os.environ, "ZIG_GLOBAL_CACHE_DIR": os.environ.get("ZIG_GLOBAL_CACHE_DIR") or str(user_cache_dir("zig"))}
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, timeout=COMPILE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"cannot compile the frozen-host library: {exc}") from None
+    if proc.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        tail = proc.stderr.decode("utf-8", "replace")[-2000:].rstrip()
+        raise BuildError(f"cannot compile the frozen-host library ({SOURCE.name}):\n{tail}")
+    partial.chmod(0o700)
+    os.replace(partial, target)
+    return target
+
+
+def killed_by_trap(returncode: int) -> bool:
+    """A frozen command that started another program: that program dies of SIGSYS at its first stat."""
+    return returncode in (-signal.SIGSYS, 128 + signal.SIGSYS)
+
+
+def _trusted(path: Path) -> bool:
+    try:
+        st, parent = path.stat(), path.parent.stat()
+    except OSError:
+        return False
+    return all(s.st_uid == os.getuid() and not s.st_mode & 0o022 for s in (st, parent))
