@@ -22,7 +22,9 @@
  * callers of getauxval() there is no vDSO, and libc's own clock functions are overridden.
  *
  * A program started from a frozen process (exec) inherits the filter but not the handler, and is
- * killed by SIGSYS at its first stat: enarx-pkg reports that as such.
+ * killed by SIGSYS at its first stat: enarx-pkg reports that as such. Once the filter is in place
+ * the library writes "frozen" to ENARX_FREEZE_REPORT_FD, so that a command which never loaded it
+ * (a static binary) is not taken for a frozen one.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -394,4 +396,6 @@ __attribute__((constructor)) static void frozen_install(void) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("set no_new_privs");
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
         fail("install the seccomp filter");
+    const char *report = getenv("ENARX_FREEZE_REPORT_FD"); /* tell enarx-pkg the command is frozen */
+    if (report && *report && write(atoi(report), "frozen\n", 7) < 0) fail("report to enarx-pkg");
 }

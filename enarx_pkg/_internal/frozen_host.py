@@ -53,7 +53,11 @@ def environment(root: Path, env: Mapping[str, str]) -> dict[str, str]:
         raise BuildError(f"[build] deterministic = true {reason}",
                          hint="set [build] deterministic = false to build without it (the module then "
                               "differs from build to build)")
-    preload = " ".join(filter(None, [str(library()), env.get("LD_PRELOAD")]))
+    lib = str(library())
+    if any(c in lib for c in " :\t\n"):
+        raise BuildError(f"the frozen-host library's path {lib!r} has a space or ':', which LD_PRELOAD cannot carry",
+                         hint="set ENARX_PKG_CACHE_DIR to a path without them")
+    preload = " ".join(filter(None, [lib, env.get("LD_PRELOAD")]))
     return {"LD_PRELOAD": preload, "ENARX_FREEZE_ROOT": str(root.resolve())}
 
 
@@ -79,6 +83,30 @@ def library() -> Path:
     partial.chmod(0o700)
     os.replace(partial, target)
     return target
+
+
+def run(argv: list[str] | str, cwd: Path, env: Mapping[str, str], shell: bool,
+        timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run a frozen command; refuse one that never loaded the library (a static binary ignores LD_PRELOAD)."""
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.run(argv, cwd=cwd, env={**env, "ENARX_FREEZE_REPORT_FD": str(write_end)}, shell=shell,
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
+                              pass_fds=(write_end,))
+        os.close(write_end)
+        write_end = -1
+        with os.fdopen(read_end, "rb") as reports:
+            read_end = -1
+            frozen = b"frozen\n" in reports.read(4096)
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    if proc.returncode == 0 and not frozen:
+        raise BuildError("the build command ran without the frozen host: it never loaded the library "
+                         "(a statically linked program ignores LD_PRELOAD)",
+                         hint="run it from a dynamically linked program, or set [build] deterministic = false")
+    return proc
 
 
 def killed_by_trap(returncode: int) -> bool:

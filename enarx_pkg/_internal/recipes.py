@@ -117,10 +117,13 @@ def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: b
     """Run a build step; on failure raise :class:`BuildError` showing the end of its stderr."""
     shown = argv[0] if shell else " ".join(argv)
     try:
-        proc = subprocess.run(
-            argv[0] if shell else list(argv), cwd=cwd, env=dict(env), shell=shell,  # shell only when Enarx.toml asks
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False,
-        )
+        if frozen:
+            proc = frozen_host.run(argv[0] if shell else list(argv), cwd, env, shell, BUILD_TIMEOUT_S)
+        else:
+            proc = subprocess.run(
+                argv[0] if shell else list(argv), cwd=cwd, env=dict(env), shell=shell,  # shell only when asked
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False,
+            )
     except FileNotFoundError:
         raise BuildError(f"build command not found: {argv[0]!r} (in {cwd})",
                          hint="install it, or give its full path in [build] command") from None

@@ -5,7 +5,7 @@ Life of a keep::
     start, import wasmtime & co, compute measurement  ── READY {backend, measurement} ──▶ agent
     ◀── CREATE {keep_id, nonce}   fresh X25519 key, evidence over report_data ── CREATED ──▶
     ◀── PROVISION (HPKE envelope) open it; pull by digest, decrypt, check, run
-    ◀── INPUT ... sealed stdin frames, fed to the workload as they come (a FIFO is its stdin)
+    ◀── INPUT ... sealed stdin frames, fed to the workload as they come (a pipe is its stdin)
                                              ── FRAME (sealed stdout/stderr/exit/error) ──▶
 
 The agent pre-starts keeps so the slow imports happen before a deployer asks; the key pair is made
@@ -154,17 +154,19 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int], ev
     tls = KeepTls(envelope, evidence.opts.backend, evidence.issue, outbox.send,
                   lambda line: stderr(line.encode("utf-8", "replace")))
     timings: dict[str, float] = {}
-    # everything the workload leaves on disk (module, secrets, stdin FIFO) lives under one private root,
-    # so an abort can remove it before the process ends
+    # everything the workload leaves on disk (blobs, mounted secrets, its dirs) lives under one private
+    # root, so an abort can remove it before the process ends
     root = Path(tempfile.mkdtemp(prefix="enarx-keep-"))
     tempfile.tempdir = str(root)
     try:
-        stdin: bytes | Path = b""
+        # the workload's stdin is an anonymous pipe, never a path on the host's disk (where the host could
+        # put its own input, or read the deployer's): the runtime opens it by its /proc/self/fd name
+        read_end, write_end = os.pipe()
+        stdin = Path(f"/proc/self/fd/{read_end}")
         if envelope.stdin:
-            stdin = root / "stdin"
-            os.mkfifo(stdin, 0o600)
-            threading.Thread(target=_feed_stdin, args=(outbox, stdin, root), daemon=True).start()
+            threading.Thread(target=_feed_stdin, args=(outbox, write_end, root), daemon=True).start()
         else:
+            os.close(write_end)  # no input: end of file at once
             threading.Thread(target=_watch_agent, args=(outbox, root, tls), daemon=True).start()
         status = execute(envelope, stdin, outbox.writer(seal.STDOUT), stderr, timings, _publish(pipe, ports, fixed),
                          tls.setup)
@@ -243,18 +245,14 @@ class Outbox:
             os._exit(1 if exc is not None else 0)
 
 
-def _feed_stdin(outbox: Outbox, fifo: Path, root: Path) -> None:
-    """Stream sealed stdin frames into the workload's stdin FIFO as they arrive.
+def _feed_stdin(outbox: Outbox, fd: int, root: Path) -> None:
+    """Stream sealed stdin frames into the workload's stdin pipe (its write end, ``fd``) as they arrive.
 
     Each frame is authenticated, in sequence, before a byte of it reaches the workload; a dropped,
     replayed, reordered or altered frame ends the keep with a sealed error (the workload cannot be
-    allowed to carry on as if its input had ended). The FIFO's 64 KiB buffer is the back-pressure:
+    allowed to carry on as if its input had ended). The pipe's 64 KiB buffer is the back-pressure:
     while the workload does not read, this thread does not read the agent's pipe either.
     """
-    try:
-        fd = os.open(fifo, os.O_WRONLY)  # returns once the runtime has opened the read end
-    except OSError:
-        return
     try:
         while True:
             frame_type, payload = outbox.channel.open(outbox.pipe.receive(seal.R_INPUT))
@@ -264,7 +262,7 @@ def _feed_stdin(outbox: Outbox, fifo: Path, root: Path) -> None:
                 return
             _write_all(fd, payload)
     except BrokenPipeError:
-        return  # the workload closed its stdin or exited: the rest of the input is not wanted
+        return  # no reader is left: the rest of the input is not wanted
     except EOFError:
         outbox.abort(None, root)  # the agent went away
     except Error as exc:

@@ -72,7 +72,8 @@ def execute(envelope: seal.Envelope, stdin: bytes | Path, on_stdout: Sink, on_st
     """Fetch, verify and run the sealed package; returns the workload's exit status.
 
     ``stdin`` is the input itself, or a path the runtime opens as the workload's stdin (the keep's
-    FIFO, fed while the workload runs). ``timings`` collects seconds per step (pull, decrypt, run).
+    pipe, by its /proc/self/fd name, fed while the workload runs). ``timings`` collects seconds per
+    step (pull, decrypt, run).
     ``publish`` (:class:`enarx_pkg.network.Publish`): where the host lets listen files bind.
     ``tls``: the keep's TLS for the package's ``prot = "tls"`` files (``keep.tls.KeepTls.setup``).
     """

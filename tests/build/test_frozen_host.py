@@ -145,6 +145,21 @@ def test_a_program_started_from_a_frozen_command_is_stopped_and_the_build_says_w
     assert "Traceback" not in err and not (root / "target" / "oci").exists()
 
 
+def test_a_command_that_never_loads_the_library_is_not_taken_for_frozen(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ldconfig = Path("/sbin/ldconfig")  # statically linked on Debian: LD_PRELOAD does not reach it
+    if not ldconfig.is_file() or b"/ld-linux" in ldconfig.read_bytes()[:4096]:  # no PT_INTERP: static
+        pytest.skip("needs a statically linked /sbin/ldconfig")
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "Enarx.toml").write_text(
+        '[package]\nname = "t"\nversion = "1.0.0"\n\n'
+        f'[build]\ncommand = ["{ldconfig}", "-p"]\noutput = "m.wasm"\ndeterministic = true\n')
+    assert main(["build", str(root)]) == 70
+    err = capsys.readouterr().err
+    assert "ran without the frozen host" in err and "Traceback" not in err
+
+
 def test_deterministic_needs_an_argv_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "Enarx.toml").write_text(
         '[package]\nname = "t"\nversion = "1.0.0"\n\n'
