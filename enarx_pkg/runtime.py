@@ -446,21 +446,23 @@ def _first_line(exc: Exception) -> str:
 
 
 def run_path(target: Path | str, args: tuple[str, ...] | None = None, *, cache: bool = True,
-             ref: str | None = None, secrets: tuple[str, ...] = (), tls12: bool = False) -> int:
+             ref: str | None = None, secrets: tuple[str, ...] = (), tls12: bool = False,
+             announce: Callable[[], None] | None = None) -> int:
     """``enarx-pkg run``: run a package named as :func:`enarx_pkg.package.locate` takes it.
 
     The module and its Enarx.toml come from the layout (re-hashed before use), so what runs is
     exactly what was packaged. A project whose sources changed since its last build is refused.
-    ``tls12``: its ``prot = "tls"`` files accept TLS 1.2 too (TLS 1.3 only otherwise).
+    ``tls12``: its ``prot = "tls"`` files accept TLS 1.2 too (TLS 1.3 only otherwise). ``announce`` is
+    called once the package is found and checked, before anything of it runs (the CLI's no-TEE notice).
     """
     from enarx_pkg import package
 
     with package.opened(str(target), ref) as found:
-        return _run_located(found, args, cache, secrets, tls12)
+        return _run_located(found, args, cache, secrets, tls12, announce)
 
 
 def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool, secrets: tuple[str, ...],
-                 tls12: bool = False) -> int:
+                 tls12: bool = False, announce: Callable[[], None] | None = None) -> int:
     from enarx_pkg import manifest
     from enarx_pkg.package import MEDIA_ENARX_CONFIG, MEDIA_WASM, verify_layout_blob
 
@@ -476,6 +478,8 @@ def _run_located(found: LocalPackage, args: tuple[str, ...] | None, cache: bool,
     model = manifest.loads(layout.read_blob(toml.digest, 1 << 20), f"{layout.path} (Enarx.toml layer)")
     if project is None:  # a layout, perhaps pulled: its author does not choose what of this machine it sees
         confine_dirs(model.keep.dirs, Path.cwd(), "the current directory")
+    if announce is not None:
+        announce()
     spec = spec_for(model, layout.blob_path(wasm.digest), args=args, base_dir=project or Path.cwd(),
                     module_digest=wasm.digest, cache=cache, tls=_local_tls(model.files, tls12))
     if model.secrets or secrets:

@@ -41,7 +41,7 @@ def routes(reg: Registry) -> list[Route]:
             except Unauthorized as exc:
                 return JSONResponse({"error": str(exc)}, 401)
             try:
-                return JSONResponse(fn(reg, principal, request))
+                return JSONResponse(await views.run(reg, fn, principal, request))
             except views.NotVisible:
                 return JSONResponse({"error": "not found (or not visible to you)"}, 404)
             except views.BadRequest as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import stat
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -38,32 +39,39 @@ def make_private(data_dir: Path) -> None:
 
 
 class ManifestCache:
-    """Manifest bytes by digest. Content-addressed, so never stale; bounded in total bytes."""
+    """Manifest bytes by digest. Content-addressed, so never stale; bounded in total bytes.
+
+    Locked: with a remote store, manifests are read (and cached) on worker threads.
+    """
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self.total = 0
         self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, digest: str) -> bytes | None:
-        data = self._items.get(digest)
-        if data is not None:
-            self._items.move_to_end(digest)
-        return data
+        with self._lock:
+            data = self._items.get(digest)
+            if data is not None:
+                self._items.move_to_end(digest)
+            return data
 
     def put(self, digest: str, data: bytes) -> None:
-        if digest in self._items:
-            return
-        self._items[digest] = data
-        self.total += len(data)
-        while self.total > self.max_bytes and self._items:
-            _, old = self._items.popitem(last=False)
-            self.total -= len(old)
+        with self._lock:
+            if digest in self._items:
+                return
+            self._items[digest] = data
+            self.total += len(data)
+            while self.total > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self.total -= len(old)
 
     def drop(self, digest: str) -> None:
-        data = self._items.pop(digest, None)
-        if data is not None:
-            self.total -= len(data)
+        with self._lock:
+            data = self._items.pop(digest, None)
+            if data is not None:
+                self.total -= len(data)
 
 
 class LruCache(Generic[K, V]):
@@ -72,18 +80,21 @@ class LruCache(Generic[K, V]):
     def __init__(self, max_items: int) -> None:
         self.max_items = max_items
         self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
 
     def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_items:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._items)

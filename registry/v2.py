@@ -213,7 +213,9 @@ async def _get_manifest(reg: Registry, request: Request, principal: Principal, p
     headers = {"Docker-Content-Digest": digest, "Content-Length": str(size), "Content-Type": media_type}
     if request.method == "HEAD":
         return Response(None, headers=headers)
-    data = reg.manifest_bytes(digest)
+    data = reg.manifests.get(digest)
+    if data is None:  # a bucket read goes to a thread: a slow store must not stall the worker's other requests
+        data = await run_in_threadpool(reg.manifest_bytes, digest) if reg.store.remote else reg.manifest_bytes(digest)
     if data is None:
         raise OciError("MANIFEST_UNKNOWN", f"manifest {digest} content is missing")
     return Response(data, headers=headers)

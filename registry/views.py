@@ -7,14 +7,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from enarx_pkg.package import ENCRYPTED_SUFFIX, MEDIA_ENARX_CONFIG, MEDIA_SIGSTORE_BUNDLE
 from registry import signatures
 from registry.auth import Principal
 from registry.names import DIGEST_RE, valid_name, valid_tag
 from registry.state import Registry
+
+T = TypeVar("T")
+
+
+async def run(reg: Registry, fn: Callable[..., T], principal: Principal, request: Any) -> T:
+    """A page or API view: on a worker thread when the store is remote (a bucket read blocks), inline otherwise."""
+    if reg.store.remote:
+        return await run_in_threadpool(fn, reg, principal, request)
+    return fn(reg, principal, request)
 
 
 class NotVisible(Exception):

@@ -70,7 +70,7 @@ def routes(reg: Registry) -> list[Route]:
             except Unauthorized as exc:
                 return render_error(401, str(exc))
             try:
-                return fn(reg, principal, request)  # type: ignore[no-any-return]
+                return await views.run(reg, fn, principal, request)
             except views.NotVisible:
                 return render_error(404, "Not found, or not visible without a token.", _user(principal))
             except views.BadRequest as exc:

@@ -39,11 +39,16 @@ def workload_args(args: Sequence[str] | None) -> tuple[str, ...] | None:
 
 def run(package: str, args: Sequence[str] | None, *, cache: bool = True, secrets: Sequence[str] = (),
         tls12: bool = False) -> int:
-    """Say there is no TEE, run ``package`` with ``args`` (see :func:`workload_args`), return its status."""
+    """Run ``package`` with ``args`` (see :func:`workload_args`), saying there is no TEE; return its status."""
     runtime = _runtime()
+    return int(runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets), tls12=tls12,
+                                announce=_no_tee))
+
+
+def _no_tee() -> None:
+    """Said once the package is found and checked: a name that is wrong gets its error alone."""
     print(NO_TEE, file=sys.stderr)
     sys.stderr.flush()
-    return int(runtime.run_path(package, workload_args(args), cache=cache, secrets=tuple(secrets), tls12=tls12))
 
 
 def _runtime() -> ModuleType:

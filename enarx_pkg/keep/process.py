@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from enarx_pkg._internal import canonical, seal
-from enarx_pkg.errors import Error, InputError, VerificationError
+from enarx_pkg.errors import Error, InputError, TransportError, VerificationError
 from enarx_pkg.keep import measure
 from enarx_pkg.keep.memory import keep_private
 from enarx_pkg.keep.tls import KeepTls
@@ -156,9 +156,10 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int], ev
     timings: dict[str, float] = {}
     # everything the workload leaves on disk (blobs, mounted secrets, its dirs) lives under one private
     # root, so an abort can remove it before the process ends
-    root = Path(tempfile.mkdtemp(prefix="enarx-keep-"))
-    tempfile.tempdir = str(root)
+    root: Path | None = None
     try:
+        root = Path(tempfile.mkdtemp(prefix="enarx-keep-"))
+        tempfile.tempdir = str(root)
         # the workload's stdin is an anonymous pipe, never a path on the host's disk (where the host could
         # put its own input, or read the deployer's): the runtime opens it by its /proc/self/fd name
         read_end, write_end = os.pipe()
@@ -173,8 +174,12 @@ def _provisioned(envelope: seal.Envelope, pipe: Pipe, ports: tuple[int, int], ev
     except Error as exc:
         outbox.close(seal.ERROR, _error_payload(exc))
         return 1
+    except Exception as exc:  # the host's disk or memory, or a library, failed: sealed and typed, no traceback
+        outbox.close(seal.ERROR, _error_payload(_unexpected(exc)))
+        return 1
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
     outbox.close(seal.EXIT, canonical.dumps({"status": status,
                                              "timings": {k: round(v, 6) for k, v in timings.items()}}))
     return 0
@@ -203,6 +208,14 @@ def _watch_agent(outbox: Outbox, root: Path, tls: KeepTls) -> None:
     except Error as exc:
         outbox.abort(VerificationError(f"the keep's agent sent a record it has no business sending ({exc.message})"),
                      root)
+
+
+def _unexpected(exc: Exception) -> Error:
+    """What the deployer is told of a failure that is not one of ours: its kind, and the OS's reason for an
+    OS error; never the exception's text, which may quote a path or the data it choked on."""
+    if isinstance(exc, OSError):
+        return TransportError(f"the keep's host failed it: {exc.strerror or type(exc).__name__}")
+    return Error(f"the keep failed unexpectedly ({type(exc).__name__})")
 
 
 def _error_payload(exc: Error) -> bytes:

@@ -173,3 +173,24 @@ def test_crl_required_by_policy(vec):
     col = Collateral.from_dir(folder)
     no_crl = verify_evidence("tdx", quote, collateral=Collateral(**{**col.__dict__, "pck_crl": None}), at=at)
     assert [c.name for c in appraise(no_crl, pol, expected_report_data=None).failed] == ["collateral.crl"]
+
+
+def test_a_policy_file_that_cannot_be_read_is_named_never_an_internal_error(tmp_path, capsys):
+    """Missing: not found (66). A directory, or a file over 1 MiB: invalid (65), read no further than that."""
+    from enarx_pkg._cli.main import main
+    from enarx_pkg.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="does not exist"):
+        load_policy(tmp_path / "missing.toml")
+    with pytest.raises(InputError, match="cannot read"):
+        load_policy(tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_text('tees = ["sim"]\n' + "#" * (1 << 20))
+    with pytest.raises(InputError, match="larger than 1048576 bytes"):
+        load_policy(big)
+    evidence = tmp_path / "e.bin"
+    evidence.write_bytes(b"x")
+    assert main(["attest", "verify", str(evidence), "--policy", str(tmp_path / "missing.toml")]) == 66
+    assert main(["attest", "verify", str(evidence), "--policy", str(tmp_path)]) == 65
+    err = capsys.readouterr().err
+    assert "internal error" not in err and f"policy file {tmp_path}: cannot read" in err

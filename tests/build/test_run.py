@@ -40,6 +40,16 @@ def test_wat_hello_sees_enarx_args_and_env(wat_layout: Path, capfd: pytest.Captu
     assert "env: FD_COUNT=3\n" in out and "env: GREETING=hello from Enarx.toml\n" in out
 
 
+def test_the_no_tee_notice_comes_once_the_package_is_found(wat_layout: Path, tmp_path: Path,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    """A wrong name gets its error alone; a package that runs gets the notice before its output."""
+    assert main(["run", str(tmp_path / "nope")]) == ExitCode.NOT_FOUND
+    err = capfd.readouterr().err
+    assert "no such package directory" in err and "without a TEE" not in err
+    assert main(["run", str(wat_layout.parent.parent)]) == 0
+    assert capfd.readouterr().err.count("running locally without a TEE") == 1
+
+
 def test_stale_build_is_refused(tmp_path: Path) -> None:
     project = wat_project(tmp_path, f'{WASI_START} (func (export "_start"))')
     build(project)

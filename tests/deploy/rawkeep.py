@@ -5,13 +5,33 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import ssl
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from enarx_pkg import trust
 from enarx_pkg._internal import seal
 from enarx_pkg.attestation.policy import Policy
 from enarx_pkg.attestation.sim import SimPlatform
+
+UNSHARE, NSENTER = shutil.which("unshare"), shutil.which("nsenter")
+
+
+def _private_mounts() -> bool:
+    store = ssl.get_default_verify_paths().openssl_cafile
+    if UNSHARE is None or NSENTER is None or not os.path.isfile(store):
+        return False
+    probe = subprocess.run([UNSHARE, "--mount", "--propagation", "private", "mount", "--bind", store, store],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+# a host's change seen by one keep alone: its own mount namespace (root, or a user namespace, needed)
+needs_private_mounts = pytest.mark.skipif(not _private_mounts(),
+                                          reason="needs unshare/nsenter and a private mount namespace (root)")
 
 
 class Keep:

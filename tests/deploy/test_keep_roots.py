@@ -16,7 +16,6 @@ import datetime
 import ipaddress
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import threading
@@ -33,25 +32,15 @@ from cryptography.x509.oid import NameOID
 
 from enarx_pkg._internal import seal
 from enarx_pkg.host.pool import KEEP_CWD, KEEP_ENV, KeepCommand
-from tests.deploy.rawkeep import Keep, attested
+from tests.deploy.rawkeep import NSENTER, UNSHARE, Keep, attested, needs_private_mounts
 
 STORE = Path(ssl.get_default_verify_paths().openssl_cafile).resolve()
 OPENSSL_CNF = (Path(ssl.get_default_verify_paths().openssl_cafile).parent / "openssl.cnf").resolve()
 PASSWORD = "registry-password-51c0e9"  # the deployer's sealed pull credential
-UNSHARE, NSENTER = shutil.which("unshare"), shutil.which("nsenter")
 MOUNT = "mount --bind \"$1\" \"$2\" && shift 2 && exec env -i PATH=/usr/bin:/bin LC_ALL=C.UTF-8 LANG=C.UTF-8 \"$@\""
 
 
-def _private_mounts() -> bool:
-    if UNSHARE is None or NSENTER is None or not STORE.is_file():
-        return False
-    probe = subprocess.run([UNSHARE, "--mount", "--propagation", "private", "mount", "--bind", str(STORE),
-                            str(STORE)], capture_output=True)
-    return probe.returncode == 0
-
-
-pytestmark = pytest.mark.skipif(not _private_mounts(),
-                                reason="needs unshare/nsenter and a private mount namespace (root)")
+pytestmark = needs_private_mounts
 
 
 def host_ca(tmp: Path) -> tuple[Path, Path]:

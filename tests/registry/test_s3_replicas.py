@@ -217,6 +217,9 @@ class _Relay:
         self.port = self.listener.getsockname()[1]
         self.open = True
         self.from_store = 0  # bytes the store sent through the relay
+        self.gate = threading.Event()  # cleared: requests to the store are held until it is set again
+        self.gate.set()
+        self.held = threading.Event()  # set once a request has been held at the gate
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -237,6 +240,9 @@ class _Relay:
             while self.open and (data := src.recv(65536)):
                 if count:
                     self.from_store += len(data)
+                elif not self.gate.is_set():
+                    self.held.set()
+                    self.gate.wait(120)
                 dst.sendall(data)
         except OSError:
             pass
@@ -286,6 +292,36 @@ def test_a_blob_head_reads_nothing_of_the_blob_from_the_store(postgres_server, s
         assert relay.from_store - before < 1 << 20  # a few object HEADs, never the 8 MiB body
     finally:
         server.stop()
+
+
+def test_a_slow_store_read_does_not_stall_the_replicas_other_requests(postgres_server, swift, bucket, tmp_path):
+    """A manifest this replica has not cached is read from the bucket off the event loop."""
+    relay = _Relay(int(swift.endpoint.rsplit(":", 1)[1]))
+    url = postgres_server.database("registry_s3_replicas")
+    a = start_registry(tmp_path / "a", database=url, extra=storage_args(swift, bucket), env=swift.env())
+    b = start_registry(tmp_path / "b", database=url, extra=["--storage", f"s3://{bucket}/reg", "--s3-endpoint",
+                                                            f"http://127.0.0.1:{relay.port}"], env=swift.env())
+    try:
+        _, body = Client(a, a.admin_token).push_image("acme/slow", "1.0.0")
+        auth = {"Authorization": f"Bearer {b.admin_token}"}
+        relay.gate.clear()
+        got: list[httpx.Response] = []
+        reader = threading.Thread(target=lambda: got.append(
+            httpx.get(f"{b.url}/v2/acme/slow/manifests/1.0.0", headers=auth, timeout=120)))
+        reader.start()
+        assert relay.held.wait(60)  # B is waiting on the store for the manifest's bytes
+        assert httpx.get(f"{b.url}/v2/", headers=auth, timeout=20).status_code == 200  # and still answers
+        relay.gate.set()
+        reader.join(120)
+        assert got[0].status_code == 200 and got[0].content == body
+        # the pages and the JSON API read the bucket off the event loop too (on a worker thread)
+        version = httpx.get(f"{b.url}/api/v1/repositories/acme/slow/-/versions/1.0.0", headers=auth, timeout=60)
+        assert version.status_code == 200 and version.json()["digest"] == sha(body)
+        assert httpx.get(f"{b.url}/repo/acme/slow", headers=auth, timeout=60).status_code == 200
+    finally:
+        relay.gate.set()
+        a.stop()
+        b.stop()
 
 
 def _cli(swift: Swift, *args: str) -> subprocess.CompletedProcess[str]:
