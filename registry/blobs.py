@@ -35,7 +35,7 @@ class _FilePart:
         self.path = path
         self.f = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by close()/abort()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self.f.write(data)
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ class _ObjectPart:
         self.multipart: str | None = None
         self.sent: list[Future[str]] = []
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self.buf += data
         while len(self.buf) >= PART_BYTES + MIN_PART:  # keep >= 5 MiB back, so the last part is never tiny
             self._send(bytes(self.buf[:PART_BYTES]))

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class PartSink(Protocol):
     """One request's bytes on their way into the store."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | bytearray) -> None: ...
 
     def close(self) -> None:
         """All bytes written are stored (the part now holds exactly what was written)."""

@@ -141,7 +141,7 @@ def _table() -> dict[tuple[str, str], tuple[Handler, str]]:
 
 
 def _route(parts: dict[str, str], method: str) -> tuple[Handler, str]:
-    kind = next(k for k in ("tags", "ref", "subject", "upload", "blob") if k in parts)
+    kind: str = next(k for k in ("tags", "ref", "subject", "upload", "blob") if k in parts)
     if kind == "upload" and method == "POST" and parts["upload"]:
         kind = "none"
     found = _table().get((kind, method))
@@ -246,7 +246,8 @@ async def _put_manifest(reg: Registry, request: Request, principal: Principal, p
     if missing:
         raise OciError("MANIFEST_BLOB_UNKNOWN", f"manifest references {missing}, which is not in {name}",
                        detail={"digest": missing})
-    annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
+    raw_annotations = doc.get("annotations")
+    annotations: dict[str, Any] = raw_annotations if isinstance(raw_annotations, dict) else {}
     row = ManifestRow(name, digest, media_type, len(data), artifact_type, subject, time.time(), principal.name,
                       {str(k): str(v) for k, v in annotations.items()})
     tags = _push_tags(request, ref, by_digest)

@@ -150,7 +150,8 @@ def _fill_layers(reg: Registry, v: Version, doc: dict[str, Any]) -> None:
         if not isinstance(layer, dict):
             continue
         mt = str(layer.get("mediaType", ""))
-        ann = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+        raw_ann = layer.get("annotations")
+        ann: dict[str, Any] = raw_ann if isinstance(raw_ann, dict) else {}
         v.layers.append({"index": i, "media_type": mt, "digest": layer.get("digest"), "size": layer.get("size"),
                          "title": ann.get("org.opencontainers.image.title"),
                          "encrypted": mt.endswith(ENCRYPTED_SUFFIX)})
