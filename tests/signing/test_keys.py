@@ -89,3 +89,14 @@ def test_key_and_recipient_files_that_cannot_be_used_are_named(tmp_path: Path, m
     assert main(["encrypt", ".", "--recipient", name, "-o", "out"]) == code
     assert f"error: recipient public key {name}: {words}" in capsys.readouterr().err
     assert not (tmp_path / "proj" / "out").exists()
+
+
+def test_bundle_and_identity_token_files_that_cannot_be_read_are_named(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    digest = "sha256:" + "0" * 64
+    assert main(["verify", "--bundle", str(tmp_path), "--digest", digest, "--key", "k.pub"]) == 65
+    assert f"bundle {tmp_path}: cannot read" in capsys.readouterr().err
+    assert main(["verify", "--bundle", str(tmp_path / "none.json"), "--digest", digest, "--key", "k.pub"]) == 66
+    assert f"bundle {tmp_path / 'none.json'}: no such file" in capsys.readouterr().err
+    assert main(["sign", "--keyless", "--identity-token", str(tmp_path), str(tmp_path)]) == 65
+    assert f"identity token file {tmp_path}: cannot read" in capsys.readouterr().err
