@@ -121,12 +121,10 @@ def _trust_config(path: Path | None) -> str | None:
 
 
 def _public_key(path: Path) -> str:
+    from enarx_pkg._cli.common import read_option_file
     from enarx_pkg.keys import load_public
 
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"--trusted-key {path}: {exc.strerror}") from None
+    data = read_option_file(path, "--trusted-key", 1 << 16)  # missing: 66, as for every option's file
     load_public(data, f"--trusted-key {path}")  # refuse a bad key now, not on the first page view
     return data.decode("ascii")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from enarx_pkg._internal import bounded
 from enarx_pkg.attestation._errors import EvidenceError
 from enarx_pkg.errors import InputError
 
@@ -113,14 +114,15 @@ class Policy:
         return self.sections.get(tee, {})
 
 
+MAX_POLICY_BYTES = 1 << 20  # a policy is a page of pins
+
+
 def load_policy(path: Path) -> Policy:
     """Read a policy file: a standalone policy, or an Enarx.toml with an ``[attestation]`` table."""
     import tomllib
 
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError(f"policy file {path} does not exist") from exc
+        data = tomllib.loads(bounded.file(Path(path), "policy file", MAX_POLICY_BYTES).decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from exc
     if "attestation" in data and "tees" not in data:

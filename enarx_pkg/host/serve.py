@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enarx_pkg._internal import atomic, listen
-from enarx_pkg.errors import InputError, UsageError
+from enarx_pkg.errors import InputError, NotFoundError, UsageError
 from enarx_pkg.host.app import HostSettings
 from enarx_pkg.host.pool import KeepCommand
 
@@ -62,10 +62,16 @@ def load_token(opts: ServeOptions) -> tuple[str, Path]:
             raise InputError(f"{path}: the agent token must be at least 16 characters")
         return token, path
     if opts.token_file is not None:
-        raise InputError(f"token file {path} does not exist")
+        raise _no_token_file(path)
     token = secrets.token_urlsafe(32)
     atomic.write_text(path, token + "\n", mode=0o600)
     return token, path
+
+
+def _no_token_file(path: Path) -> NotFoundError:
+    return NotFoundError(f"--token-file {path} does not exist",
+                         hint="write the token deployers will present into it (16 characters or more, mode 0600), "
+                              "or leave --token-file out: the agent then creates DATA/agent-token")
 
 
 def parse_range(text: str) -> tuple[int, int]:
@@ -85,6 +91,9 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
     host, _, port = opts.listen.rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--listen {opts.listen!r}: expected HOST:PORT")
+    publish_range = parse_range(opts.publish_range)  # every option is checked before anything is written
+    if opts.token_file is not None and not opts.token_file.is_file():
+        raise _no_token_file(opts.token_file)
     listen.check_free(host, int(port), "the host agent")  # before a token or sim key is written
     backend = detect_backend(opts.backend)
     opts.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -95,7 +104,7 @@ def prepare(opts: ServeOptions) -> tuple[HostSettings, Pins, str, int]:
 
         fingerprint = SimPlatform.load_or_create(opts.data_dir).fingerprint
     extra = opts.sim_extra if backend == "sim" else ()
-    command = KeepCommand(backend, str(opts.data_dir.resolve()), extra, parse_range(opts.publish_range))
+    command = KeepCommand(backend, str(opts.data_dir.resolve()), extra, publish_range)
     settings = HostSettings(command, token, fingerprint, opts.pool_size, opts.max_keeps,
                             opts.provision_deadline_s, opts.lifetime_s)
     pins = Pins(backend, probe_measurement(command), fingerprint, f"http://{opts.listen}", token_path)

@@ -173,3 +173,37 @@ def test_crl_required_by_policy(vec):
     col = Collateral.from_dir(folder)
     no_crl = verify_evidence("tdx", quote, collateral=Collateral(**{**col.__dict__, "pck_crl": None}), at=at)
     assert [c.name for c in appraise(no_crl, pol, expected_report_data=None).failed] == ["collateral.crl"]
+
+
+def test_a_policy_file_that_cannot_be_read_is_named_never_an_internal_error(tmp_path, capsys):
+    """Missing: not found (66). A directory, or a file over 1 MiB: invalid (65), read no further than that."""
+    from enarx_pkg._cli.main import main
+    from enarx_pkg.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match=r"policy file .*missing\.toml: no such file"):
+        load_policy(tmp_path / "missing.toml")
+    with pytest.raises(InputError, match="cannot read"):
+        load_policy(tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_text('tees = ["sim"]\n' + "#" * (1 << 20))
+    with pytest.raises(InputError, match="larger than 1048576 bytes"):
+        load_policy(big)
+    evidence = tmp_path / "e.bin"
+    evidence.write_bytes(b"x")
+    assert main(["attest", "verify", str(evidence), "--policy", str(tmp_path / "missing.toml")]) == 66
+    assert main(["attest", "verify", str(evidence), "--policy", str(tmp_path)]) == 65
+    err = capsys.readouterr().err
+    assert "internal error" not in err and f"policy file {tmp_path}: cannot read" in err
+
+
+def test_evidence_is_read_no_further_than_its_limit(tmp_path, capsys):
+    """A directory is named, not an internal error; a FIFO-like endless file (/dev/zero) stops at 1 MiB."""
+    from enarx_pkg._cli.main import main
+
+    assert main(["attest", "inspect", str(tmp_path)]) == 65
+    assert main(["attest", "inspect", "/dev/zero"]) == 65
+    assert main(["attest", "inspect", str(tmp_path / "none.bin")]) == 66
+    err = capsys.readouterr().err
+    assert f"evidence file {tmp_path}: cannot read" in err and "internal error" not in err
+    assert "evidence file /dev/zero: larger than 1048576 bytes" in err
+    assert f"evidence file {tmp_path / 'none.bin'}: no such file" in err

@@ -140,3 +140,10 @@ def test_serve_max_blob_size_flag_refuses_larger_blobs(tmp_path):
             assert r.status_code == expected, (size, r.text)
     finally:
         server.stop()
+
+
+def test_serve_with_a_missing_trusted_key_is_not_found(tmp_path, capsys):
+    code = main(["registry", "serve", "--data", str(tmp_path / "data"), "--port", "9",
+                 "--trusted-key", str(tmp_path / "nope.pem")])
+    assert code == 66 and f"--trusted-key {tmp_path / 'nope.pem'}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
