@@ -46,6 +46,14 @@ ANNOTATION_PLAINTEXT = "dev.enarx.pkg.plaintext.digest"
 CIPHER = "AES_256_CTR_HMAC_SHA256"
 ENCRYPTED_MEDIA = (MEDIA_WASM, MEDIA_ENARX_CONFIG)
 MAX_ANNOTATION = 64 * 1024
+MAX_RECIPIENT_BYTES = 64 * 1024  # a public key PEM
+
+
+def read_recipients(paths: Sequence[Path]) -> list[bytes]:
+    """The recipient public key PEMs the given files hold (each read no further than its limit)."""
+    from enarx_pkg._internal import bounded
+
+    return [bounded.file(path, "recipient public key", MAX_RECIPIENT_BYTES) for path in paths]
 
 
 def is_encrypted(desc: Descriptor) -> bool:

@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 66
     TRANSPORT = 69
     BUILD_FAILED = 70
+    IO_ERROR = 74  # sysexits EX_IOERR: this machine refused a read or write the command needed
     VERIFICATION_REFUSED = 77
     ATTESTATION_REFUSED = 78
     WORKLOAD_TIMEOUT = 124

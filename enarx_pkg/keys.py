@@ -17,8 +17,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enarx_pkg._internal import atomic
-from enarx_pkg.errors import InputError, NotFoundError, UsageError
+from enarx_pkg._internal import atomic, bounded
+from enarx_pkg.errors import InputError, UsageError
 
 DEFAULT_PASSWORD_ENV = "ENARX_PKG_KEY_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 MAX_KEY_FILE = 64 * 1024
@@ -121,8 +121,4 @@ def _password(env: str | None) -> bytes | None:
 
 
 def _read(path: Path, what: str) -> bytes:
-    if not path.is_file():
-        raise NotFoundError(f"{what} {path} does not exist")
-    if path.stat().st_size > MAX_KEY_FILE:
-        raise InputError(f"{path}: {what} file is over {MAX_KEY_FILE} bytes")
-    return path.read_bytes()
+    return bounded.file(path, what, MAX_KEY_FILE)  # missing: 66; a directory, unreadable or too big: 65

@@ -128,14 +128,9 @@ def package_tag(layout: Layout, desc: Descriptor) -> str | None:
 
 def _encrypt(layout: Layout, recipients: tuple[Path, ...], source_ref: str | None) -> Layout:
     """A temporary layout holding only the encrypted form of the package ``source_ref``."""
-    from enarx_pkg.encrypt import encrypt_layout
+    from enarx_pkg.encrypt import encrypt_layout, read_recipients
 
-    keys = []
-    for path in recipients:
-        if not path.is_file():
-            raise NotFoundError(f"recipient public key {path} does not exist")
-        keys.append(path.read_bytes()[:65536])
-    return encrypt_layout(layout, keys, ref=source_ref)
+    return encrypt_layout(layout, read_recipients(recipients), ref=source_ref)
 
 
 class _Publisher:

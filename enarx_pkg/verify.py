@@ -373,13 +373,10 @@ def verify_bundle_file(path: str, subject_digest: str, settings: VerifySettings)
     a DSSE statement must name it as a subject; a message signature must sign it."""
     from pathlib import Path
 
-    file = Path(path)
-    if not file.is_file():
-        raise NotFoundError(f"bundle {path} does not exist")
-    if file.stat().st_size > sigstore_bundle.MAX_BUNDLE_BYTES:
-        raise MalformedBundle(f"bundle {path} is over {sigstore_bundle.MAX_BUNDLE_BYTES} bytes")
+    from enarx_pkg._internal import bounded
+
     digest.parse(subject_digest)
-    data = file.read_bytes()
+    data = bounded.file(Path(path), "bundle", sigstore_bundle.MAX_BUNDLE_BYTES)
     policy = policy_for(settings, None, Path.cwd())
     if sigstore_bundle.parse(data, path).envelope is None:
         sig = verify_artifact_bundle(data, subject_digest, policy, offline=settings.offline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 
 from enarx_pkg import __version__
 from enarx_pkg._cli import main as cli_main
+from enarx_pkg._cli.main import main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +97,15 @@ def test_a_command_runs_with_the_collector_on_and_its_start_up_frozen() -> None:
             "print('RC=%d FROZEN=%s ENABLED=%s' % (rc, gc.get_freeze_count() > 10000, gc.isenabled()))\n")
     out = subprocess.run([sys.executable, "-c", code, str(project)], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "RC=0 FROZEN=True ENABLED=True", out.stderr
+
+
+@pytest.mark.parametrize("args", [["keys", "generate", "--out", "/proc/enarx-pkg-test"],
+                                  ["init", "{file}"]])
+def test_a_file_operation_the_machine_refuses_is_named_not_an_internal_error(tmp_path, capsys, args) -> None:
+    """/proc takes no new files even for root; a regular file is no project directory: exit 74 with the path."""
+    (tmp_path / "plain").write_text("x")
+    argv = [a.format(file=tmp_path / "plain") for a in args] + ["--json"]
+    assert main(argv) == 74
+    out, err = capsys.readouterr()
+    assert "internal error" not in err and "error: cannot read or write " in err
+    assert json.loads(out)["error"]["exit_code"] == 74

@@ -33,18 +33,9 @@ def warn(message: str) -> None:
 def read_option_file(path: Path, option: str, limit: int = 1 << 20) -> bytes:
     """The bytes of a file an option names: a missing one exits 66 and an unreadable or oversized one 65,
     naming the option (never an internal error, never the file's content)."""
-    from enarx_pkg.errors import InputError, NotFoundError
+    from enarx_pkg._internal import bounded
 
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{option} {path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{option} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    if len(data) > limit:
-        raise InputError(f"{option} {path}: larger than {limit} bytes")
-    return data
+    return bounded.file(path, option, limit)
 
 
 def print_keep(headline: str, endpoints: Any, tls: Any, issuer: str = "") -> None:

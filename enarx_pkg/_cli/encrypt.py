@@ -37,16 +37,12 @@ def encrypt(
     """
     from enarx_pkg import encrypt as enc
     from enarx_pkg._cli.common import info, print_json
-    from enarx_pkg.errors import NotFoundError, UsageError
+    from enarx_pkg.errors import UsageError
     from enarx_pkg.package import locate_local
 
     if for_skopeo + from_skopeo + bool(recipient) != 1 or (plaintext is not None and not from_skopeo):
         raise UsageError("give --recipient PUBKEY (encrypt), or --for-skopeo, or --from-skopeo [--plaintext LAYOUT]")
-    keys = []
-    for path in recipient:
-        if not path.is_file():
-            raise NotFoundError(f"recipient public key {path} does not exist")
-        keys.append(path.read_bytes()[:65536])
+    keys = enc.read_recipients(recipient)
     found = locate_local(package, ref, command="encrypt")
     layout, digest = found.layout, found.digest
     if for_skopeo:

@@ -75,12 +75,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _aborted(as_json)
         return 130
+    except OSError as exc:  # the machine refused a file operation (permissions, a full disk, a read-only path)
+        if os.environ.get("ENARX_PKG_DEBUG"):
+            raise
+        return _io_error(exc, as_json)
     except Exception as exc:  # a bug in enarx-pkg, not the user's fault: say so, briefly
         if os.environ.get("ENARX_PKG_DEBUG"):
             raise
         _report(f"internal error: {type(exc).__name__}: {exc}\n  hint: set ENARX_PKG_DEBUG=1 for a traceback "
                 "and report it", 1, "InternalError", str(exc), as_json)
         return 1
+
+
+def _io_error(exc: OSError, as_json: bool) -> int:
+    """An operating-system refusal, named with its path (a temporary file is named by its directory)."""
+    from enarx_pkg.errors import ExitCode
+
+    path = str(exc.filename or "")
+    if os.path.basename(path).startswith("."):  # atomic writes go through a hidden temporary file: its directory
+        path = os.path.dirname(path) or "."
+    reason = exc.strerror or type(exc).__name__
+    message = f"{path}: {reason}" if path else reason
+    _report(f"error: cannot read or write {message}", int(ExitCode.IO_ERROR), "IOError", message, as_json)
+    return int(ExitCode.IO_ERROR)
 
 
 def _watch_ctrl_c() -> list[bool]:

@@ -69,7 +69,7 @@ def cli(
     """Build, sign, publish and deploy confidential WebAssembly workloads.
 
     Exit codes: 0 ok, 2 usage, 65 invalid input, 66 not found, 69 registry/host/network failure,
-    70 build failed, 77 signature or digest refused, 78 attestation refused, 124 workload timed out,
-    130 interrupted (Ctrl-C), 134 workload trapped; `run` and `deploy` otherwise exit with the
-    workload's own status.
+    70 build failed, 74 a file could not be read or written, 77 signature or digest refused,
+    78 attestation refused, 124 workload timed out, 130 interrupted (Ctrl-C), 134 workload trapped;
+    `run` and `deploy` otherwise exit with the workload's own status.
     """

@@ -156,16 +156,16 @@ def _identity_token(source: str | None) -> str | None:
     import sys
     from pathlib import Path
 
-    from enarx_pkg.errors import NotFoundError, UsageError
+    from enarx_pkg.errors import UsageError
 
     if source is None:
         return os.environ.get("SIGSTORE_ID_TOKEN") or None
     if source == "-":
         return sys.stdin.read(65536).strip() or None
     path = Path(source)
-    if not path.is_file():
-        if source.count(".") == 2 and source.startswith("eyJ"):  # a JWT typed on the command line
-            raise UsageError("--identity-token takes a FILE holding the token, not the token itself",
-                             hint="write it to a 0600 file, pipe it with --identity-token -, or set SIGSTORE_ID_TOKEN")
-        raise NotFoundError(f"identity token file {source} does not exist")
-    return path.read_text(encoding="utf-8", errors="replace")[:65536].strip() or None
+    if not path.exists() and source.count(".") == 2 and source.startswith("eyJ"):  # a JWT on the command line
+        raise UsageError("--identity-token takes a FILE holding the token, not the token itself",
+                         hint="write it to a 0600 file, pipe it with --identity-token -, or set SIGSTORE_ID_TOKEN")
+    from enarx_pkg._internal import bounded
+
+    return bounded.file(path, "identity token file", 65536).decode("utf-8", "replace").strip() or None

@@ -1,11 +1,13 @@
-"""Reading untrusted input (an HTTP body, a JSON document) without letting it decide how much memory we use."""
+"""Reading untrusted input (an HTTP body, a file, a JSON document) without letting it decide how much memory
+we use."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from enarx_pkg.errors import InputError
+from enarx_pkg.errors import InputError, NotFoundError
 
 
 def read(response: Any, limit: int) -> bytes | None:
@@ -39,6 +41,22 @@ async def request_body(request: Any, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+def file(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of a file a user named, read no further than ``limit``: a missing one is not found (66);
+    a directory, an unreadable file or one over ``limit`` is invalid input (65). ``what`` names it
+    in the message (``policy file``, ``--key``), which never repeats the content."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > limit:
+        raise InputError(f"{what} {path}: larger than {limit} bytes")
+    return data
 
 
 def json_object(data: bytes, where: str, limit: int) -> dict[str, Any]:

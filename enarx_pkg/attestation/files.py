@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from enarx_pkg._internal import bounded
 from enarx_pkg.attestation.collateral import CERT_SUFFIXES, Collateral
 from enarx_pkg.attestation.collateral import FILES as COLLATERAL_FILES
 from enarx_pkg.attestation.policy import Appraisal, appraise, load_policy
@@ -19,12 +20,7 @@ _CERT_SUFFIXES = set(CERT_SUFFIXES)
 
 def read_evidence(path: Path) -> bytes:
     """Evidence bytes; an Azure ``evidence*.json`` holding a ``report`` int array yields the HCL report."""
-    try:
-        if path.stat().st_size > MAX_EVIDENCE:
-            raise InputError(f"{path}: evidence larger than {MAX_EVIDENCE} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"evidence file {path} does not exist") from exc
+    data = bounded.file(path, "evidence file", MAX_EVIDENCE)  # a FIFO or /dev/zero cannot make it read on
     if path.suffix == ".hex":
         try:
             return bytes.fromhex(data.decode("ascii").strip())

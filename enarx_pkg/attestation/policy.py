@@ -13,8 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from enarx_pkg._internal import bounded
 from enarx_pkg.attestation._errors import EvidenceError
-from enarx_pkg.errors import InputError, NotFoundError
+from enarx_pkg.errors import InputError
 
 STATUSES = ["UpToDate", "SWHardeningNeeded", "ConfigurationNeeded", "ConfigurationAndSWHardeningNeeded",
             "OutOfDate", "OutOfDateConfigurationNeeded", "Unsupported", "Revoked"]
@@ -116,26 +117,12 @@ class Policy:
 MAX_POLICY_BYTES = 1 << 20  # a policy is a page of pins
 
 
-def _read(path: Path) -> bytes:
-    """The file's bytes: missing is not found (66); a directory, unreadable or oversized file invalid (65)."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_POLICY_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"policy file {path} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"policy file {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    if len(data) > MAX_POLICY_BYTES:
-        raise InputError(f"policy file {path} is larger than {MAX_POLICY_BYTES} bytes")
-    return data
-
-
 def load_policy(path: Path) -> Policy:
     """Read a policy file: a standalone policy, or an Enarx.toml with an ``[attestation]`` table."""
     import tomllib
 
     try:
-        data = tomllib.loads(_read(Path(path)).decode("utf-8"))
+        data = tomllib.loads(bounded.file(Path(path), "policy file", MAX_POLICY_BYTES).decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from exc
     if "attestation" in data and "tees" not in data:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -293,6 +294,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def main(argv: list[str]) -> int:
     """Entry point: keep the real stdout for records; anything printed by accident goes to stderr."""
+    # SIGINT is the host's too: it ends the keep like SIGTERM does, not with a traceback on the host's stderr
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     opts = parse_args(argv)
     tx = os.fdopen(os.dup(1), "wb", buffering=0)
     rx = os.fdopen(os.dup(0), "rb", buffering=0)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from enarx_pkg._internal import atomic
-from enarx_pkg.errors import InputError, NotFoundError, UsageError
+from enarx_pkg.errors import InputError, UsageError
 
 DEFAULT_DAYS = 3650
 MAX_FILE_BYTES = 64 * 1024
@@ -86,12 +86,9 @@ def init_ca(cert_path: Path, key_path: Path, *, name: str = "enarx-pkg deploy CA
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: {what} larger than {MAX_FILE_BYTES} bytes")
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{what} {path} does not exist") from exc
+    from enarx_pkg._internal import bounded
+
+    return bounded.file(path, what, MAX_FILE_BYTES)  # missing: 66; a directory, unreadable or too big: 65
 
 
 def load_ca_certificate(path: Path) -> x509.Certificate:

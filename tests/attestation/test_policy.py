@@ -180,7 +180,7 @@ def test_a_policy_file_that_cannot_be_read_is_named_never_an_internal_error(tmp_
     from enarx_pkg._cli.main import main
     from enarx_pkg.errors import NotFoundError
 
-    with pytest.raises(NotFoundError, match="does not exist"):
+    with pytest.raises(NotFoundError, match=r"policy file .*missing\.toml: no such file"):
         load_policy(tmp_path / "missing.toml")
     with pytest.raises(InputError, match="cannot read"):
         load_policy(tmp_path)
@@ -194,3 +194,16 @@ def test_a_policy_file_that_cannot_be_read_is_named_never_an_internal_error(tmp_
     assert main(["attest", "verify", str(evidence), "--policy", str(tmp_path)]) == 65
     err = capsys.readouterr().err
     assert "internal error" not in err and f"policy file {tmp_path}: cannot read" in err
+
+
+def test_evidence_is_read_no_further_than_its_limit(tmp_path, capsys):
+    """A directory is named, not an internal error; a FIFO-like endless file (/dev/zero) stops at 1 MiB."""
+    from enarx_pkg._cli.main import main
+
+    assert main(["attest", "inspect", str(tmp_path)]) == 65
+    assert main(["attest", "inspect", "/dev/zero"]) == 65
+    assert main(["attest", "inspect", str(tmp_path / "none.bin")]) == 66
+    err = capsys.readouterr().err
+    assert f"evidence file {tmp_path}: cannot read" in err and "internal error" not in err
+    assert "evidence file /dev/zero: larger than 1048576 bytes" in err
+    assert f"evidence file {tmp_path / 'none.bin'}: no such file" in err

@@ -69,3 +69,34 @@ def test_cli_generate_json_and_no_password_flag(tmp_path: Path, capsys: pytest.C
     assert main(["keys", "generate", "--out", str(tmp_path / "ci")]) == 2  # refuses to overwrite
     assert main(["keys", "generate", "--help"]) == 0
     assert "--password " not in capsys.readouterr().out  # secrets never travel in argv
+
+
+@pytest.mark.parametrize(("name", "code", "words"), [
+    ("missing.key", 66, "no such file"),
+    (".", 65, "cannot read"),  # a directory: it exists, so not 'does not exist'
+    ("/dev/zero", 65, "larger than 65536 bytes"),  # endless: read no further than the limit
+])
+def test_key_and_recipient_files_that_cannot_be_used_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str], name: str,
+                                                                code: int, words: str) -> None:
+    from tests.build.helpers import wat_project
+
+    monkeypatch.chdir(wat_project(tmp_path / "proj", '(func (export "_start"))'))
+    assert main(["build"]) == 0
+    capsys.readouterr()
+    assert main(["sign", "--key", name, "."]) == code
+    assert f"error: private key {name}: {words}" in capsys.readouterr().err
+    assert main(["encrypt", ".", "--recipient", name, "-o", "out"]) == code
+    assert f"error: recipient public key {name}: {words}" in capsys.readouterr().err
+    assert not (tmp_path / "proj" / "out").exists()
+
+
+def test_bundle_and_identity_token_files_that_cannot_be_read_are_named(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    digest = "sha256:" + "0" * 64
+    assert main(["verify", "--bundle", str(tmp_path), "--digest", digest, "--key", "k.pub"]) == 65
+    assert f"bundle {tmp_path}: cannot read" in capsys.readouterr().err
+    assert main(["verify", "--bundle", str(tmp_path / "none.json"), "--digest", digest, "--key", "k.pub"]) == 66
+    assert f"bundle {tmp_path / 'none.json'}: no such file" in capsys.readouterr().err
+    assert main(["sign", "--keyless", "--identity-token", str(tmp_path), str(tmp_path)]) == 65
+    assert f"identity token file {tmp_path}: cannot read" in capsys.readouterr().err

@@ -64,3 +64,13 @@ def test_load_refuses_a_key_of_another_ca(tmp_path):
     ca_mod.init_ca(tmp_path / "b.crt", tmp_path / "b.key")
     with pytest.raises(InputError, match="is not the key of"):
         ca_mod.load_ca(tmp_path / "a.crt", tmp_path / "b.key")
+
+
+def test_a_ca_file_that_cannot_be_read_is_named(tmp_path) -> None:
+    from enarx_pkg.errors import InputError, NotFoundError
+    from enarx_pkg.tls.ca import load_ca_certificate
+
+    with pytest.raises(NotFoundError, match="no such file"):
+        load_ca_certificate(tmp_path / "none.crt")
+    with pytest.raises(InputError, match="cannot read"):  # a directory: not 'larger than 65536 bytes'
+        load_ca_certificate(tmp_path)
