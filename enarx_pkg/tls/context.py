@@ -56,7 +56,8 @@ def connect_context(*, cafile: Path | None = None, cadata: str | None = None,
     or only against the CA certificates Enarx.toml gives (``cadata``, inline PEM) or ``cafile``; the
     keep's certificate is presented when the server asks for one (mTLS)."""
     if cafile is not None and not cafile.is_file():
-        raise InputError(f"TLS CA file {cafile} does not exist")
+        raise InputError(f"TLS CA file {cafile} " + ("is a directory, not a PEM file" if cafile.is_dir()
+                                                     else "does not exist"))
     if cafile is None and cadata is None:
         ctx = roots.client_context()  # the system roots (in a keep: the ones it measured)
     else:

@@ -189,3 +189,12 @@ def test_a_failing_handshake_frees_its_slot_and_the_listener_goes_on(deployed):
         assert out.returncode == 0 and MARKER.decode() in out.stdout, out.stderr  # the one slot was freed
     finally:
         listener.close()
+
+
+def test_a_cafile_that_is_missing_or_a_directory_says_which(tmp_path: Path) -> None:
+    from enarx_pkg.errors import InputError
+
+    with pytest.raises(InputError, match="is a directory, not a PEM file"):
+        context.connect_context(cafile=tmp_path)
+    with pytest.raises(InputError, match="does not exist"):
+        context.connect_context(cafile=tmp_path / "gone.pem")
