@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -254,11 +255,16 @@ class _Relay:
         self.open = False
 
 
+def _behind(relay: _Relay, postgres_server, swift: Swift, bucket: str, data: Path) -> RegistryServer:
+    """A replica on the shared database whose object store is reached through ``relay``."""
+    args = ["--storage", f"s3://{bucket}/reg", "--s3-endpoint", f"http://127.0.0.1:{relay.port}"]
+    return start_registry(data, database=postgres_server.database("registry_s3_replicas"), extra=args,
+                          env=swift.env())
+
+
 def test_store_unreachable_is_503_with_retry_after_and_nothing_visible(postgres_server, swift, bucket, tmp_path):
     relay = _Relay(int(swift.endpoint.rsplit(":", 1)[1]))
-    url = postgres_server.database("registry_s3_replicas")
-    args = ["--storage", f"s3://{bucket}/reg", "--s3-endpoint", f"http://127.0.0.1:{relay.port}"]
-    server = start_registry(tmp_path / "cut", database=url, extra=args, env=swift.env())
+    server = _behind(relay, postgres_server, swift, bucket, tmp_path / "cut")
     try:
         client = Client(server, server.admin_token)
         kept = client.push_blob("acme/cut", b"pushed before the store went away")
@@ -277,9 +283,7 @@ def test_store_unreachable_is_503_with_retry_after_and_nothing_visible(postgres_
 
 def test_a_blob_head_reads_nothing_of_the_blob_from_the_store(postgres_server, swift, bucket, tmp_path):
     relay = _Relay(int(swift.endpoint.rsplit(":", 1)[1]))
-    url = postgres_server.database("registry_s3_replicas")
-    args = ["--storage", f"s3://{bucket}/reg", "--s3-endpoint", f"http://127.0.0.1:{relay.port}"]
-    server = start_registry(tmp_path / "head", database=url, extra=args, env=swift.env())
+    server = _behind(relay, postgres_server, swift, bucket, tmp_path / "head")
     try:
         client = Client(server, server.admin_token)
         data = os.urandom(8 << 20)
@@ -299,8 +303,7 @@ def test_a_slow_store_read_does_not_stall_the_replicas_other_requests(postgres_s
     relay = _Relay(int(swift.endpoint.rsplit(":", 1)[1]))
     url = postgres_server.database("registry_s3_replicas")
     a = start_registry(tmp_path / "a", database=url, extra=storage_args(swift, bucket), env=swift.env())
-    b = start_registry(tmp_path / "b", database=url, extra=["--storage", f"s3://{bucket}/reg", "--s3-endpoint",
-                                                            f"http://127.0.0.1:{relay.port}"], env=swift.env())
+    b = _behind(relay, postgres_server, swift, bucket, tmp_path / "b")
     try:
         _, body = Client(a, a.admin_token).push_image("acme/slow", "1.0.0")
         auth = {"Authorization": f"Bearer {b.admin_token}"}
