@@ -153,13 +153,18 @@ def _judged_as(case: Case, tmp_path: Path, want_ours: str, want_theirs: str | No
 def test_every_tcb_status_against_two_policies(case: Case, tmp_path: Path, status: str) -> None:
     """The platform level's status decides; a production policy takes UpToDate only, a lenient one
     every status but Revoked. dcap-qvl reports the same status and refuses Revoked itself."""
+    _status_judged(case, tmp_path, status, "tdx")
+
+
+def _status_judged(case: Case, tmp_path: Path, status: str, tee: str) -> None:
+    """Platform level ``status``: ours under a strict and a lenient policy, and dcap-qvl's verdict."""
     _levels(case, status)
     folder = case.write(tmp_path / "col")
     (strict, got), peer = case.judged(folder, AT)
     (lenient, _), _ = case.judged(folder, AT, tcb_status=NOT_REVOKED)
     assert got == status
-    assert strict == ("accepted" if status == "UpToDate" else "refused: tdx.tcb_status")
-    assert lenient == ("refused: tdx.tcb_status" if status == "Revoked" else "accepted")
+    assert strict == ("accepted" if status == "UpToDate" else f"refused: {tee}.tcb_status")
+    assert lenient == (f"refused: {tee}.tcb_status" if status == "Revoked" else "accepted")
     if status == "Revoked":
         assert peer == {"ok": False, "error": "TCB status is invalid: Revoked"}
     else:
@@ -232,15 +237,7 @@ def test_sgx_mutation_refused_by_both(sgx: Case, tmp_path: Path, name: str) -> N
 
 @pytest.mark.parametrize("status", [*NOT_REVOKED, "Revoked"])
 def test_every_sgx_tcb_status_against_two_policies(sgx: Case, tmp_path: Path, status: str) -> None:
-    _levels(sgx, status)
-    folder = sgx.write(tmp_path / "col")
-    (strict, got), peer = sgx.judged(folder, AT)
-    (lenient, _), _ = sgx.judged(folder, AT, tcb_status=NOT_REVOKED)
-    assert got == status
-    assert strict == ("accepted" if status == "UpToDate" else "refused: sgx.tcb_status")
-    assert lenient == ("refused: sgx.tcb_status" if status == "Revoked" else "accepted")
-    assert (peer.get("status") if peer["ok"] else peer["error"]) == \
-        ("TCB status is invalid: Revoked" if status == "Revoked" else status)
+    _status_judged(sgx, tmp_path, status, "sgx")
 
 
 @pytest.mark.parametrize("name, check", [("unchanged (control)", ""), ("debug quoting enclave", "qe_report.debug"),
