@@ -182,7 +182,8 @@ def _produce(spec: Build, project: Path, epoch: int, say: Progress) -> Path:
         frozen = frozen_host.wanted(spec.deterministic, spec.command)
         if frozen:
             env.update(frozen_host.environment(project, env))
-        say(f"running {' '.join(spec.command)}" + (" on a frozen host (clock, entropy, file metadata)" * frozen))
+        where = " on a frozen host (clock, entropy, file metadata)" if frozen else ""
+        say(f"running {' '.join(spec.command)}{where}")
         recipes.run_command(spec.command, workdir, env, shell=spec.shell, frozen=frozen)
     if not output.is_file():
         raise BuildError(f"the build did not produce {spec.output} (looked for {output})",
@@ -249,7 +250,7 @@ def _build_record(spec: Build, project: Path, module: Path, mod_digest: str, sou
         "command": list(spec.command) if spec.command else spec.recipe,
         "recipeCommand": recipes.recipe_argv(spec),
         "shell": spec.shell,
-        "frozenHost": bool(spec.command) and frozen_host.wanted(spec.deterministic, spec.command),
+        "frozenHost": frozen_host.wanted(spec.deterministic, spec.command),
         "workdir": spec.workdir,
         "toolchains": recipes.toolchain_versions(spec),
         "source": {"repository": source.repository, "revision": source.revision, "dirty": source.dirty},

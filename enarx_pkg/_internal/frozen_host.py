@@ -37,10 +37,13 @@ def unsupported() -> str | None:
 
 
 def wanted(setting: bool | None, command: tuple[str, ...] | None) -> bool:
-    """Whether to freeze: what Enarx.toml says, else yes for a known snapshotting command."""
+    """Whether to freeze a build: only a command is ever frozen (never a built-in recipe); then what
+    Enarx.toml says, else yes for a known snapshotting command."""
+    if command is None:
+        return False
     if setting is not None:
         return setting
-    return command is not None and Path(command[0]).name in SNAPSHOTTERS and unsupported() is None
+    return Path(command[0]).name in SNAPSHOTTERS and unsupported() is None
 
 
 def environment(root: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -85,33 +88,46 @@ def library() -> Path:
     return target
 
 
-def run(argv: list[str] | str, cwd: Path, env: Mapping[str, str], shell: bool,
-        timeout: float) -> subprocess.CompletedProcess[bytes]:
-    """Run a frozen command; refuse one that never loaded the library (a static binary ignores LD_PRELOAD)."""
-    read_end, write_end = os.pipe()
-    try:
-        proc = subprocess.run(argv, cwd=cwd, env={**env, "ENARX_FREEZE_REPORT_FD": str(write_end)}, shell=shell,
-                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False,
-                              pass_fds=(write_end,))
-        os.close(write_end)
-        write_end = -1
-        with os.fdopen(read_end, "rb") as reports:
-            read_end = -1
-            frozen = b"frozen\n" in reports.read(4096)
-    finally:
-        for fd in (read_end, write_end):
+class Watch:
+    """What a build command's run says about the frozen host (a no-op for a command that is not frozen).
+
+    The library writes "frozen" to the pipe whose write end is :attr:`env`'s ``ENARX_FREEZE_REPORT_FD``
+    once its filter is in place; :meth:`check` refuses a command that never did (a static binary
+    ignores LD_PRELOAD) and names the SIGSYS of a program the command started.
+    """
+
+    def __init__(self, frozen: bool) -> None:
+        self._read, self._write = os.pipe() if frozen else (-1, -1)
+        self.env = {"ENARX_FREEZE_REPORT_FD": str(self._write)} if frozen else {}
+        self.fds = (self._write,) if frozen else ()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for fd in (self._read, self._write):
             if fd >= 0:
                 os.close(fd)
-    if proc.returncode == 0 and not frozen:
-        raise BuildError("the build command ran without the frozen host: it never loaded the library "
-                         "(a statically linked program ignores LD_PRELOAD)",
-                         hint="run it from a dynamically linked program, or set [build] deterministic = false")
-    return proc
+        self._read = self._write = -1
 
-
-def killed_by_trap(returncode: int) -> bool:
-    """A frozen command that started another program: that program dies of SIGSYS at its first stat."""
-    return returncode in (-signal.SIGSYS, 128 + signal.SIGSYS)
+    def check(self, returncode: int, shown: str) -> None:
+        """After the command ended: raise :class:`BuildError` if the frozen host did not hold."""
+        if self._read < 0:
+            return
+        os.close(self._write)
+        self._write = -1
+        with os.fdopen(self._read, "rb") as reports:
+            self._read = -1
+            frozen = b"frozen\n" in reports.read(4096)
+        if returncode in (-signal.SIGSYS, 128 + signal.SIGSYS):
+            raise BuildError(f"build command killed by SIGSYS on the frozen host: {shown}\n"
+                             "it started another program (a wrapper script, a shell), which a frozen command "
+                             "cannot do", hint="give the real program (e.g. the venv's componentize-py) in "
+                             "[build] command, or set [build] deterministic = false")
+        if returncode == 0 and not frozen:
+            raise BuildError("the build command ran without the frozen host: it never loaded the library "
+                             "(a statically linked program ignores LD_PRELOAD)",
+                             hint="run it from a dynamically linked program, or set [build] deterministic = false")
 
 
 def _trusted(path: Path) -> bool:

@@ -116,24 +116,19 @@ def run_command(argv: Sequence[str], cwd: Path, env: Mapping[str, str], shell: b
                 frozen: bool = False) -> None:
     """Run a build step; on failure raise :class:`BuildError` showing the end of its stderr."""
     shown = argv[0] if shell else " ".join(argv)
-    try:
-        if frozen:
-            proc = frozen_host.run(argv[0] if shell else list(argv), cwd, env, shell, BUILD_TIMEOUT_S)
-        else:
+    with frozen_host.Watch(frozen) as watch:
+        try:
             proc = subprocess.run(
-                argv[0] if shell else list(argv), cwd=cwd, env=dict(env), shell=shell,  # shell only when asked
+                argv[0] if shell else list(argv), cwd=cwd, env={**env, **watch.env}, shell=shell,  # shell if asked
                 stdin=subprocess.DEVNULL, capture_output=True, timeout=BUILD_TIMEOUT_S, check=False,
+                pass_fds=watch.fds,
             )
-    except FileNotFoundError:
-        raise BuildError(f"build command not found: {argv[0]!r} (in {cwd})",
-                         hint="install it, or give its full path in [build] command") from None
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"build command timed out after {BUILD_TIMEOUT_S} s: {shown}") from None
-    if frozen and frozen_host.killed_by_trap(proc.returncode):
-        raise BuildError(f"build command killed by SIGSYS on the frozen host: {shown}\n"
-                         "it started another program (a wrapper script, a shell), which a frozen command "
-                         "cannot do", hint="give the real program (e.g. the venv's componentize-py) in "
-                         "[build] command, or set [build] deterministic = false")
+        except FileNotFoundError:
+            raise BuildError(f"build command not found: {argv[0]!r} (in {cwd})",
+                             hint="install it, or give its full path in [build] command") from None
+        except subprocess.TimeoutExpired:
+            raise BuildError(f"build command timed out after {BUILD_TIMEOUT_S} s: {shown}") from None
+        watch.check(proc.returncode, shown)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).decode("utf-8", "replace")[-STDERR_TAIL:].rstrip()
         raise BuildError(f"build command failed with exit status {proc.returncode}: {shown}\n"
