@@ -12,8 +12,6 @@ the connection: no request, no credential reaches the host).
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import ssl
@@ -25,14 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from enarx_pkg._internal import seal
 from enarx_pkg.host.pool import KEEP_CWD, KEEP_ENV, KeepCommand
 from tests.deploy.rawkeep import NSENTER, UNSHARE, Keep, attested, needs_private_mounts
+from tests.fixtures.certs import loopback_ca
 
 STORE = Path(ssl.get_default_verify_paths().openssl_cafile).resolve()
 OPENSSL_CNF = (Path(ssl.get_default_verify_paths().openssl_cafile).parent / "openssl.cnf").resolve()
@@ -45,20 +40,7 @@ pytestmark = needs_private_mounts
 
 def host_ca(tmp: Path) -> tuple[Path, Path]:
     """The host's own CA, whose certificate also serves 127.0.0.1 (certificate PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "the host's CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    crt, pem = tmp / "host-ca.crt", tmp / "host-ca.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return crt, pem
+    return loopback_ca(tmp, "host-ca")
 
 
 def with_host_ca(tmp: Path, crt: Path) -> Path:

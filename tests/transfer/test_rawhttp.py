@@ -5,10 +5,8 @@ A tiny registry on 127.0.0.1 that only serves blobs, so each test controls the c
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import io
-import ipaddress
 import os
 import ssl
 import threading
@@ -17,15 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from enarx_pkg.errors import TransportError
 from enarx_pkg.oci import Client, parse_registry
 from enarx_pkg.oci.transport import Settings
 from enarx_pkg.package import Descriptor
+from tests.fixtures.certs import loopback_ca
 
 BLOB = os.urandom(3 << 20)
 DESC = Descriptor("application/octet-stream", "sha256:" + hashlib.sha256(BLOB).hexdigest(), len(BLOB))
@@ -79,26 +74,9 @@ def test_connection_closed_while_idle_is_replaced(server: ThreadingHTTPServer, m
     assert len(server.connections) == 2  # type: ignore[attr-defined]
 
 
-def _cert(tmp: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    crt, pem = tmp / f"{name}.crt", tmp / f"{name}.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return crt, pem
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    crt, key = _cert(tmp_path, "registry")
+    crt, key = loopback_ca(tmp_path, "registry")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Blobs)
@@ -120,7 +98,7 @@ def test_blob_over_verified_tls(tls_server: tuple[int, Path], monkeypatch: pytes
 def test_untrusted_tls_certificate_is_refused(tls_server: tuple[int, Path], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     port, _ = tls_server
-    other, _ = _cert(tmp_path, "someone-else")
+    other, _ = loopback_ca(tmp_path, "someone-else")
     monkeypatch.setenv("SSL_CERT_FILE", str(other))
     with Client(parse_registry(f"https://127.0.0.1:{port}"), settings=FAST) as c, \
             pytest.raises(TransportError, match=r"TLS failure: the server's certificate is not trusted"):
